@@ -1,0 +1,75 @@
+//! The one error type of the core crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the shared domain.
+///
+/// Envelope variants are *rejection reasons*: later stages count and quarantine
+/// records by them, so each names one cause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("envelope truncated: {len} bytes, at least {min} expected")]
+    Truncated { len: usize, min: usize },
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u8),
+    #[error("no key {key_id} for device {device_id}")]
+    UnknownKey { device_id: String, key_id: u32 },
+    #[error("key {key_id} of device {device_id} is retired")]
+    RetiredKey { device_id: String, key_id: u32 },
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    /// The GCM tag did not verify: the ciphertext, header or device id was
+    /// altered, or the wrong key was used.
+    #[error("envelope failed authentication (tampered, or sealed for another device or key)")]
+    Tampered,
+    #[error("nonce counter exhausted for this boot; rotate the key or reboot")]
+    NonceExhausted,
+    #[error("malformed plaintext: {0}")]
+    MalformedPlaintext(String),
+
+    #[error(
+        "keyring {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    KeyringPermissions { path: PathBuf, mode: u32 },
+    #[error("keyring {path}: {message}")]
+    KeyringFormat { path: PathBuf, message: String },
+
+    #[error("invalid topic {0:?}: expected wenu/{{device_id}}/telemetry")]
+    InvalidTopic(String),
+
+    /// A stream backend failed. `retryable` says whether the same call may
+    /// succeed later (throttling, a full disk that may drain, a lost
+    /// connection) or will keep failing (corruption, bad arguments).
+    #[error("stream backend: {message}")]
+    Stream { message: String, retryable: bool },
+
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Short, stable label for metrics and quarantine partitions.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Truncated { .. } => "truncated",
+            Error::UnsupportedVersion(_) => "unsupported_version",
+            Error::UnknownKey { .. } => "unknown_key",
+            Error::RetiredKey { .. } => "retired_key",
+            Error::UnknownDevice(_) => "unknown_device",
+            Error::Tampered => "tampered",
+            Error::NonceExhausted => "nonce_exhausted",
+            Error::MalformedPlaintext(_) => "malformed_plaintext",
+            Error::KeyringPermissions { .. } => "keyring_permissions",
+            Error::KeyringFormat { .. } => "keyring_format",
+            Error::InvalidTopic(_) => "invalid_topic",
+            Error::Stream { .. } => "stream",
+            Error::Io { .. } => "io",
+        }
+    }
+}

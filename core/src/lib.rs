@@ -1,0 +1,23 @@
+//! Wenu's shared domain crate.
+//!
+//! Everything two or more stages agree on lives here, with no I/O beyond the
+//! keyring file:
+//!
+//! * [`reading`]: the plaintext a device encrypts (a batch of sensor readings with
+//!   a per-device sequence number);
+//! * [`envelope`]: the binary wire format of DESIGN.md §3 (version, key id,
+//!   nonce, AES-256-GCM with the device id bound in the AAD);
+//! * [`keyring`]: per-device keys with key ids, rotation and retirement, stored
+//!   in a file only its owner may read;
+//! * [`stream`]: the port of the durable, replayable stream (Kinesis on AWS, an
+//!   embedded log on one machine);
+//! * [`topic`]: the MQTT topic layout `wenu/{device_id}/telemetry`.
+
+pub mod envelope;
+pub mod error;
+pub mod keyring;
+pub mod reading;
+pub mod stream;
+pub mod topic;
+
+pub use error::{Error, Result};

@@ -1,0 +1,67 @@
+//! The plaintext a device seals into an envelope.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// One message from a device: its sequence number, when it was taken and the
+/// sensor values.
+///
+/// `seq` increases by one per message and survives reboots, so the pipeline can
+/// drop the duplicates that offline buffering produces and count the gaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadingBatch {
+    pub seq: u64,
+    /// Event time, unix milliseconds.
+    pub ts: i64,
+    pub readings: Vec<Reading>,
+}
+
+/// One sensor value as the device measured it, in the device's unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub sensor: String,
+    pub kind: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+impl ReadingBatch {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a reading batch always serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::MalformedPlaintext(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_matches_the_documented_shape() {
+        let batch = ReadingBatch {
+            seq: 7,
+            ts: 1_700_000_000_000,
+            readings: vec![Reading {
+                sensor: "temp-1".into(),
+                kind: "temperature".into(),
+                value: 21.5,
+                unit: "degC".into(),
+            }],
+        };
+        let json: serde_json::Value = serde_json::from_slice(&batch.to_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"seq": 7, "ts": 1_700_000_000_000i64,
+                "readings": [{"sensor": "temp-1", "kind": "temperature", "value": 21.5, "unit": "degC"}]})
+        );
+        assert_eq!(ReadingBatch::from_json(&batch.to_json()).unwrap(), batch);
+        assert!(matches!(
+            ReadingBatch::from_json(b"{\"seq\":1}"),
+            Err(Error::MalformedPlaintext(_))
+        ));
+    }
+}
