@@ -1,0 +1,488 @@
+//! The embedded durable stream: an append-only log in SQLite (WAL mode).
+//!
+//! One writer thread owns the write connection. Appends queue on a bounded
+//! channel; the writer takes every append waiting at that moment and commits
+//! them in one transaction, so many appends share one fsync (group commit)
+//! and a full queue pushes back on the edge instead of growing memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+use wenu_core::stream::{NewRecord, Position, Record, StartAt, Stream, StreamInfo};
+use wenu_core::{Error, Result};
+
+use crate::sqlite::{open_durable, open_read_only, stream_error};
+
+/// Tuning of the embedded stream.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Records older than this are deleted by [`SqliteStream::sweep_retention`].
+    pub retention: Duration,
+    /// Appends waiting for the writer; beyond this, `append` waits (backpressure).
+    pub queue_depth: usize,
+    /// Most records committed in one transaction.
+    pub max_group_records: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(24 * 3600),
+            queue_depth: 1024,
+            max_group_records: 8192,
+        }
+    }
+}
+
+/// What one retention sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub deleted: u64,
+    /// Deleted records that some consumer had not yet checkpointed past: the
+    /// retention period forced them out before that consumer caught up.
+    pub deleted_unconsumed: u64,
+}
+
+enum WriteJob {
+    Append {
+        records: Vec<NewRecord>,
+        reply: oneshot::Sender<Result<Vec<Position>>>,
+    },
+    Checkpoint {
+        consumer: String,
+        position: Position,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Sweep {
+        cutoff: i64,
+        reply: oneshot::Sender<Result<RetentionReport>>,
+    },
+}
+
+/// The embedded implementation of the [`Stream`] port.
+#[derive(Clone)]
+pub struct SqliteStream {
+    writer: mpsc::Sender<WriteJob>,
+    reader: Arc<Mutex<Connection>>,
+    options: StreamOptions,
+    commits: Arc<AtomicU64>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    position    INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id   TEXT    NOT NULL,
+    topic       TEXT    NOT NULL,
+    received_at INTEGER NOT NULL,
+    payload     BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_received_at ON records (received_at);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer   TEXT    PRIMARY KEY,
+    position   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+";
+
+/// Deleting in chunks keeps each sweep transaction short, so appends queued
+/// behind it wait milliseconds, not seconds.
+const SWEEP_CHUNK: i64 = 10_000;
+
+impl SqliteStream {
+    /// Opens (creating if needed) the log at `path` and starts its writer thread.
+    pub fn open(path: &Path, options: StreamOptions) -> Result<Self> {
+        let conn = open_durable(path).map_err(stream_error)?;
+        conn.execute_batch(SCHEMA).map_err(stream_error)?;
+        let reader = open_read_only(path).map_err(stream_error)?;
+        let (writer, jobs) = mpsc::channel(options.queue_depth);
+        let max_group = options.max_group_records;
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer_commits = commits.clone();
+        std::thread::Builder::new()
+            .name("wenu-stream-writer".into())
+            .spawn(move || run_writer(conn, jobs, max_group, &writer_commits))
+            .map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            writer,
+            reader: Arc::new(Mutex::new(reader)),
+            options,
+            commits,
+        })
+    }
+
+    /// Reads what the log holds without starting a writer: for `wenu status`,
+    /// which must work whether or not a server has the log open.
+    pub fn inspect(path: &Path) -> Result<(StreamInfo, Vec<(String, Position)>, RetentionReport)> {
+        let conn = open_read_only(path).map_err(stream_error)?;
+        let info = query_info(&conn).map_err(stream_error)?;
+        let checkpoints = query_checkpoints(&conn).map_err(stream_error)?;
+        let totals = RetentionReport {
+            deleted: read_counter(&conn, "retention_deleted").map_err(stream_error)?,
+            deleted_unconsumed: read_counter(&conn, "retention_deleted_unconsumed")
+                .map_err(stream_error)?,
+        };
+        Ok((info, checkpoints, totals))
+    }
+
+    pub fn default_path(data_dir: &Path) -> PathBuf {
+        data_dir.join("stream.db")
+    }
+
+    /// Deletes records received before `now - retention`, in chunks. Records a
+    /// consumer has not checkpointed past are deleted only because retention
+    /// forces it; they are counted in `deleted_unconsumed` and in the metric
+    /// `wenu_stream_retention_deleted_unconsumed_total`.
+    ///
+    /// `now_ms` is passed in so tests drive time without sleeping.
+    pub async fn sweep_retention(&self, now_ms: i64) -> Result<RetentionReport> {
+        let cutoff = now_ms - self.options.retention.as_millis() as i64;
+        let mut total = RetentionReport::default();
+        loop {
+            let (reply, answer) = oneshot::channel();
+            self.send(WriteJob::Sweep { cutoff, reply }).await?;
+            let chunk = answer.await.map_err(|_| writer_gone())??;
+            total.deleted += chunk.deleted;
+            total.deleted_unconsumed += chunk.deleted_unconsumed;
+            if chunk.deleted < SWEEP_CHUNK as u64 {
+                break;
+            }
+        }
+        metrics::counter!("wenu_stream_retention_deleted_total").increment(total.deleted);
+        metrics::counter!("wenu_stream_retention_deleted_unconsumed_total")
+            .increment(total.deleted_unconsumed);
+        if total.deleted_unconsumed > 0 {
+            tracing::warn!(
+                records = total.deleted_unconsumed,
+                "retention deleted records a consumer had not processed"
+            );
+        }
+        Ok(total)
+    }
+
+    /// Transactions (hence fsyncs) committed since this handle opened the log.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Write jobs waiting for the writer: how far behind the disk is.
+    pub fn queued(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
+    }
+
+    /// All named consumers and their checkpoints.
+    pub async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
+        self.with_reader(|conn| query_checkpoints(conn)).await
+    }
+
+    async fn send(&self, job: WriteJob) -> Result<()> {
+        self.writer.send(job).await.map_err(|_| writer_gone())
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().expect("reader connection poisoned");
+            query(&conn).map_err(stream_error)
+        })
+        .await
+        .map_err(|e| Error::Stream {
+            message: format!("reader task failed: {e}"),
+            retryable: true,
+        })?
+    }
+}
+
+fn writer_gone() -> Error {
+    Error::Stream {
+        message: "stream writer has stopped".into(),
+        retryable: false,
+    }
+}
+
+#[async_trait]
+impl Stream for SqliteStream {
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Position>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(WriteJob::Append { records, reply }).await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    async fn read(&self, start: StartAt, max_records: usize) -> Result<Vec<Record>> {
+        self.with_reader(move |conn| {
+            let from = match start {
+                StartAt::Oldest => 0,
+                StartAt::Position(Position(p)) => p as i64,
+                StartAt::Timestamp(ts) => conn
+                    .query_row(
+                        "SELECT min(position) FROM records WHERE received_at >= ?1",
+                        [ts],
+                        |r| r.get::<_, Option<i64>>(0),
+                    )?
+                    .unwrap_or(i64::MAX),
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT position, device_id, topic, received_at, payload FROM records
+                 WHERE position >= ?1 ORDER BY position LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![from, max_records as i64], |r| {
+                Ok(Record {
+                    position: Position(r.get::<_, i64>(0)? as u64),
+                    device_id: r.get(1)?,
+                    topic: r.get(2)?,
+                    received_at: r.get(3)?,
+                    payload: Bytes::from(r.get::<_, Vec<u8>>(4)?),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>> {
+        let consumer = consumer.to_owned();
+        self.with_reader(move |conn| {
+            conn.query_row(
+                "SELECT position FROM checkpoints WHERE consumer = ?1",
+                [consumer],
+                |r| Ok(Position(r.get::<_, i64>(0)? as u64)),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn commit_checkpoint(&self, consumer: &str, position: Position) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(WriteJob::Checkpoint {
+            consumer: consumer.to_owned(),
+            position,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    async fn info(&self) -> Result<StreamInfo> {
+        self.with_reader(query_info).await
+    }
+}
+
+/// The writer loop: one transaction (one fsync) per group of waiting jobs.
+fn run_writer(
+    mut conn: Connection,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    max_group: usize,
+    commits: &AtomicU64,
+) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut group = vec![first];
+        let mut records = group_records(&group[0]);
+        while records < max_group {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    records += group_records(&job);
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, group);
+        commits.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!("stream writer stopped: every handle dropped");
+}
+
+fn group_records(job: &WriteJob) -> usize {
+    match job {
+        WriteJob::Append { records, .. } => records.len(),
+        _ => 1,
+    }
+}
+
+/// Applies a group of jobs in one transaction and answers each. If the commit
+/// fails, every job of the group gets the error: none of them is durable.
+fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) {
+    let outcome = (|| {
+        let tx = conn.transaction()?;
+        let mut results = Vec::with_capacity(group.len());
+        for job in &group {
+            results.push(apply(&tx, job)?);
+        }
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            let appended: usize = group.iter().map(group_records).sum();
+            metrics::counter!("wenu_stream_commits_total").increment(1);
+            metrics::histogram!("wenu_stream_commit_group_records").record(appended as f64);
+            for (job, result) in group.into_iter().zip(results) {
+                answer(job, result);
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "stream commit failed; nothing in this group is acknowledged");
+            metrics::counter!("wenu_stream_commit_failures_total").increment(1);
+            let err = stream_error(err);
+            for job in group {
+                let err = clone_stream_error(&err);
+                match job {
+                    WriteJob::Append { reply, .. } => drop(reply.send(Err(err))),
+                    WriteJob::Checkpoint { reply, .. } => drop(reply.send(Err(err))),
+                    WriteJob::Sweep { reply, .. } => drop(reply.send(Err(err))),
+                }
+            }
+        }
+    }
+}
+
+fn clone_stream_error(err: &Error) -> Error {
+    let retryable = matches!(
+        err,
+        Error::Stream {
+            retryable: true,
+            ..
+        }
+    );
+    Error::Stream {
+        message: err.to_string(),
+        retryable,
+    }
+}
+
+enum Applied {
+    Appended(Vec<Position>),
+    Checkpointed,
+    Swept(RetentionReport),
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, job: &WriteJob) -> rusqlite::Result<Applied> {
+    match job {
+        WriteJob::Append { records, .. } => {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO records (device_id, topic, received_at, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut positions = Vec::with_capacity(records.len());
+            for r in records {
+                insert.execute(params![r.device_id, r.topic, r.received_at, &r.payload[..]])?;
+                positions.push(Position(tx.last_insert_rowid() as u64));
+            }
+            Ok(Applied::Appended(positions))
+        }
+        WriteJob::Checkpoint {
+            consumer, position, ..
+        } => {
+            tx.execute(
+                "INSERT INTO checkpoints (consumer, position) VALUES (?1, ?2)
+                 ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
+                params![consumer, position.0 as i64],
+            )?;
+            Ok(Applied::Checkpointed)
+        }
+        WriteJob::Sweep { cutoff, .. } => {
+            let last: Option<i64> = tx.query_row(
+                "SELECT max(position) FROM (SELECT position FROM records WHERE received_at < ?1
+                 ORDER BY position LIMIT ?2)",
+                params![cutoff, SWEEP_CHUNK],
+                |r| r.get(0),
+            )?;
+            let Some(last) = last else {
+                return Ok(Applied::Swept(RetentionReport::default()));
+            };
+            let slowest: Option<i64> =
+                tx.query_row("SELECT min(position) FROM checkpoints", [], |r| r.get(0))?;
+            let unconsumed: i64 = match slowest {
+                Some(slowest) => tx.query_row(
+                    "SELECT count(*) FROM records WHERE received_at < ?1 AND position <= ?2 AND position > ?3",
+                    params![cutoff, last, slowest],
+                    |r| r.get(0),
+                )?,
+                None => 0,
+            };
+            let deleted = tx.execute(
+                "DELETE FROM records WHERE received_at < ?1 AND position <= ?2",
+                params![cutoff, last],
+            )?;
+            add_counter(tx, "retention_deleted", deleted as i64)?;
+            add_counter(tx, "retention_deleted_unconsumed", unconsumed)?;
+            Ok(Applied::Swept(RetentionReport {
+                deleted: deleted as u64,
+                deleted_unconsumed: unconsumed as u64,
+            }))
+        }
+    }
+}
+
+fn answer(job: WriteJob, result: Applied) {
+    // A caller that gave up waiting dropped its receiver; nothing to tell it.
+    match (job, result) {
+        (WriteJob::Append { reply, .. }, Applied::Appended(p)) => drop(reply.send(Ok(p))),
+        (WriteJob::Checkpoint { reply, .. }, Applied::Checkpointed) => drop(reply.send(Ok(()))),
+        (WriteJob::Sweep { reply, .. }, Applied::Swept(r)) => drop(reply.send(Ok(r))),
+        _ => unreachable!("apply answers each job with its own kind"),
+    }
+}
+
+fn add_counter(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        params![name, by],
+    )?;
+    Ok(())
+}
+
+fn read_counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    let value: Option<i64> = conn
+        .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(value.unwrap_or(0) as u64)
+}
+
+fn query_info(conn: &Connection) -> rusqlite::Result<StreamInfo> {
+    conn.query_row(
+        "SELECT count(*), min(position), max(position),
+                (SELECT received_at FROM records ORDER BY position ASC LIMIT 1),
+                (SELECT received_at FROM records ORDER BY position DESC LIMIT 1)
+         FROM records",
+        [],
+        |r| {
+            Ok(StreamInfo {
+                records: r.get::<_, i64>(0)? as u64,
+                oldest: r.get::<_, Option<i64>>(1)?.map(|p| Position(p as u64)),
+                newest: r.get::<_, Option<i64>>(2)?.map(|p| Position(p as u64)),
+                oldest_received_at: r.get(3)?,
+                newest_received_at: r.get(4)?,
+            })
+        },
+    )
+}
+
+fn query_checkpoints(conn: &Connection) -> rusqlite::Result<Vec<(String, Position)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT consumer, position FROM checkpoints ORDER BY consumer")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, Position(r.get::<_, i64>(1)? as u64)))
+    })?;
+    rows.collect()
+}
