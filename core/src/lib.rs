@@ -11,10 +11,12 @@
 //!   in a file only its owner may read;
 //! * [`stream`]: the port of the durable, replayable stream (Kinesis on AWS, an
 //!   embedded log on one machine);
+//! * [`fleet`]: the provisioning file a fleet of devices (or the simulator) holds;
 //! * [`topic`]: the MQTT topic layout `wenu/{device_id}/telemetry`.
 
 pub mod envelope;
 pub mod error;
+pub mod fleet;
 pub mod keyring;
 pub mod reading;
 pub mod stream;

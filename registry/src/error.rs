@@ -1,0 +1,23 @@
+//! The one error type of the registry.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("registry database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("registry schema migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("unknown company {0}")]
+    UnknownCompany(String),
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    #[error("device {0} already exists")]
+    DeviceExists(String),
+    #[error("invalid id {0:?}: use 1-64 ASCII letters, digits, '-' or '_'")]
+    InvalidId(String),
+    #[error("password hashing: {0}")]
+    PasswordHash(String),
+    #[error(transparent)]
+    Core(#[from] wenu_core::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
