@@ -1,0 +1,196 @@
+//! The rmqtt hooks: translate MQTT events into the edge's policy decisions
+//! and the durable append.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
+use rmqtt::session::Session;
+use rmqtt::types::{
+    AuthResult, ConnectInfo, Publish, PublishAclResult, PublishResult, SubscribeAclResult,
+};
+use wenu_core::stream::{NewRecord, Stream};
+use wenu_registry::{AuthOutcome, Registry};
+
+use crate::EdgeCounters;
+use crate::policy::{Claim, ConnectRefusal, Identity, PublishRefusal, check_publish, identify};
+
+/// MQTT protocol level of version 5.
+const MQTT_5: u8 = 5;
+
+pub(crate) struct EdgeHooks {
+    pub stream: Arc<dyn Stream>,
+    pub registry: Registry,
+    pub counters: Arc<EdgeCounters>,
+    pub max_payload_bytes: usize,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+#[async_trait]
+impl Handler for EdgeHooks {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(info) => (
+                false,
+                Some(HookResult::AuthResult(self.authenticate(info).await)),
+            ),
+            Parameter::MessagePublishCheckAcl(session, publish) => (
+                false,
+                Some(HookResult::PublishAclResult(
+                    self.publish(session, publish).await,
+                )),
+            ),
+            // Devices only publish; nothing is offered to subscribers yet.
+            Parameter::ClientSubscribeCheckAcl(_, _) => (
+                false,
+                Some(HookResult::SubscribeAclResult(
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized),
+                )),
+            ),
+            Parameter::ClientConnected(_) => {
+                self.counters.connected();
+                (true, acc)
+            }
+            Parameter::ClientDisconnected(_, _) => {
+                self.counters.disconnected();
+                (true, acc)
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
+impl EdgeHooks {
+    async fn authenticate(&self, info: &ConnectInfo) -> AuthResult {
+        match self.identify_device(info).await {
+            Ok(device_id) => {
+                tracing::debug!(device = %device_id, "device connected");
+                self.counters.connect_accepted();
+                // Never a superuser: rmqtt skips the publish hook, hence the
+                // durable append, for superuser sessions.
+                AuthResult::Allow(false, None)
+            }
+            Err(refusal) => {
+                tracing::info!(username = ?info.username(), reason = refusal.label(), "connection refused");
+                self.counters.connect_refused(refusal.label());
+                match refusal {
+                    ConnectRefusal::BadPassword
+                    | ConnectRefusal::UnknownDevice
+                    | ConnectRefusal::NoCredentials => AuthResult::BadUsernameOrPassword,
+                    _ => AuthResult::NotAuthorized,
+                }
+            }
+        }
+    }
+
+    async fn identify_device(&self, info: &ConnectInfo) -> Result<String, ConnectRefusal> {
+        let username = info.username().map(|u| u.to_string());
+        let certificate_name = info
+            .cert()
+            .map(|c| c.common_name.clone().unwrap_or_default());
+        let claim = Claim {
+            username: username.as_deref(),
+            has_password: info.password().is_some(),
+            certificate_name: certificate_name.as_deref(),
+        };
+        let identity = identify(claim)?;
+        let registry = self.registry.clone();
+        let (device_id, password) = match identity {
+            Identity::Password(device) => {
+                let password = info
+                    .password()
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                (device.to_owned(), password)
+            }
+            Identity::Certificate(device) => (device.to_owned(), None),
+        };
+        let lookup_id = device_id.clone();
+        // Argon2 verification is deliberately slow: keep it off the I/O threads.
+        let outcome = tokio::task::spawn_blocking(move || match password {
+            Some(password) => registry.authenticate(&lookup_id, &password),
+            None => registry.authenticate_by_certificate(&lookup_id),
+        })
+        .await;
+        match outcome {
+            Ok(Ok(AuthOutcome::Allowed(_))) => Ok(device_id),
+            Ok(Ok(AuthOutcome::UnknownDevice)) => Err(ConnectRefusal::UnknownDevice),
+            Ok(Ok(AuthOutcome::BadPassword)) => Err(ConnectRefusal::BadPassword),
+            Ok(Ok(AuthOutcome::Disabled)) => Err(ConnectRefusal::Disabled),
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "registry lookup failed");
+                Err(ConnectRefusal::RegistryUnavailable)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "registry lookup task failed");
+                Err(ConnectRefusal::RegistryUnavailable)
+            }
+        }
+    }
+
+    async fn publish(&self, session: &Session, publish: &Publish) -> PublishAclResult {
+        let v5 = session.protocol().await.is_ok_and(|level| level == MQTT_5);
+        let device_id = match &session.id.username {
+            Some(username) => username.to_string(),
+            None => match session.connect_info().await {
+                Ok(info) => info
+                    .cert()
+                    .and_then(|c| c.common_name.clone())
+                    .unwrap_or_default(),
+                Err(_) => String::new(),
+            },
+        };
+        if let Err(refusal) = check_publish(
+            &device_id,
+            &publish.topic,
+            publish.payload.len(),
+            self.max_payload_bytes,
+        ) {
+            tracing::info!(device = %device_id, topic = %publish.topic, reason = refusal.label(), "publish refused");
+            return self.refuse(refusal, v5);
+        }
+        let record = NewRecord {
+            device_id,
+            topic: publish.topic.to_string(),
+            received_at: now_ms(),
+            payload: publish.payload.clone(),
+        };
+        let started = Instant::now();
+        match self.stream.append(vec![record]).await {
+            Ok(_) => {
+                metrics::histogram!("wenu_edge_append_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                self.counters.publish_accepted(publish.payload.len());
+                PublishAclResult::allow()
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "stream append failed; publish not acknowledged");
+                self.refuse(PublishRefusal::StreamUnavailable, v5)
+            }
+        }
+    }
+
+    /// MQTT 5 carries the refusal in the PUBACK; a 3.1.1 PUBACK cannot say no,
+    /// so there the connection is closed and the device keeps its copy.
+    fn refuse(&self, refusal: PublishRefusal, v5: bool) -> PublishAclResult {
+        self.counters.publish_refused(refusal.label());
+        let reason = match refusal {
+            PublishRefusal::InvalidTopic => PublishAckReason::TopicNameInvalid,
+            PublishRefusal::ForeignTopic => PublishAckReason::NotAuthorized,
+            PublishRefusal::Oversized { .. } => PublishAckReason::ImplementationSpecificError,
+            PublishRefusal::StreamUnavailable => PublishAckReason::QuotaExceeded,
+        };
+        PublishAclResult(PublishResult::reason_code(
+            reason,
+            Some(refusal.label().into()),
+            !v5,
+        ))
+    }
+}
