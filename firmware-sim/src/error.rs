@@ -1,0 +1,21 @@
+//! The one error type of the simulator.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("report file {path}: {source}")]
+    Report {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("client certificate of {device}: {source}")]
+    ClientCertificate {
+        device: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Core(#[from] wenu_core::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! A simulated fleet of field sensors, for the demo, the tests and the
+//! benchmarks.
+//!
+//! Each device behaves like real firmware: one MQTT connection, a sequence
+//! number that only grows, a fresh nonce prefix per boot, readings sealed with
+//! its key, and a bounded offline buffer of unacknowledged messages that it
+//! sends again after reconnecting. Fault modes ([`Fault`]) make some devices
+//! misbehave for the later stages to catch.
+
+mod device;
+mod error;
+mod fleet_run;
+mod signal;
+
+pub use error::{Error, Result};
+pub use fleet_run::{FleetReport, SimConfig, SimTls, run_fleet};
+pub use signal::{Fault, SensorSignal};
