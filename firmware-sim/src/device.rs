@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::{mpsc, watch};
 use wenu_core::envelope::{NonceSequence, seal};
 use wenu_core::fleet::FleetDevice;
@@ -53,9 +55,13 @@ impl Device {
         let mut firmware = Firmware::boot(self.index, &self.identity, self.fault, &config);
         let mut totals = DeviceTotals::default();
         let topic = telemetry_topic(&id);
+        let (events, mut event_rx) = mpsc::channel(256);
+        let reconnect_delay = config.reconnect_delay;
+        // `EventLoop::poll` must not be cancelled mid-connect, so it runs in a
+        // task of its own and the device loop selects on its events.
+        let driver = tokio::spawn(drive(eventloop, events, reconnect_delay));
         let mut link = Link {
             client,
-            eventloop,
             inflight: HashMap::new(),
             submitted: VecDeque::new(),
             unsent: VecDeque::new(),
@@ -69,11 +75,16 @@ impl Device {
         let mut drain_deadline: Option<tokio::time::Instant> = None;
 
         loop {
-            if producing && (*stop.borrow() || config.per_device.is_some_and(|n| firmware.produced >= n)) {
+            if producing
+                && (*stop.borrow() || config.per_device.is_some_and(|n| firmware.produced >= n))
+            {
                 producing = false;
                 drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
             }
-            if !producing && (unacked.is_empty() || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d)) {
+            if !producing
+                && (unacked.is_empty()
+                    || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d))
+            {
                 break;
             }
             link.pump(&topic, &unacked);
@@ -92,7 +103,7 @@ impl Device {
                         totals.sent += 1;
                     }
                 }
-                event = link.eventloop.poll() => match event {
+                Some(event) = event_rx.recv() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                         totals.connects += 1;
                         if !connack.session_present {
@@ -119,10 +130,6 @@ impl Device {
                     Err(err) => {
                         totals.connection_errors += 1;
                         tracing::debug!(device = %id, error = %err, "connection lost; reconnecting");
-                        tokio::select! {
-                            _ = tokio::time::sleep(config.reconnect_delay) => {}
-                            _ = stop.changed() => {}
-                        }
                     }
                 },
                 _ = stop.changed(), if producing => {}
@@ -130,6 +137,7 @@ impl Device {
         }
         totals.unacked_at_exit = unacked.len() as u64;
         let _ = link.client.try_disconnect();
+        driver.abort();
         totals
     }
 }
@@ -137,7 +145,6 @@ impl Device {
 /// The MQTT client with the bookkeeping that maps packet ids to sequence numbers.
 struct Link {
     client: AsyncClient,
-    eventloop: EventLoop,
     /// Packet id → seq of publishes written to the connection.
     inflight: HashMap<u16, u64>,
     /// Seqs handed to the client, in order, not yet written.
@@ -152,9 +159,17 @@ impl Link {
     /// Hands buffered messages to the client while the window has room.
     fn pump(&mut self, topic: &str, unacked: &BTreeMap<u64, Pending>) {
         while self.inflight.len() + self.submitted.len() < self.window {
-            let Some(seq) = self.unsent.pop_front() else { break };
-            let Some(pending) = unacked.get(&seq) else { continue };
-            if self.client.try_publish(topic, QoS::AtLeastOnce, false, pending.envelope.clone()).is_err() {
+            let Some(seq) = self.unsent.pop_front() else {
+                break;
+            };
+            let Some(pending) = unacked.get(&seq) else {
+                continue;
+            };
+            if self
+                .client
+                .try_publish(topic, QoS::AtLeastOnce, false, pending.envelope.clone())
+                .is_err()
+            {
                 self.unsent.push_front(seq);
                 break;
             }
@@ -169,6 +184,24 @@ impl Link {
             if let Some(seq) = self.submitted.pop_front() {
                 slot.insert(seq);
             }
+        }
+    }
+}
+
+/// Polls the MQTT event loop, reconnecting after a pause when the connection fails.
+async fn drive(
+    mut eventloop: EventLoop,
+    events: mpsc::Sender<Result<Event, rumqttc::ConnectionError>>,
+    reconnect_delay: Duration,
+) {
+    loop {
+        let event = eventloop.poll().await;
+        let failed = event.is_err();
+        if events.send(event).await.is_err() {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(reconnect_delay).await;
         }
     }
 }
@@ -189,7 +222,12 @@ struct Firmware {
 }
 
 impl Firmware {
-    fn boot(index: usize, identity: &FleetDevice, fault: Option<Fault>, config: &SimConfig) -> Self {
+    fn boot(
+        index: usize,
+        identity: &FleetDevice,
+        fault: Option<Fault>,
+        config: &SimConfig,
+    ) -> Self {
         let mut rng = SmallRng::seed_from_u64(config.seed ^ index as u64);
         let key = match fault {
             Some(Fault::WrongKey) => SecretKey::generate(),
@@ -225,12 +263,20 @@ impl Firmware {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.produced += 1;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
         let mut readings = Vec::new();
         for _ in 0..self.readings_per_message {
             readings.extend(take_readings(&self.sensors, now, self.fault, &mut self.rng));
         }
-        let plaintext = ReadingBatch { seq, ts: now, readings }.to_json();
+        let plaintext = ReadingBatch {
+            seq,
+            ts: now,
+            readings,
+        }
+        .to_json();
         let nonce = self.nonces.next_nonce().expect("2^64 messages per boot");
         let mut envelope = seal(&self.device_id, self.key_id, &self.key, nonce, &plaintext);
         if self.fault == Some(Fault::Tamper) && self.rng.gen_ratio(1, 5) {

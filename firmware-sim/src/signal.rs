@@ -34,7 +34,9 @@ impl FromStr for Fault {
             "replay" => Ok(Fault::Replay),
             "tamper" => Ok(Fault::Tamper),
             "wrong-key" => Ok(Fault::WrongKey),
-            other => Err(format!("unknown fault {other:?}: stuck, spike, gap, replay, tamper or wrong-key")),
+            other => Err(format!(
+                "unknown fault {other:?}: stuck, spike, gap, replay, tamper or wrong-key"
+            )),
         }
     }
 }
@@ -65,28 +67,39 @@ impl SensorSignal {
         let count = 2 + index % 3;
         all.iter()
             .take(count)
-            .map(|&(sensor, kind, unit, base, amplitude, noise)| SensorSignal {
-                sensor,
-                kind,
-                unit,
-                base: base + rng.gen_range(-1.0..1.0) * amplitude * 0.2,
-                amplitude,
-                noise,
-                period_ms: 600_000.0 * rng.gen_range(0.8..1.2),
-                phase: rng.gen_range(0.0..std::f64::consts::TAU),
-            })
+            .map(
+                |&(sensor, kind, unit, base, amplitude, noise)| SensorSignal {
+                    sensor,
+                    kind,
+                    unit,
+                    base: base + rng.gen_range(-1.0..1.0) * amplitude * 0.2,
+                    amplitude,
+                    noise,
+                    period_ms: 600_000.0 * rng.gen_range(0.8..1.2),
+                    phase: rng.gen_range(0.0..std::f64::consts::TAU),
+                },
+            )
             .collect()
     }
 
     pub fn sample(&self, ts_ms: i64, rng: &mut SmallRng) -> f64 {
         let cycle = (ts_ms as f64 / self.period_ms * std::f64::consts::TAU + self.phase).sin();
         let value = self.base + self.amplitude * cycle + rng.gen_range(-1.0..1.0) * self.noise;
-        if self.kind == "vibration" { value.abs() } else { value }
+        if self.kind == "vibration" {
+            value.abs()
+        } else {
+            value
+        }
     }
 }
 
 /// The readings a device takes at `ts_ms`, faults applied.
-pub fn take_readings(sensors: &[SensorSignal], ts_ms: i64, fault: Option<Fault>, rng: &mut SmallRng) -> Vec<Reading> {
+pub fn take_readings(
+    sensors: &[SensorSignal],
+    ts_ms: i64,
+    fault: Option<Fault>,
+    rng: &mut SmallRng,
+) -> Vec<Reading> {
     sensors
         .iter()
         .map(|s| {
@@ -95,7 +108,12 @@ pub fn take_readings(sensors: &[SensorSignal], ts_ms: i64, fault: Option<Fault>,
                 Some(Fault::Spike) if rng.gen_ratio(1, 20) => s.sample(ts_ms, rng) * 100.0,
                 _ => s.sample(ts_ms, rng),
             };
-            Reading { sensor: s.sensor.into(), kind: s.kind.into(), value, unit: s.unit.into() }
+            Reading {
+                sensor: s.sensor.into(),
+                kind: s.kind.into(),
+                value,
+                unit: s.unit.into(),
+            }
         })
         .collect()
 }
@@ -118,7 +136,9 @@ mod tests {
                 }
             }
         }
-        let stuck: Vec<_> = (0..10).map(|t| take_readings(&sensors, t * 1000, Some(Fault::Stuck), &mut rng)[0].value).collect();
+        let stuck: Vec<_> = (0..10)
+            .map(|t| take_readings(&sensors, t * 1000, Some(Fault::Stuck), &mut rng)[0].value)
+            .collect();
         assert!(stuck.windows(2).all(|w| w[0] == w[1]));
         assert_eq!("wrong-key".parse::<Fault>(), Ok(Fault::WrongKey));
         assert!("melt".parse::<Fault>().is_err());

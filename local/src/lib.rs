@@ -6,4 +6,4 @@
 mod sqlite;
 mod stream;
 
-pub use stream::{RetentionReport, SqliteStream, StreamOptions};
+pub use stream::{LogInspection, RetentionReport, SqliteStream, StreamOptions};

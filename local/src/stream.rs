@@ -49,6 +49,15 @@ pub struct RetentionReport {
     pub deleted_unconsumed: u64,
 }
 
+/// What [`SqliteStream::inspect`] found.
+#[derive(Debug, Clone, Default)]
+pub struct LogInspection {
+    pub info: StreamInfo,
+    pub checkpoints: Vec<(String, Position)>,
+    /// Retention sweeps' totals since the log was created.
+    pub retention_totals: RetentionReport,
+}
+
 enum WriteJob {
     Append {
         records: Vec<NewRecord>,
@@ -63,6 +72,8 @@ enum WriteJob {
         cutoff: i64,
         reply: oneshot::Sender<Result<RetentionReport>>,
     },
+    /// Answers once every job queued before it is committed.
+    Flush { reply: oneshot::Sender<Result<()>> },
 }
 
 /// The embedded implementation of the [`Stream`] port.
@@ -124,7 +135,7 @@ impl SqliteStream {
 
     /// Reads what the log holds without starting a writer: for `wenu status`,
     /// which must work whether or not a server has the log open.
-    pub fn inspect(path: &Path) -> Result<(StreamInfo, Vec<(String, Position)>, RetentionReport)> {
+    pub fn inspect(path: &Path) -> Result<LogInspection> {
         let conn = open_read_only(path).map_err(stream_error)?;
         let info = query_info(&conn).map_err(stream_error)?;
         let checkpoints = query_checkpoints(&conn).map_err(stream_error)?;
@@ -133,7 +144,11 @@ impl SqliteStream {
             deleted_unconsumed: read_counter(&conn, "retention_deleted_unconsumed")
                 .map_err(stream_error)?,
         };
-        Ok((info, checkpoints, totals))
+        Ok(LogInspection {
+            info,
+            checkpoints,
+            retention_totals: totals,
+        })
     }
 
     pub fn default_path(data_dir: &Path) -> PathBuf {
@@ -176,6 +191,13 @@ impl SqliteStream {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// Waits until every append queued so far is committed: for a clean shutdown.
+    pub async fn flush(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(WriteJob::Flush { reply }).await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
     /// Write jobs waiting for the writer: how far behind the disk is.
     pub fn queued(&self) -> usize {
         self.writer.max_capacity() - self.writer.capacity()
@@ -183,7 +205,7 @@ impl SqliteStream {
 
     /// All named consumers and their checkpoints.
     pub async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
-        self.with_reader(|conn| query_checkpoints(conn)).await
+        self.with_reader(query_checkpoints).await
     }
 
     async fn send(&self, job: WriteJob) -> Result<()> {
@@ -348,6 +370,7 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) {
                     WriteJob::Append { reply, .. } => drop(reply.send(Err(err))),
                     WriteJob::Checkpoint { reply, .. } => drop(reply.send(Err(err))),
                     WriteJob::Sweep { reply, .. } => drop(reply.send(Err(err))),
+                    WriteJob::Flush { reply } => drop(reply.send(Err(err))),
                 }
             }
         }
@@ -372,6 +395,7 @@ enum Applied {
     Appended(Vec<Position>),
     Checkpointed,
     Swept(RetentionReport),
+    Flushed,
 }
 
 fn apply(tx: &rusqlite::Transaction<'_>, job: &WriteJob) -> rusqlite::Result<Applied> {
@@ -397,6 +421,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, job: &WriteJob) -> rusqlite::Result<App
             )?;
             Ok(Applied::Checkpointed)
         }
+        WriteJob::Flush { .. } => Ok(Applied::Flushed),
         WriteJob::Sweep { cutoff, .. } => {
             let last: Option<i64> = tx.query_row(
                 "SELECT max(position) FROM (SELECT position FROM records WHERE received_at < ?1
@@ -437,6 +462,7 @@ fn answer(job: WriteJob, result: Applied) {
         (WriteJob::Append { reply, .. }, Applied::Appended(p)) => drop(reply.send(Ok(p))),
         (WriteJob::Checkpoint { reply, .. }, Applied::Checkpointed) => drop(reply.send(Ok(()))),
         (WriteJob::Sweep { reply, .. }, Applied::Swept(r)) => drop(reply.send(Ok(r))),
+        (WriteJob::Flush { reply }, Applied::Flushed) => drop(reply.send(Ok(()))),
         _ => unreachable!("apply answers each job with its own kind"),
     }
 }

@@ -130,7 +130,9 @@ async fn retention_deletes_old_records_and_counts_unconsumed_ones() {
             .deleted,
         0
     );
-    let (_, _, totals) = SqliteStream::inspect(&dir.path().join("stream.db")).unwrap();
+    let totals = SqliteStream::inspect(&dir.path().join("stream.db"))
+        .unwrap()
+        .retention_totals;
     assert_eq!((totals.deleted, totals.deleted_unconsumed), (9, 6));
 }
 

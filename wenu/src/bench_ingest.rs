@@ -1,0 +1,155 @@
+//! `wenu bench ingest`: the same simulated load against Wenu's edge (durable
+//! group commit before every PUBACK) and against Mosquitto (default settings,
+//! no persistence), one after the other on this machine.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+use tokio::sync::watch;
+use wenu_core::fleet::Fleet;
+use wenu_core::keyring::Keyring;
+use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
+use wenu_registry::{Registry, provision_fleet};
+
+use crate::config::Config;
+use crate::serve::Server;
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Connections (one simulated device each).
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// QoS 1 messages per connection.
+    #[arg(long, default_value_t = 500)]
+    messages: u64,
+    /// Publishes in flight per connection.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// Skip the Mosquitto baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Mosquitto binary for the baseline.
+    #[arg(long, default_value = "mosquitto")]
+    mosquitto: String,
+}
+
+pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("wenu-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    config.data_dir = scratch.clone();
+    config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.mqtt.tls = None;
+    config.http.listen = None;
+
+    eprintln!("provisioning {} devices…", args.connections);
+    let registry = Registry::open(&Registry::default_path(&scratch))?;
+    let mut keyring = Keyring::default();
+    let fleet = Fleet {
+        devices: provision_fleet(&registry, &mut keyring, "bench", args.connections)?,
+    };
+    keyring.save(&scratch.join("keyring.json"))?;
+
+    let server = Server::start(&config).await?;
+    let wenu_port = server.edge.tcp_addr().expect("listening").port();
+    eprintln!(
+        "wenu: {} connections × {} messages…",
+        args.connections, args.messages
+    );
+    let wenu = load(&fleet, wenu_port, &args).await?;
+    let commits = server.stream.commits();
+    server.stop().await?;
+
+    let mosquitto = if args.no_baseline {
+        None
+    } else {
+        let broker = Mosquitto::start(&args.mosquitto)?;
+        eprintln!("mosquitto: same load…");
+        let report = load(&fleet, broker.port, &args).await?;
+        drop(broker);
+        Some(report)
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let ratio = mosquitto
+        .as_ref()
+        .map(|m| wenu.acked_per_sec / m.acked_per_sec);
+    let result = json!({
+        "connections": args.connections,
+        "messages_per_connection": args.messages,
+        "window": args.window,
+        "wenu": summary(&wenu),
+        "wenu_commits": commits,
+        "wenu_records_per_commit": wenu.acked as f64 / commits.max(1) as f64,
+        "mosquitto": mosquitto.as_ref().map(summary),
+        "wenu_vs_mosquitto": ratio,
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+fn summary(report: &FleetReport) -> serde_json::Value {
+    json!({
+        "acked": report.acked,
+        "acked_per_sec": report.acked_per_sec.round(),
+        "puback_p50_ms": report.puback_latency_p50_ms,
+        "puback_p99_ms": report.puback_latency_p99_ms,
+        "elapsed_secs": report.elapsed_secs,
+    })
+}
+
+async fn load(fleet: &Fleet, port: u16, args: &IngestArgs) -> anyhow::Result<FleetReport> {
+    let config = SimConfig {
+        port,
+        rate_per_device: 0.0,
+        per_device: Some(args.messages),
+        window: args.window,
+        ..SimConfig::default()
+    };
+    let (_stop_tx, stop) = watch::channel(false);
+    let report = run_fleet(fleet, config, stop).await?;
+    anyhow::ensure!(
+        report.unacked_at_exit == 0,
+        "{} messages were never acknowledged",
+        report.unacked_at_exit
+    );
+    Ok(report)
+}
+
+/// A Mosquitto broker on a free loopback port, stopped on drop.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+}
+
+impl Mosquitto {
+    fn start(binary: &str) -> anyhow::Result<Mosquitto> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(binary)
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {binary} (apt install mosquitto)"))?;
+        let broker = Mosquitto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "mosquitto did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(broker)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,161 @@
+//! `wenu.toml` and its `WENU_*` environment overrides.
+//!
+//! Every key can be set in the file or by an environment variable named after
+//! its path: `mqtt.listen` ↔ `WENU_MQTT_LISTEN`, `mqtt.tls.cert` ↔
+//! `WENU_MQTT_TLS_CERT`, `data_dir` ↔ `WENU_DATA_DIR`. The environment wins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use wenu_ingest::{EdgeConfig, TlsConfig};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub mqtt: MqttConfig,
+    pub stream: StreamConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Plain MQTT; `""` in the environment or no key in the file disables it.
+    pub listen: Option<SocketAddr>,
+    pub max_payload_bytes: usize,
+    pub max_connections: usize,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub retention_hours: f64,
+    /// How often the retention sweep runs.
+    pub sweep_interval_secs: u64,
+    /// Appends queued for the log writer before the edge waits.
+    pub queue_depth: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serves `/metrics` (Prometheus) and `/health`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            mqtt: MqttConfig {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+                max_payload_bytes: 64 * 1024,
+                max_connections: 100_000,
+                tls: None,
+            },
+            stream: StreamConfig {
+                retention_hours: 24.0,
+                sweep_interval_secs: 60,
+                queue_depth: 1024,
+            },
+            http: HttpConfig {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            },
+        }
+    }
+}
+
+/// Sections whose keys may themselves contain `_`, longest first, so that
+/// `WENU_MQTT_TLS_CLIENT_CA` becomes `mqtt.tls.client_ca`.
+const SECTIONS: [&str; 4] = ["mqtt_tls", "mqtt", "stream", "http"];
+
+fn env_key_to_path(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    for section in SECTIONS {
+        if let Some(rest) = key.strip_prefix(section).and_then(|r| r.strip_prefix('_')) {
+            return format!("{}.{rest}", section.replace('_', "."));
+        }
+    }
+    key
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given), then `WENU_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(
+                file.exists(),
+                "config file {} does not exist",
+                file.display()
+            );
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = Env::prefixed("WENU_")
+            .map(|key| env_key_to_path(key.as_str()).into())
+            .lowercase(false);
+        figment
+            .merge(env)
+            .extract()
+            .context("invalid configuration")
+    }
+
+    pub fn edge(&self) -> EdgeConfig {
+        EdgeConfig {
+            listen: self.mqtt.listen,
+            tls: self.mqtt.tls.clone(),
+            max_payload_bytes: self.mqtt.max_payload_bytes,
+            max_connections: self.mqtt.max_connections,
+            counters_file: Some(self.data_dir.join("edge.json")),
+        }
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs_f64(self.stream.retention_hours * 3600.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_map_to_nested_keys() {
+        assert_eq!(env_key_to_path("MQTT_LISTEN"), "mqtt.listen");
+        assert_eq!(
+            env_key_to_path("MQTT_MAX_PAYLOAD_BYTES"),
+            "mqtt.max_payload_bytes"
+        );
+        assert_eq!(env_key_to_path("MQTT_TLS_CLIENT_CA"), "mqtt.tls.client_ca");
+        assert_eq!(env_key_to_path("HTTP_LISTEN"), "http.listen");
+        assert_eq!(env_key_to_path("DATA_DIR"), "data_dir");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "wenu.toml",
+                "data_dir = \"/var/wenu\"\n[mqtt]\nmax_payload_bytes = 1000\n",
+            )?;
+            jail.set_env("WENU_MQTT_LISTEN", "127.0.0.1:1999");
+            jail.set_env("WENU_STREAM_RETENTION_HOURS", "2");
+            let config = Config::load(Some(Path::new("wenu.toml"))).unwrap();
+            assert_eq!(config.data_dir, PathBuf::from("/var/wenu"));
+            assert_eq!(config.mqtt.max_payload_bytes, 1000);
+            assert_eq!(config.mqtt.listen, Some("127.0.0.1:1999".parse().unwrap()));
+            assert_eq!(config.retention(), Duration::from_secs(7200));
+            jail.set_env("WENU_MQTT_BOGUS", "1");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

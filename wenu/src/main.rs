@@ -1,0 +1,89 @@
+//! `wenu`: the whole Wenu pipeline on one machine, and its command line.
+//!
+//! `wenu serve` runs the embedded pipeline (for now: the MQTT edge writing to
+//! the durable stream, plus `/metrics`); the other commands manage the data
+//! directory (devices, certificates), inspect it (`status`), or drive load
+//! against a server (`sim`, `demo`, `bench`).
+
+mod bench;
+mod bench_ingest;
+mod certs;
+mod config;
+mod devices;
+mod http;
+mod serve;
+mod sim;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wenu", version, about = "Wenu IoT telemetry pipeline")]
+struct Cli {
+    /// TOML configuration file; every key can also be set as WENU_<SECTION>_<KEY>.
+    #[arg(long, short, global = true, env = "WENU_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (stream, registry, keyring); overrides `data_dir` of the config.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: MQTT edge, durable stream, metrics endpoint.
+    Serve(serve::ServeArgs),
+    /// Show connections, accepted and refused messages and the log, from the data directory.
+    Status(status::StatusArgs),
+    /// Provision, list and rotate the keys of devices.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
+    /// Make a local CA, a server certificate and device client certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Run a simulated fleet from a fleet file against a running server.
+    Sim(sim::SimArgs),
+    /// Start the pipeline with a simulated fleet and show live counts.
+    Demo(sim::DemoArgs),
+    /// Measure the pipeline.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let mut config = config::Config::load(cli.config.as_deref())?;
+    if let Some(data_dir) = cli.data_dir {
+        config.data_dir = data_dir;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(config, args).await,
+            Command::Status(args) => status::run(config, args),
+            Command::Devices(command) => devices::run(config, command),
+            Command::Certs(command) => certs::run(command),
+            Command::Sim(args) => sim::run_sim(args).await,
+            Command::Demo(args) => sim::run_demo(config, args).await,
+            Command::Bench(command) => bench::run(config, command).await,
+        }
+    })
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default filter. rmqtt's own
+/// logging is kept at warnings: its debug output includes CONNECT packets.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn,rumqttc=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

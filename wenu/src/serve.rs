@@ -1,0 +1,114 @@
+//! `wenu serve`: the embedded pipeline in one process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use tokio::task::JoinHandle;
+use wenu_ingest::Edge;
+use wenu_local::{SqliteStream, StreamOptions};
+use wenu_registry::Registry;
+
+use crate::config::Config;
+use crate::http;
+
+#[derive(Args)]
+pub struct ServeArgs {}
+
+pub async fn run(config: Config, _args: ServeArgs) -> anyhow::Result<()> {
+    let server = Server::start(&config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight appends");
+    server.stop().await
+}
+
+/// The running pipeline.
+pub struct Server {
+    pub edge: Edge,
+    pub stream: SqliteStream,
+    pub http_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+impl Server {
+    pub async fn start(config: &Config) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let metrics = http::install_metrics_recorder();
+        let options = StreamOptions {
+            retention: config.retention(),
+            queue_depth: config.stream.queue_depth,
+            ..StreamOptions::default()
+        };
+        let stream = SqliteStream::open(&SqliteStream::default_path(&config.data_dir), options)?;
+        let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
+        let edge = Edge::start(config.edge(), Arc::new(stream.clone()), registry).await?;
+
+        let mut tasks = Vec::new();
+        let sweeper = stream.clone();
+        let every = Duration::from_secs(config.stream.sweep_interval_secs.max(1));
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                if let Err(err) = sweeper.sweep_retention(now_ms()).await {
+                    tracing::warn!(error = %err, "retention sweep failed");
+                }
+            }
+        }));
+        let http_addr = match config.http.listen {
+            Some(addr) => {
+                let (addr, task) = http::serve(addr, metrics).await?;
+                tasks.push(task);
+                Some(addr)
+            }
+            None => None,
+        };
+        // Tests and scripts read this line to learn the OS-chosen ports.
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "listening",
+                "mqtt": edge.tcp_addr(),
+                "mqtts": edge.tls_addr(),
+                "http": http_addr,
+            })
+        );
+        Ok(Server {
+            edge,
+            stream,
+            http_addr,
+            tasks,
+        })
+    }
+
+    /// Stops taking connections, then waits until every append already
+    /// queued is on disk.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.edge.stop()?;
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.stream.flush().await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,220 @@
+//! `wenu sim` (a simulated fleet against a running server) and `wenu demo`
+//! (server and fleet together, with live counts).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+use wenu_core::fleet::Fleet;
+use wenu_core::keyring::Keyring;
+use wenu_firmware_sim::{Fault, SimConfig, SimTls, run_fleet};
+use wenu_registry::{Registry, provision_fleet};
+
+use crate::config::Config;
+use crate::serve::Server;
+
+#[derive(Args)]
+pub struct SimArgs {
+    /// Fleet file written by `wenu devices provision`.
+    #[arg(long)]
+    fleet: PathBuf,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    /// CA certificate of the server: connect with TLS.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Directory of {device}.crt/.key client certificates (mutual TLS).
+    #[arg(long, requires = "tls_ca")]
+    client_certs: Option<PathBuf>,
+    /// Messages per second per device; 0 = as fast as acknowledgements allow.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Stop after this many messages per device.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Publishes in flight per connection.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Unacknowledged messages a device buffers while offline.
+    #[arg(long, default_value_t = 10_000)]
+    buffer: usize,
+    /// First sequence number (continue after an earlier run).
+    #[arg(long, default_value_t = 1)]
+    first_seq: u64,
+    /// Misbehave: stuck, spike, gap, replay, tamper or wrong-key.
+    #[arg(long)]
+    fault: Option<Fault>,
+    /// How many devices (the first ones) have the fault.
+    #[arg(long, default_value_t = 1)]
+    faulty: usize,
+    /// Append one JSON line {"device", "seq"} per PUBACK received.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Seconds to wait for outstanding acknowledgements at the end.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
+}
+
+pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let fleet = Fleet::load(&args.fleet)?;
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(SimTls {
+            ca_pem: std::fs::read(ca)?,
+            client_cert_dir: args.client_certs.clone(),
+        }),
+        None => None,
+    };
+    let config = SimConfig {
+        host: args.host,
+        port: args.port,
+        tls,
+        rate_per_device: args.rate,
+        per_device: args.messages,
+        window: args.window,
+        buffer: args.buffer,
+        first_seq: args.first_seq,
+        fault: args.fault,
+        faulty_devices: if args.fault.is_some() { args.faulty } else { 0 },
+        drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+        report: args.report,
+        ..SimConfig::default()
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(stop_after(args.duration, stop_tx));
+    let report = run_fleet(&fleet, config, stop).await?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Flips `stop` after `seconds` (if set) or on Ctrl-C.
+async fn stop_after(seconds: Option<f64>, stop: watch::Sender<bool>) {
+    let timer = async {
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = timer => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = stop.send(true);
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Simulated devices.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Messages per second per device.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+pub async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let fleet_path = config.data_dir.join("demo-fleet.json");
+    let fleet = demo_fleet(&config, &fleet_path, args.devices)?;
+    let server = Server::start(&config).await?;
+    let mqtt = server
+        .edge
+        .tcp_addr()
+        .ok_or_else(|| anyhow::anyhow!("the demo needs mqtt.listen set"))?;
+    eprintln!(
+        "Wenu demo: MQTT on {mqtt}, metrics on http://{}/metrics",
+        server.http_addr.map_or("-".into(), |a| a.to_string())
+    );
+    eprintln!(
+        "{} simulated devices at {}/s each; Ctrl-C to stop.",
+        fleet.devices.len(),
+        args.rate
+    );
+
+    let sim = SimConfig {
+        port: mqtt.port(),
+        rate_per_device: args.rate,
+        first_seq: next_seq_for_demo(),
+        ..SimConfig::default()
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(stop_after(args.duration, stop_tx));
+    let fleet_task = tokio::spawn(async move { run_fleet(&fleet, sim, stop).await });
+
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
+    );
+    let mut last = 0u64;
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    while !fleet_task.is_finished() {
+        every_second.tick().await;
+        let snapshot = server.edge.counters().snapshot(0);
+        let info = wenu_core::stream::Stream::info(&server.stream).await?;
+        progress.set_message(format!(
+            "connections {} | accepted {} ({}/s) | refused {} | log {} records",
+            snapshot.connections,
+            snapshot.publishes_accepted,
+            snapshot.publishes_accepted - last,
+            snapshot.publishes_refused.values().sum::<u64>(),
+            info.records
+        ));
+        progress.tick();
+        last = snapshot.publishes_accepted;
+    }
+    progress.finish();
+    let report = fleet_task.await??;
+    eprintln!("fleet: {}", serde_json::to_string(&report)?);
+    server.stop().await
+}
+
+/// Provisions the demo company on first run; later runs reuse its fleet.
+fn demo_fleet(
+    config: &Config,
+    fleet_path: &std::path::Path,
+    devices: usize,
+) -> anyhow::Result<Fleet> {
+    if fleet_path.exists() {
+        let fleet = Fleet::load(fleet_path)?;
+        if fleet.devices.len() >= devices {
+            return Ok(Fleet {
+                devices: fleet.devices.into_iter().take(devices).collect(),
+            });
+        }
+    }
+    let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
+    let keyring_path = config.data_dir.join("keyring.json");
+    let mut keyring = Keyring::load_or_default(&keyring_path)?;
+    let have = registry.list_devices(Some("demo"))?.len();
+    let mut fleet = if fleet_path.exists() {
+        Fleet::load(fleet_path)?
+    } else {
+        Fleet::default()
+    };
+    for device in provision_fleet(
+        &registry,
+        &mut keyring,
+        "demo",
+        devices.saturating_sub(have),
+    )? {
+        fleet.upsert(device);
+    }
+    keyring.save(&keyring_path)?;
+    fleet.save(fleet_path)?;
+    Ok(fleet)
+}
+
+/// Sequence numbers must keep growing across demo runs; the wall clock in
+/// seconds does that without keeping state.
+fn next_seq_for_demo() -> u64 {
+    (crate::serve::now_ms() / 1000) as u64 * 1000
+}
