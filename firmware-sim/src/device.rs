@@ -133,6 +133,7 @@ impl Device {
                     }
                 },
                 _ = stop.changed(), if producing => {}
+                else => break,
             }
         }
         totals.unacked_at_exit = unacked.len() as u64;

@@ -203,6 +203,10 @@ pub async fn run_fleet(
 }
 
 fn device_tls(tls: &SimTls, device_id: &str) -> Result<TlsConfiguration> {
+    // rumqttc's dependencies enable two rustls crypto backends, so rustls
+    // cannot pick one by itself; use the one the server side uses. Installing
+    // twice is harmless (the second call reports the first provider).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client_auth = match &tls.client_cert_dir {
         Some(dir) => {
             let read = |ext: &str| {

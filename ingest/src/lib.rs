@@ -15,6 +15,7 @@
 //!
 //! The edge never decrypts: it stores the envelope as received.
 
+pub mod certs;
 mod counters;
 mod error;
 mod hooks;
