@@ -51,23 +51,16 @@ impl Device {
         if let Some(tls) = self.tls.clone() {
             options.set_transport(Transport::tls_with_config(tls));
         }
-        let (client, eventloop) = AsyncClient::new(options, config.window.max(1) * 2);
         let mut firmware = Firmware::boot(self.index, &self.identity, self.fault, &config);
         let mut totals = DeviceTotals::default();
         let topic = telemetry_topic(&id);
-        let (events, mut event_rx) = mpsc::channel(256);
-        let reconnect_delay = config.reconnect_delay;
-        // `EventLoop::poll` must not be cancelled mid-connect, so it runs in a
-        // task of its own and the device loop selects on its events.
-        let driver = tokio::spawn(drive(eventloop, events, reconnect_delay));
-        let mut link = Link {
-            client,
-            inflight: HashMap::new(),
-            submitted: VecDeque::new(),
-            unsent: VecDeque::new(),
-            window: config.window.max(1),
-        };
+        let window = config.window.max(1);
+        let mut session = Some(Session::open(options.clone(), window));
+        let mut reconnect_at: Option<tokio::time::Instant> = None;
+        // Offline buffer: every message produced and not yet acknowledged, and
+        // the order in which those not handed to a session go out.
         let mut unacked: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut unsent: VecDeque<u64> = VecDeque::new();
         let rate_limited = config.rate_per_device > 0.0;
         let mut tick = tokio::time::interval(config.interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -87,10 +80,24 @@ impl Device {
             {
                 break;
             }
-            link.pump(&topic, &unacked);
+            if let Some(session) = session.as_mut() {
+                session.pump(&topic, &mut unsent, &unacked);
+            }
             // At full speed a device produces only as fast as acks come back;
             // at a set rate it keeps measuring while offline and buffers.
-            let can_produce = producing && (rate_limited || unacked.len() < link.window);
+            let can_produce = producing && (rate_limited || unacked.len() < window);
+            let reconnect = async {
+                match reconnect_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let event = async {
+                match session.as_mut() {
+                    Some(session) => session.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tick.tick(), if can_produce => {
                     for (seq, envelope) in firmware.next_messages() {
@@ -99,70 +106,92 @@ impl Device {
                             continue;
                         }
                         unacked.insert(seq, Pending { envelope, first_sent: Instant::now() });
-                        link.unsent.push_back(seq);
+                        unsent.push_back(seq);
                         totals.sent += 1;
                     }
                 }
-                Some(event) = event_rx.recv() => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(connack))) => {
-                        totals.connects += 1;
-                        if !connack.session_present {
-                            // The client library dropped what was in flight: send it again first.
-                            let mut lost: Vec<u64> = link.inflight.drain().map(|(_, seq)| seq).collect();
-                            lost.sort_unstable();
-                            totals.resent += lost.len() as u64;
-                            for seq in lost.into_iter().rev() {
-                                link.unsent.push_front(seq);
-                            }
+                _ = reconnect => {
+                    reconnect_at = None;
+                    session = Some(Session::open(options.clone(), window));
+                }
+                event = event => match event {
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => totals.connects += 1,
+                    Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                        session.as_mut().expect("events come from a session").sent(pkid);
+                    }
+                    Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                        let seq = session.as_mut().and_then(|s| s.inflight.remove(&ack.pkid));
+                        if let Some(p) = seq.and_then(|seq| unacked.remove(&seq).map(|p| (seq, p))) {
+                            totals.acked += 1;
+                            totals.latency_us.push(p.1.first_sent.elapsed().as_micros() as u64);
+                            let _ = acked.send(Acked { device: id.clone(), seq: p.0 });
                         }
                     }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => link.sent(pkid),
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        if let Some(seq) = link.inflight.remove(&ack.pkid) {
-                            if let Some(p) = unacked.remove(&seq) {
-                                totals.acked += 1;
-                                totals.latency_us.push(p.first_sent.elapsed().as_micros() as u64);
-                                let _ = acked.send(Acked { device: id.clone(), seq });
-                            }
+                    Some(Ok(_)) => {}
+                    failed => {
+                        if let Some(Err(err)) = failed {
+                            tracing::debug!(device = %id, error = %err, "connection lost; reconnecting");
                         }
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
                         totals.connection_errors += 1;
-                        tracing::debug!(device = %id, error = %err, "connection lost; reconnecting");
+                        // Whatever the session held unacknowledged goes back
+                        // to the buffer, in order, for a fresh session.
+                        let lost = session.take().map(Session::close).unwrap_or_default();
+                        totals.resent += lost.len() as u64;
+                        for seq in lost.into_iter().rev() {
+                            if unacked.contains_key(&seq) && !unsent.contains(&seq) {
+                                unsent.push_front(seq);
+                            }
+                        }
+                        reconnect_at = Some(tokio::time::Instant::now() + config.reconnect_delay);
                     }
                 },
                 _ = stop.changed(), if producing => {}
-                else => break,
             }
         }
         totals.unacked_at_exit = unacked.len() as u64;
-        let _ = link.client.try_disconnect();
-        driver.abort();
+        if let Some(session) = session {
+            let _ = session.client.try_disconnect();
+            session.close();
+        }
         totals
     }
 }
 
-/// The MQTT client with the bookkeeping that maps packet ids to sequence numbers.
-struct Link {
+/// One MQTT connection attempt and its bookkeeping. A new session (and a new
+/// client) is made after every connection failure, so packet ids and queued
+/// requests of a dead connection can never be confused with live ones.
+struct Session {
     client: AsyncClient,
+    events: mpsc::Receiver<Result<Event, rumqttc::ConnectionError>>,
+    driver: tokio::task::JoinHandle<()>,
     /// Packet id → seq of publishes written to the connection.
     inflight: HashMap<u16, u64>,
     /// Seqs handed to the client, in order, not yet written.
     submitted: VecDeque<u64>,
-    /// Seqs waiting in the offline buffer to be handed to the client.
-    unsent: VecDeque<u64>,
-    /// Most publishes handed to the client and not yet acknowledged.
     window: usize,
 }
 
-impl Link {
+impl Session {
+    fn open(options: MqttOptions, window: usize) -> Session {
+        let (client, eventloop) = AsyncClient::new(options, window * 2);
+        let (tx, events) = mpsc::channel(256);
+        // `EventLoop::poll` must not be cancelled mid-connect, so it runs in a
+        // task of its own; it stops at the first error.
+        let driver = tokio::spawn(drive(eventloop, tx));
+        Session {
+            client,
+            events,
+            driver,
+            inflight: HashMap::new(),
+            submitted: VecDeque::new(),
+            window,
+        }
+    }
+
     /// Hands buffered messages to the client while the window has room.
-    fn pump(&mut self, topic: &str, unacked: &BTreeMap<u64, Pending>) {
+    fn pump(&mut self, topic: &str, unsent: &mut VecDeque<u64>, unacked: &BTreeMap<u64, Pending>) {
         while self.inflight.len() + self.submitted.len() < self.window {
-            let Some(seq) = self.unsent.pop_front() else {
-                break;
-            };
+            let Some(seq) = unsent.pop_front() else { break };
             let Some(pending) = unacked.get(&seq) else {
                 continue;
             };
@@ -171,15 +200,15 @@ impl Link {
                 .try_publish(topic, QoS::AtLeastOnce, false, pending.envelope.clone())
                 .is_err()
             {
-                self.unsent.push_front(seq);
+                unsent.push_front(seq);
                 break;
             }
             self.submitted.push_back(seq);
         }
     }
 
-    /// The client wrote a publish: a new one takes the next submitted seq, a
-    /// retransmission keeps its packet id.
+    /// The client wrote a publish: within one session publishes are written
+    /// in the order they were handed over.
     fn sent(&mut self, pkid: u16) {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.inflight.entry(pkid) {
             if let Some(seq) = self.submitted.pop_front() {
@@ -187,22 +216,27 @@ impl Link {
             }
         }
     }
+
+    /// Ends the session and returns the seqs it held unacknowledged, oldest first.
+    fn close(self) -> Vec<u64> {
+        self.driver.abort();
+        let mut held: Vec<u64> = self.inflight.into_values().chain(self.submitted).collect();
+        held.sort_unstable();
+        held.dedup();
+        held
+    }
 }
 
-/// Polls the MQTT event loop, reconnecting after a pause when the connection fails.
+/// Polls the MQTT event loop until the connection fails.
 async fn drive(
     mut eventloop: EventLoop,
     events: mpsc::Sender<Result<Event, rumqttc::ConnectionError>>,
-    reconnect_delay: Duration,
 ) {
     loop {
         let event = eventloop.poll().await;
         let failed = event.is_err();
-        if events.send(event).await.is_err() {
+        if events.send(event).await.is_err() || failed {
             return;
-        }
-        if failed {
-            tokio::time::sleep(reconnect_delay).await;
         }
     }
 }

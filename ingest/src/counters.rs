@@ -16,6 +16,9 @@ use crate::{Error, Result};
 /// A point-in-time copy of the counters, as written to `edge.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeSnapshot {
+    /// False in the snapshot a server writes as it stops.
+    #[serde(default)]
+    pub running: bool,
     /// Connections open when the snapshot was taken (0 once the edge stopped).
     pub connections: i64,
     pub connects_accepted: u64,
@@ -100,6 +103,7 @@ impl EdgeCounters {
     pub fn snapshot(&self, now_ms: i64) -> EdgeSnapshot {
         let refusals = self.refusals.lock().expect("counters poisoned");
         EdgeSnapshot {
+            running: true,
             connections: self.connections.load(Ordering::Relaxed),
             connects_accepted: self.connects_accepted.load(Ordering::Relaxed),
             connects_refused: refusals.0.clone(),

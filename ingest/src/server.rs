@@ -170,6 +170,7 @@ impl Edge {
         if let Some(path) = &self.counters_file {
             let mut snapshot = self.counters.snapshot(now_ms());
             snapshot.connections = 0;
+            snapshot.running = false;
             snapshot.save(path)?;
         }
         Ok(())

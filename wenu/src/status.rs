@@ -27,7 +27,7 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
         dir.display()
     );
     let edge = EdgeSnapshot::load(&dir.join("edge.json"))?.unwrap_or_default();
-    let running = now_ms() - edge.updated_at < RUNNING_IF_FRESHER_THAN_MS;
+    let running = edge.running && now_ms() - edge.updated_at < RUNNING_IF_FRESHER_THAN_MS;
     let stream_path = SqliteStream::default_path(dir);
     let inspection = if stream_path.exists() {
         SqliteStream::inspect(&stream_path)?
