@@ -23,7 +23,9 @@ use crate::signal::{Fault, SensorSignal, take_readings};
 /// A message the device has produced and not yet seen acknowledged.
 struct Pending {
     envelope: Bytes,
-    first_sent: Instant,
+    /// When a session first took it: PUBACK latency counts from here, so
+    /// time spent waiting for a connection is not counted.
+    first_sent: Option<Instant>,
 }
 
 pub(crate) struct Device {
@@ -81,7 +83,7 @@ impl Device {
                 break;
             }
             if let Some(session) = session.as_mut() {
-                session.pump(&topic, &mut unsent, &unacked);
+                session.pump(&topic, &mut unsent, &mut unacked);
             }
             // At full speed a device produces only as fast as acks come back;
             // at a set rate it keeps measuring while offline and buffers.
@@ -105,7 +107,7 @@ impl Device {
                             totals.dropped_buffer_full += 1;
                             continue;
                         }
-                        unacked.insert(seq, Pending { envelope, first_sent: Instant::now() });
+                        unacked.insert(seq, Pending { envelope, first_sent: None });
                         unsent.push_back(seq);
                         totals.sent += 1;
                     }
@@ -115,15 +117,23 @@ impl Device {
                     session = Some(Session::open(options.clone(), window));
                 }
                 event = event => match event {
-                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => totals.connects += 1,
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                        totals.connects += 1;
+                        totals.first_connected.get_or_insert_with(Instant::now);
+                        if let Some(session) = session.as_mut() {
+                            session.connected = true;
+                        }
+                    }
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
                         session.as_mut().expect("events come from a session").sent(pkid);
                     }
                     Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                        let seq = session.as_mut().and_then(|s| s.inflight.remove(&ack.pkid));
+                        let seq = session.as_mut().and_then(|s| s.acked(ack.pkid));
                         if let Some(p) = seq.and_then(|seq| unacked.remove(&seq).map(|p| (seq, p))) {
                             totals.acked += 1;
-                            totals.latency_us.push(p.1.first_sent.elapsed().as_micros() as u64);
+                            let sent = p.1.first_sent.expect("acked messages were sent");
+                            totals.latency_us.push(sent.elapsed().as_micros() as u64);
+                            totals.ack_times.push(Instant::now());
                             let _ = acked.send(Acked { device: id.clone(), seq: p.0 });
                         }
                     }
@@ -168,7 +178,12 @@ struct Session {
     inflight: HashMap<u16, u64>,
     /// Seqs handed to the client, in order, not yet written.
     submitted: VecDeque<u64>,
+    /// Packet id → seq of a publish written under a packet id whose previous
+    /// PUBACK is about to be reported.
+    reusing: HashMap<u16, u64>,
     window: usize,
+    /// CONNACK received: only then are messages handed to the client.
+    connected: bool,
 }
 
 impl Session {
@@ -184,43 +199,76 @@ impl Session {
             driver,
             inflight: HashMap::new(),
             submitted: VecDeque::new(),
+            reusing: HashMap::new(),
             window,
+            connected: false,
         }
     }
 
     /// Hands buffered messages to the client while the window has room.
-    fn pump(&mut self, topic: &str, unsent: &mut VecDeque<u64>, unacked: &BTreeMap<u64, Pending>) {
-        while self.inflight.len() + self.submitted.len() < self.window {
+    fn pump(
+        &mut self,
+        topic: &str,
+        unsent: &mut VecDeque<u64>,
+        unacked: &mut BTreeMap<u64, Pending>,
+    ) {
+        while self.connected && self.inflight.len() + self.submitted.len() < self.window {
             let Some(seq) = unsent.pop_front() else { break };
-            let Some(pending) = unacked.get(&seq) else {
+            let Some(pending) = unacked.get_mut(&seq) else {
                 continue;
             };
+            let envelope = pending.envelope.clone();
             if self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, false, pending.envelope.clone())
+                .try_publish(topic, QoS::AtLeastOnce, false, envelope)
                 .is_err()
             {
                 unsent.push_front(seq);
                 break;
             }
+            pending.first_sent.get_or_insert_with(Instant::now);
             self.submitted.push_back(seq);
         }
     }
 
-    /// The client wrote a publish: within one session publishes are written
-    /// in the order they were handed over.
+    /// The client wrote a publish. Within one session publishes are written in
+    /// the order they were handed over, so it is the next submitted seq.
+    ///
+    /// rumqttc reuses a packet id the moment its PUBACK arrives and reports
+    /// the new publish *before* that PUBACK; such a seq waits in `reusing`
+    /// until the PUBACK has settled the old one.
     fn sent(&mut self, pkid: u16) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.inflight.entry(pkid) {
-            if let Some(seq) = self.submitted.pop_front() {
+        let Some(seq) = self.submitted.pop_front() else {
+            return;
+        };
+        match self.inflight.entry(pkid) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.reusing.insert(pkid, seq);
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(seq);
             }
         }
     }
 
+    /// A PUBACK arrived: the seq it acknowledges.
+    fn acked(&mut self, pkid: u16) -> Option<u64> {
+        let seq = self.inflight.remove(&pkid);
+        if let Some(next) = self.reusing.remove(&pkid) {
+            self.inflight.insert(pkid, next);
+        }
+        seq
+    }
+
     /// Ends the session and returns the seqs it held unacknowledged, oldest first.
     fn close(self) -> Vec<u64> {
         self.driver.abort();
-        let mut held: Vec<u64> = self.inflight.into_values().chain(self.submitted).collect();
+        let mut held: Vec<u64> = self
+            .inflight
+            .into_values()
+            .chain(self.reusing.into_values())
+            .chain(self.submitted)
+            .collect();
         held.sort_unstable();
         held.dedup();
         held

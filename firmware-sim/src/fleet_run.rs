@@ -102,6 +102,8 @@ pub(crate) struct DeviceTotals {
     pub connection_errors: u64,
     pub unacked_at_exit: u64,
     pub latency_us: Vec<u64>,
+    pub first_connected: Option<Instant>,
+    pub ack_times: Vec<Instant>,
 }
 
 /// What a fleet run did.
@@ -117,6 +119,9 @@ pub struct FleetReport {
     pub connection_errors: u64,
     pub elapsed_secs: f64,
     pub acked_per_sec: f64,
+    /// Acks per second once every device had connected (device
+    /// authentication excluded), to the last ack.
+    pub steady_acked_per_sec: f64,
     pub puback_latency_p50_ms: f64,
     pub puback_latency_p99_ms: f64,
 }
@@ -176,11 +181,16 @@ pub async fn run_fleet(
         connection_errors: 0,
         elapsed_secs: 0.0,
         acked_per_sec: 0.0,
+        steady_acked_per_sec: 0.0,
         puback_latency_p50_ms: 0.0,
         puback_latency_p99_ms: 0.0,
     };
+    let mut all_connected: Option<Instant> = None;
+    let mut ack_times = Vec::new();
     for device in devices {
         let totals = device.await.expect("device task panicked");
+        all_connected = all_connected.max(totals.first_connected);
+        ack_times.extend(totals.ack_times);
         report.sent += totals.sent;
         report.acked += totals.acked;
         report.resent += totals.resent;
@@ -194,6 +204,11 @@ pub async fn run_fleet(
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.acked_per_sec = report.acked as f64 / report.elapsed_secs.max(1e-9);
+    if let (Some(start), Some(end)) = (all_connected, ack_times.iter().max()) {
+        let steady = ack_times.iter().filter(|t| **t > start).count();
+        report.steady_acked_per_sec =
+            steady as f64 / end.duration_since(start).as_secs_f64().max(1e-9);
+    }
     report.puback_latency_p50_ms = latency.value_at_quantile(0.50) as f64 / 1000.0;
     report.puback_latency_p99_ms = latency.value_at_quantile(0.99) as f64 / 1000.0;
     if let Some(writer) = report_writer {

@@ -25,6 +25,10 @@ pub(crate) struct EdgeHooks {
     pub registry: Registry,
     pub counters: Arc<EdgeCounters>,
     pub max_payload_bytes: usize,
+    /// Argon2 checks running at once: at most one per core, so a storm of
+    /// connects queues instead of thrashing memory and missing every
+    /// client's connect timeout.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -113,6 +117,11 @@ impl EdgeHooks {
             Identity::Certificate(device) => (device.to_owned(), None),
         };
         let lookup_id = device_id.clone();
+        let _permit = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|_| ConnectRefusal::RegistryUnavailable)?;
         // Argon2 verification is deliberately slow: keep it off the I/O threads.
         let outcome = tokio::task::spawn_blocking(move || match password {
             Some(password) => registry.authenticate(&lookup_id, &password),

@@ -77,6 +77,8 @@ impl Edge {
         let counters = Arc::new(EdgeCounters::resume(&previous));
         let scx = ServerContext::new().build().await;
         let register = scx.extends.hook_mgr().register();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let password_checks = Arc::new(tokio::sync::Semaphore::new(cores));
         for hook in [
             Type::ClientAuthenticate,
             Type::MessagePublishCheckAcl,
@@ -89,6 +91,7 @@ impl Edge {
                 registry: registry.clone(),
                 counters: counters.clone(),
                 max_payload_bytes: config.max_payload_bytes,
+                password_checks: password_checks.clone(),
             };
             register.add_priority(hook, 0, Box::new(handler)).await;
         }

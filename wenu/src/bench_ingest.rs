@@ -95,6 +95,7 @@ fn summary(report: &FleetReport) -> serde_json::Value {
     json!({
         "acked": report.acked,
         "acked_per_sec": report.acked_per_sec.round(),
+        "steady_acked_per_sec": report.steady_acked_per_sec.round(),
         "puback_p50_ms": report.puback_latency_p50_ms,
         "puback_p99_ms": report.puback_latency_p99_ms,
         "elapsed_secs": report.elapsed_secs,
