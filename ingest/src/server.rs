@@ -166,9 +166,12 @@ impl Edge {
     /// Stops accepting connections and saves the counters. Appends already
     /// handed to the stream complete there; their PUBACKs may not go out, so
     /// devices resend them (a duplicate, never a loss).
-    pub fn stop(self) -> Result<()> {
-        for task in &self.tasks {
+    pub async fn stop(self) -> Result<()> {
+        for task in self.tasks {
             task.abort();
+            // Wait until it is gone: a counters save in progress must not
+            // race with the final one below.
+            let _ = task.await;
         }
         if let Some(path) = &self.counters_file {
             let mut snapshot = self.counters.snapshot(now_ms());

@@ -94,7 +94,7 @@ impl Server {
     /// Stops taking connections, then waits until every append already
     /// queued is on disk.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.edge.stop()?;
+        self.edge.stop().await?;
         for task in &self.tasks {
             task.abort();
         }
