@@ -28,6 +28,9 @@ pub struct StreamOptions {
     pub queue_depth: usize,
     /// Most records committed in one transaction.
     pub max_group_records: usize,
+    /// Cap on the log file's size. Appends beyond it fail as a full disk
+    /// would (retryable), until a retention sweep frees space.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for StreamOptions {
@@ -36,6 +39,7 @@ impl Default for StreamOptions {
             retention: Duration::from_secs(24 * 3600),
             queue_depth: 1024,
             max_group_records: 8192,
+            max_bytes: None,
         }
     }
 }
@@ -113,6 +117,13 @@ impl SqliteStream {
     pub fn open(path: &Path, options: StreamOptions) -> Result<Self> {
         let conn = open_durable(path).map_err(stream_error)?;
         conn.execute_batch(SCHEMA).map_err(stream_error)?;
+        if let Some(max_bytes) = options.max_bytes {
+            let page_size: u64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(stream_error)?;
+            conn.pragma_update(None, "max_page_count", (max_bytes / page_size).max(1))
+                .map_err(stream_error)?;
+        }
         let reader = open_read_only(path).map_err(stream_error)?;
         let (writer, jobs) = mpsc::channel(options.queue_depth);
         let max_group = options.max_group_records;

@@ -175,3 +175,45 @@ async fn concurrent_appends_share_commits() {
     assert!(commits <= 2, "200 appends took {commits} commits");
     assert_eq!(stream.info().await.unwrap().records, 201);
 }
+
+#[tokio::test]
+async fn a_full_log_refuses_appends_and_recovers_after_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StreamOptions {
+        max_bytes: Some(256 * 1024),
+        retention: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let stream = SqliteStream::open(&dir.path().join("stream.db"), options).unwrap();
+    let payload = vec![0u8; 4096];
+    let mut stored = 0;
+    let err = loop {
+        match stream.append(vec![record("a", 0, &payload)]).await {
+            Ok(_) => stored += 1,
+            Err(err) => break err,
+        }
+        assert!(stored < 1000, "the size cap never applied");
+    };
+    assert!(
+        matches!(
+            err,
+            wenu_core::Error::Stream {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing acknowledged was lost, and the refused append left no trace.
+    assert_eq!(stream.info().await.unwrap().records, stored);
+
+    // Retention frees pages inside the file; appends work again.
+    assert_eq!(
+        stream.sweep_retention(10_000).await.unwrap().deleted,
+        stored
+    );
+    stream
+        .append(vec![record("a", 10_000, &payload)])
+        .await
+        .unwrap();
+}

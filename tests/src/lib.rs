@@ -40,12 +40,13 @@ pub struct TestEdge {
 impl TestEdge {
     /// Provisions `devices` devices of company `acme` and starts an edge.
     pub async fn start(listen: Listen, devices: usize) -> TestEdge {
-        Self::start_with(listen, devices, |_| {}).await
+        Self::start_with(listen, devices, StreamOptions::default(), |_| {}).await
     }
 
     pub async fn start_with(
         listen: Listen,
         devices: usize,
+        stream_options: StreamOptions,
         adjust: impl FnOnce(&mut EdgeConfig),
     ) -> TestEdge {
         let dir = tempfile::tempdir().unwrap();
@@ -58,8 +59,7 @@ impl TestEdge {
         let ids: Vec<String> = fleet.devices.iter().map(|d| d.device_id.clone()).collect();
         wenu_ingest::certs::init_local_ca(&certs, &["localhost".into(), "127.0.0.1".into()], &ids)
             .unwrap();
-        let stream =
-            SqliteStream::open(&dir.path().join("stream.db"), StreamOptions::default()).unwrap();
+        let stream = SqliteStream::open(&dir.path().join("stream.db"), stream_options).unwrap();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let tls = |client_ca: Option<PathBuf>| TlsConfig {
             listen: loopback,

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use wenu_core::envelope::{NonceSequence, seal};
 use wenu_core::reading::{Reading, ReadingBatch};
 use wenu_firmware_sim::{SimConfig, SimTls, run_fleet};
+use wenu_local::StreamOptions;
 use wenu_tests::{Listen, TestEdge, mosquitto_pub, path_arg};
 
 /// A sealed reading batch for device `n` of the edge's fleet, as a file
@@ -91,24 +92,44 @@ async fn mosquitto_pub_is_accepted_over_tcp_with_mqtt_311_and_5() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // QoS 0 is stored too, with no acknowledgement to wait for.
+    let file = path_arg(&sealed_message(&edge, 0, 3));
+    let mut args = publish_args(
+        &port,
+        &dev.device_id,
+        &dev.password.0,
+        &topic,
+        &file,
+        "mqttv311",
+    );
+    args[7] = "0";
+    assert!(mosquitto_pub(&args).await.status.success());
+    while edge.records().await.len() < 3 {
+        tokio::task::yield_now().await;
+    }
     let records = edge.records().await;
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 3);
     assert!(
         records
             .iter()
             .all(|r| r.device_id == dev.device_id && r.topic == topic)
     );
-    let seqs: Vec<_> = edge.decoded_seqs().await.into_keys().collect();
-    assert_eq!(
-        seqs,
-        [(dev.device_id.clone(), 1), (dev.device_id.clone(), 2)]
-    );
-    assert_eq!(edge.edge.counters().snapshot(0).publishes_accepted, 2);
+    let seqs: Vec<u64> = edge
+        .decoded_seqs()
+        .await
+        .into_keys()
+        .map(|(_, seq)| seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(edge.edge.counters().snapshot(0).publishes_accepted, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_foreign_topics_and_oversized_payloads_are_refused() {
-    let edge = TestEdge::start_with(Listen::Tcp, 2, |c| c.max_payload_bytes = 1024).await;
+    let edge = TestEdge::start_with(Listen::Tcp, 2, StreamOptions::default(), |c| {
+        c.max_payload_bytes = 1024
+    })
+    .await;
     let port = edge.port().to_string();
     let (me, other) = (edge.device(0), edge.device(1));
     let my_topic = format!("wenu/{}/telemetry", me.device_id);
@@ -464,4 +485,61 @@ async fn mutual_tls_accepts_the_devices_own_certificate_only() {
     };
     let report = run_sim(&edge, Some(tls), 10).await;
     assert_eq!(report.acked, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_withholds_the_puback() {
+    // A log capped at 64 KiB, filled up before any device publishes.
+    let options = StreamOptions {
+        max_bytes: Some(64 * 1024),
+        ..StreamOptions::default()
+    };
+    let edge = TestEdge::start_with(Listen::Tcp, 1, options, |_| {}).await;
+    let filler = wenu_core::stream::NewRecord {
+        device_id: "filler".into(),
+        topic: "wenu/filler/telemetry".into(),
+        received_at: 0,
+        payload: vec![0u8; 4096].into(),
+    };
+    while wenu_core::stream::Stream::append(&edge.stream, vec![filler.clone()])
+        .await
+        .is_ok()
+    {}
+    let stored = edge.records().await.len();
+
+    let port = edge.port().to_string();
+    let dev = edge.device(0);
+    let topic = format!("wenu/{}/telemetry", dev.device_id);
+    let file = path_arg(&sealed_message(&edge, 0, 1));
+    // MQTT 5: the PUBACK carries the refusal; 3.1.1: no PUBACK, the connection closes.
+    let out = mosquitto_pub(&publish_args(
+        &port,
+        &dev.device_id,
+        &dev.password.0,
+        &topic,
+        &file,
+        "mqttv5",
+    ))
+    .await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Quota exceeded"),
+        "{out:?}"
+    );
+    let out = mosquitto_pub(&publish_args(
+        &port,
+        &dev.device_id,
+        &dev.password.0,
+        &topic,
+        &file,
+        "mqttv311",
+    ))
+    .await;
+    assert!(
+        !out.status.success(),
+        "a 3.1.1 client must not get a PUBACK for an unstored reading"
+    );
+
+    assert_eq!(edge.records().await.len(), stored);
+    assert_eq!(refusals(&edge).1.get("stream_unavailable"), Some(&2));
+    assert_eq!(edge.edge.counters().snapshot(0).publishes_accepted, 0);
 }

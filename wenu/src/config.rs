@@ -41,6 +41,9 @@ pub struct StreamConfig {
     pub sweep_interval_secs: u64,
     /// Appends queued for the log writer before the edge waits.
     pub queue_depth: usize,
+    /// Cap on the log's size; publishes beyond it are refused (not
+    /// acknowledged) until retention frees space.
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

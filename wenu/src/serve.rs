@@ -47,6 +47,7 @@ impl Server {
         let options = StreamOptions {
             retention: config.retention(),
             queue_depth: config.stream.queue_depth,
+            max_bytes: config.stream.max_bytes,
             ..StreamOptions::default()
         };
         let stream = SqliteStream::open(&SqliteStream::default_path(&config.data_dir), options)?;
