@@ -67,6 +67,7 @@ impl Default for Config {
                 retention_hours: 24.0,
                 sweep_interval_secs: 60,
                 queue_depth: 1024,
+                max_bytes: None,
             },
             http: HttpConfig {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
