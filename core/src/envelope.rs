@@ -31,10 +31,7 @@ impl Header {
     /// Reads the header, refusing what cannot be an envelope of a known version.
     pub fn parse(envelope: &[u8]) -> Result<Header> {
         if envelope.len() < MIN_LEN {
-            return Err(Error::Truncated {
-                len: envelope.len(),
-                min: MIN_LEN,
-            });
+            return Err(Error::Truncated { len: envelope.len(), min: MIN_LEN });
         }
         let version = envelope[0];
         if version != VERSION {
@@ -42,11 +39,7 @@ impl Header {
         }
         let key_id = u32::from_be_bytes(envelope[1..5].try_into().expect("4 bytes"));
         let nonce = envelope[5..HEADER_LEN].try_into().expect("12 bytes");
-        Ok(Header {
-            version,
-            key_id,
-            nonce,
-        })
+        Ok(Header { version, key_id, nonce })
     }
 
     fn to_bytes(self) -> [u8; HEADER_LEN] {
@@ -69,27 +62,11 @@ fn aad(header: &Header, device_id: &str) -> Vec<u8> {
 /// Encrypts `plaintext` for `device_id` under one of its keys.
 ///
 /// The caller owns nonce uniqueness; devices use a [`NonceSequence`].
-pub fn seal(
-    device_id: &str,
-    key_id: u32,
-    key: &SecretKey,
-    nonce: [u8; 12],
-    plaintext: &[u8],
-) -> Vec<u8> {
-    let header = Header {
-        version: VERSION,
-        key_id,
-        nonce,
-    };
+pub fn seal(device_id: &str, key_id: u32, key: &SecretKey, nonce: [u8; 12], plaintext: &[u8]) -> Vec<u8> {
+    let header = Header { version: VERSION, key_id, nonce };
     let cipher = Aes256Gcm::new(key.as_bytes().into());
     let ciphertext = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad(&header, device_id),
-            },
-        )
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad(&header, device_id) })
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
     let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
     out.extend_from_slice(&header.to_bytes());
@@ -104,10 +81,7 @@ pub fn open(device_id: &str, envelope: &[u8], key: &SecretKey) -> Result<Vec<u8>
     cipher
         .decrypt(
             Nonce::from_slice(&header.nonce),
-            Payload {
-                msg: &envelope[HEADER_LEN..],
-                aad: &aad(&header, device_id),
-            },
+            Payload { msg: &envelope[HEADER_LEN..], aad: &aad(&header, device_id) },
         )
         .map_err(|_| Error::Tampered)
 }
@@ -131,10 +105,7 @@ pub struct NonceSequence {
 impl NonceSequence {
     /// A sequence with a fresh random boot prefix.
     pub fn new_boot() -> Self {
-        Self {
-            prefix: rand::random(),
-            counter: 0,
-        }
+        Self { prefix: rand::random(), counter: 0 }
     }
 
     pub fn next_nonce(&mut self) -> Result<[u8; 12]> {
@@ -206,10 +177,7 @@ mod tests {
     #[test]
     fn wrong_key_is_rejected() {
         let sealed = seal("dev-1", 1, &key(1), [0; 12], b"{}");
-        assert!(matches!(
-            open("dev-1", &sealed, &key(2)),
-            Err(Error::Tampered)
-        ));
+        assert!(matches!(open("dev-1", &sealed, &key(2)), Err(Error::Tampered)));
     }
 
     #[test]

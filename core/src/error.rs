@@ -27,12 +27,10 @@ pub enum Error {
     #[error("malformed plaintext: {0}")]
     MalformedPlaintext(String),
 
-    #[error(
-        "keyring {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
-    )]
+    #[error("keyring {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
     KeyringPermissions { path: PathBuf, mode: u32 },
-    #[error("keyring {path}: {message}")]
-    KeyringFormat { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    FileFormat { path: PathBuf, message: String },
 
     #[error("invalid topic {0:?}: expected wenu/{{device_id}}/telemetry")]
     InvalidTopic(String),
@@ -66,7 +64,7 @@ impl Error {
             Error::NonceExhausted => "nonce_exhausted",
             Error::MalformedPlaintext(_) => "malformed_plaintext",
             Error::KeyringPermissions { .. } => "keyring_permissions",
-            Error::KeyringFormat { .. } => "keyring_format",
+            Error::FileFormat { .. } => "file_format",
             Error::InvalidTopic(_) => "invalid_topic",
             Error::Stream { .. } => "stream",
             Error::Io { .. } => "io",

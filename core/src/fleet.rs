@@ -36,30 +36,18 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::KeyringFormat {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::FileFormat { path: path.to_owned(), message: e.to_string() })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_private_file(
-            path,
-            &serde_json::to_vec_pretty(self).expect("fleet serializes"),
-        )
+        write_private_file(path, &serde_json::to_vec_pretty(self).expect("fleet serializes"))
     }
 
     /// Replaces the entry of a device (after a key rotation), or adds it.
     pub fn upsert(&mut self, device: FleetDevice) {
-        match self
-            .devices
-            .iter_mut()
-            .find(|d| d.device_id == device.device_id)
-        {
+        match self.devices.iter_mut().find(|d| d.device_id == device.device_id) {
             Some(existing) => *existing = device,
             None => self.devices.push(device),
         }

@@ -49,21 +49,15 @@ impl fmt::Debug for SecretKey {
 }
 
 impl Serialize for SecretKey {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_base64())
     }
 }
 
 impl<'de> Deserialize<'de> for SecretKey {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        SecretKey::from_base64(&text)
-            .ok_or_else(|| serde::de::Error::custom("a key is 32 bytes of base64"))
+        SecretKey::from_base64(&text).ok_or_else(|| serde::de::Error::custom("a key is 32 bytes of base64"))
     }
 }
 
@@ -85,42 +79,24 @@ pub struct Keyring {
 impl Keyring {
     /// Loads a keyring file, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<Self> {
-        let io_err = |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mode = std::fs::metadata(path)
-            .map_err(io_err)?
-            .permissions()
-            .mode();
+        let io_err = |source| Error::Io { path: path.to_owned(), source };
+        let mode = std::fs::metadata(path).map_err(io_err)?.permissions().mode();
         if mode & 0o077 != 0 {
-            return Err(Error::KeyringPermissions {
-                path: path.to_owned(),
-                mode: mode & 0o777,
-            });
+            return Err(Error::KeyringPermissions { path: path.to_owned(), mode: mode & 0o777 });
         }
         let bytes = std::fs::read(path).map_err(io_err)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::KeyringFormat {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::FileFormat { path: path.to_owned(), message: e.to_string() })
     }
 
     /// Loads the keyring, or starts an empty one when the file doesn't exist yet.
     pub fn load_or_default(path: &Path) -> Result<Self> {
-        if path.exists() {
-            Self::load(path)
-        } else {
-            Ok(Self::default())
-        }
+        if path.exists() { Self::load(path) } else { Ok(Self::default()) }
     }
 
     /// Writes the keyring atomically, readable by its owner only.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_private_file(
-            path,
-            &serde_json::to_vec_pretty(self).expect("keyring serializes"),
-        )
+        write_private_file(path, &serde_json::to_vec_pretty(self).expect("keyring serializes"))
     }
 
     /// Adds a fresh key to `device_id` and returns its id: the rotation step.
@@ -129,11 +105,7 @@ impl Keyring {
         let keys = self.devices.entry(device_id.to_owned()).or_default();
         let id = keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
         let key = SecretKey::generate();
-        keys.push(DeviceKey {
-            id,
-            key: key.clone(),
-            retired: false,
-        });
+        keys.push(DeviceKey { id, key: key.clone(), retired: false });
         (id, key)
     }
 
@@ -143,50 +115,31 @@ impl Keyring {
             .devices
             .get_mut(device_id)
             .and_then(|keys| keys.iter_mut().find(|k| k.id == key_id))
-            .ok_or_else(|| Error::UnknownKey {
-                device_id: device_id.to_owned(),
-                key_id,
-            })?;
+            .ok_or_else(|| Error::UnknownKey { device_id: device_id.to_owned(), key_id })?;
         key.retired = true;
         Ok(())
     }
 
     /// The key to decrypt an envelope that names `key_id`.
     pub fn decryption_key(&self, device_id: &str, key_id: u32) -> Result<&SecretKey> {
-        let keys = self
-            .devices
-            .get(device_id)
-            .ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))?;
+        let keys = self.devices.get(device_id).ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))?;
         let key = keys
             .iter()
             .find(|k| k.id == key_id)
-            .ok_or_else(|| Error::UnknownKey {
-                device_id: device_id.to_owned(),
-                key_id,
-            })?;
+            .ok_or_else(|| Error::UnknownKey { device_id: device_id.to_owned(), key_id })?;
         if key.retired {
-            return Err(Error::RetiredKey {
-                device_id: device_id.to_owned(),
-                key_id,
-            });
+            return Err(Error::RetiredKey { device_id: device_id.to_owned(), key_id });
         }
         Ok(&key.key)
     }
 
     /// The newest live key of a device: the one it should encrypt with.
     pub fn current_key(&self, device_id: &str) -> Option<&DeviceKey> {
-        self.devices
-            .get(device_id)?
-            .iter()
-            .filter(|k| !k.retired)
-            .max_by_key(|k| k.id)
+        self.devices.get(device_id)?.iter().filter(|k| !k.retired).max_by_key(|k| k.id)
     }
 
     pub fn key_ids(&self, device_id: &str) -> Vec<u32> {
-        self.devices
-            .get(device_id)
-            .map(|keys| keys.iter().map(|k| k.id).collect())
-            .unwrap_or_default()
+        self.devices.get(device_id).map(|keys| keys.iter().map(|k| k.id).collect()).unwrap_or_default()
     }
 }
 
@@ -194,10 +147,7 @@ impl Keyring {
 /// then renames it into place, so readers never see a half-written secret and
 /// the secret is never world-readable, not even for a moment.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_err = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source| Error::Io { path: path.to_owned(), source };
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -206,8 +156,7 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io_err)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
     file.write_all(bytes).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     std::fs::rename(&tmp, path).map_err(io_err)
@@ -226,18 +175,9 @@ mod tests {
         assert_eq!(ring.current_key("dev-1").unwrap().id, 2);
         assert!(ring.decryption_key("dev-1", 1).is_ok());
         ring.retire("dev-1", 1).unwrap();
-        assert!(matches!(
-            ring.decryption_key("dev-1", 1),
-            Err(Error::RetiredKey { .. })
-        ));
-        assert!(matches!(
-            ring.decryption_key("dev-1", 3),
-            Err(Error::UnknownKey { .. })
-        ));
-        assert!(matches!(
-            ring.decryption_key("dev-2", 1),
-            Err(Error::UnknownDevice(_))
-        ));
+        assert!(matches!(ring.decryption_key("dev-1", 1), Err(Error::RetiredKey { .. })));
+        assert!(matches!(ring.decryption_key("dev-1", 3), Err(Error::UnknownKey { .. })));
+        assert!(matches!(ring.decryption_key("dev-2", 1), Err(Error::UnknownDevice(_))));
     }
 
     #[test]
@@ -247,10 +187,7 @@ mod tests {
         let mut ring = Keyring::default();
         let (id, key) = ring.add_key("dev-1");
         ring.save(&path).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let loaded = Keyring::load(&path).unwrap();
         assert_eq!(loaded.decryption_key("dev-1", id).unwrap(), &key);
     }

@@ -59,9 +59,6 @@ mod tests {
                 "readings": [{"sensor": "temp-1", "kind": "temperature", "value": 21.5, "unit": "degC"}]})
         );
         assert_eq!(ReadingBatch::from_json(&batch.to_json()).unwrap(), batch);
-        assert!(matches!(
-            ReadingBatch::from_json(b"{\"seq\":1}"),
-            Err(Error::MalformedPlaintext(_))
-        ));
+        assert!(matches!(ReadingBatch::from_json(b"{\"seq\":1}"), Err(Error::MalformedPlaintext(_))));
     }
 }

@@ -13,9 +13,7 @@ use crate::Result;
 
 /// Where a record sits in the stream. Positions only grow; a later append
 /// always gets a larger position.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Position(pub u64);
 
 /// A record handed to the stream by the edge.

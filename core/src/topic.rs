@@ -11,9 +11,7 @@ pub fn telemetry_topic(device_id: &str) -> String {
 pub fn device_of_telemetry_topic(topic: &str) -> Result<&str> {
     let mut parts = topic.split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("wenu"), Some(device), Some("telemetry"), None) if is_valid_device_id(device) => {
-            Ok(device)
-        }
+        (Some("wenu"), Some(device), Some("telemetry"), None) if is_valid_device_id(device) => Ok(device),
         _ => Err(Error::InvalidTopic(topic.to_owned())),
     }
 }
@@ -21,10 +19,7 @@ pub fn device_of_telemetry_topic(topic: &str) -> Result<&str> {
 /// Device ids are short, printable and safe in topics, file names and SQL:
 /// ASCII letters, digits, `-` and `_`, 1 to 64 characters.
 pub fn is_valid_device_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -33,10 +28,7 @@ mod tests {
 
     #[test]
     fn parses_own_topic_and_rejects_others() {
-        assert_eq!(
-            device_of_telemetry_topic("wenu/dev-1/telemetry").unwrap(),
-            "dev-1"
-        );
+        assert_eq!(device_of_telemetry_topic("wenu/dev-1/telemetry").unwrap(), "dev-1");
         for bad in [
             "wenu/dev-1",
             "wenu/dev-1/telemetry/x",

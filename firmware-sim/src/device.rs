@@ -70,15 +70,12 @@ impl Device {
         let mut drain_deadline: Option<tokio::time::Instant> = None;
 
         loop {
-            if producing
-                && (*stop.borrow() || config.per_device.is_some_and(|n| firmware.produced >= n))
-            {
+            if producing && (*stop.borrow() || config.per_device.is_some_and(|n| firmware.produced >= n)) {
                 producing = false;
                 drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
             }
             if !producing
-                && (unacked.is_empty()
-                    || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d))
+                && (unacked.is_empty() || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d))
             {
                 break;
             }
@@ -206,23 +203,14 @@ impl Session {
     }
 
     /// Hands buffered messages to the client while the window has room.
-    fn pump(
-        &mut self,
-        topic: &str,
-        unsent: &mut VecDeque<u64>,
-        unacked: &mut BTreeMap<u64, Pending>,
-    ) {
+    fn pump(&mut self, topic: &str, unsent: &mut VecDeque<u64>, unacked: &mut BTreeMap<u64, Pending>) {
         while self.connected && self.inflight.len() + self.submitted.len() < self.window {
             let Some(seq) = unsent.pop_front() else { break };
             let Some(pending) = unacked.get_mut(&seq) else {
                 continue;
             };
             let envelope = pending.envelope.clone();
-            if self
-                .client
-                .try_publish(topic, QoS::AtLeastOnce, false, envelope)
-                .is_err()
-            {
+            if self.client.try_publish(topic, QoS::AtLeastOnce, false, envelope).is_err() {
                 unsent.push_front(seq);
                 break;
             }
@@ -263,12 +251,8 @@ impl Session {
     /// Ends the session and returns the seqs it held unacknowledged, oldest first.
     fn close(self) -> Vec<u64> {
         self.driver.abort();
-        let mut held: Vec<u64> = self
-            .inflight
-            .into_values()
-            .chain(self.reusing.into_values())
-            .chain(self.submitted)
-            .collect();
+        let mut held: Vec<u64> =
+            self.inflight.into_values().chain(self.reusing.into_values()).chain(self.submitted).collect();
         held.sort_unstable();
         held.dedup();
         held
@@ -276,10 +260,7 @@ impl Session {
 }
 
 /// Polls the MQTT event loop until the connection fails.
-async fn drive(
-    mut eventloop: EventLoop,
-    events: mpsc::Sender<Result<Event, rumqttc::ConnectionError>>,
-) {
+async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, rumqttc::ConnectionError>>) {
     loop {
         let event = eventloop.poll().await;
         let failed = event.is_err();
@@ -305,12 +286,7 @@ struct Firmware {
 }
 
 impl Firmware {
-    fn boot(
-        index: usize,
-        identity: &FleetDevice,
-        fault: Option<Fault>,
-        config: &SimConfig,
-    ) -> Self {
+    fn boot(index: usize, identity: &FleetDevice, fault: Option<Fault>, config: &SimConfig) -> Self {
         let mut rng = SmallRng::seed_from_u64(config.seed ^ index as u64);
         let key = match fault {
             Some(Fault::WrongKey) => SecretKey::generate(),
@@ -346,20 +322,12 @@ impl Firmware {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.produced += 1;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as i64;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
         let mut readings = Vec::new();
         for _ in 0..self.readings_per_message {
             readings.extend(take_readings(&self.sensors, now, self.fault, &mut self.rng));
         }
-        let plaintext = ReadingBatch {
-            seq,
-            ts: now,
-            readings,
-        }
-        .to_json();
+        let plaintext = ReadingBatch { seq, ts: now, readings }.to_json();
         let nonce = self.nonces.next_nonce().expect("2^64 messages per boot");
         let mut envelope = seal(&self.device_id, self.key_id, &self.key, nonce, &plaintext);
         if self.fault == Some(Fault::Tamper) && self.rng.gen_ratio(1, 5) {

@@ -128,11 +128,7 @@ pub struct FleetReport {
 
 /// Runs every device of `fleet` until each has sent `per_device` messages (and
 /// seen them acknowledged) or `stop` turns true.
-pub async fn run_fleet(
-    fleet: &Fleet,
-    config: SimConfig,
-    stop: watch::Receiver<bool>,
-) -> Result<FleetReport> {
+pub async fn run_fleet(fleet: &Fleet, config: SimConfig, stop: watch::Receiver<bool>) -> Result<FleetReport> {
     let config = Arc::new(config);
     let (acked_tx, acked_rx) = mpsc::unbounded_channel();
     let report_writer = match &config.report {
@@ -149,27 +145,13 @@ pub async fn run_fleet(
             Some(tls) => Some(device_tls(tls, &identity.device_id)?),
             None => None,
         };
-        let fault = if index < config.faulty_devices {
-            config.fault
-        } else {
-            None
-        };
-        let device = Device {
-            index,
-            identity: identity.clone(),
-            fault,
-            tls,
-        };
-        devices.push(tokio::spawn(device.run(
-            config.clone(),
-            acked_tx.clone(),
-            stop.clone(),
-        )));
+        let fault = if index < config.faulty_devices { config.fault } else { None };
+        let device = Device { index, identity: identity.clone(), fault, tls };
+        devices.push(tokio::spawn(device.run(config.clone(), acked_tx.clone(), stop.clone())));
     }
     drop(acked_tx);
 
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
     let mut report = FleetReport {
         devices: devices.len(),
         sent: 0,
@@ -206,8 +188,7 @@ pub async fn run_fleet(
     report.acked_per_sec = report.acked as f64 / report.elapsed_secs.max(1e-9);
     if let (Some(start), Some(end)) = (all_connected, ack_times.iter().max()) {
         let steady = ack_times.iter().filter(|t| **t > start).count();
-        report.steady_acked_per_sec =
-            steady as f64 / end.duration_since(start).as_secs_f64().max(1e-9);
+        report.steady_acked_per_sec = steady as f64 / end.duration_since(start).as_secs_f64().max(1e-9);
     }
     report.puback_latency_p50_ms = latency.value_at_quantile(0.50) as f64 / 1000.0;
     report.puback_latency_p99_ms = latency.value_at_quantile(0.99) as f64 / 1000.0;
@@ -225,22 +206,14 @@ fn device_tls(tls: &SimTls, device_id: &str) -> Result<TlsConfiguration> {
     let client_auth = match &tls.client_cert_dir {
         Some(dir) => {
             let read = |ext: &str| {
-                std::fs::read(dir.join(format!("{device_id}.{ext}"))).map_err(|source| {
-                    Error::ClientCertificate {
-                        device: device_id.to_owned(),
-                        source,
-                    }
-                })
+                std::fs::read(dir.join(format!("{device_id}.{ext}")))
+                    .map_err(|source| Error::ClientCertificate { device: device_id.to_owned(), source })
             };
             Some((read("crt")?, read("key")?))
         }
         None => None,
     };
-    Ok(TlsConfiguration::Simple {
-        ca: tls.ca_pem.clone(),
-        alpn: None,
-        client_auth,
-    })
+    Ok(TlsConfiguration::Simple { ca: tls.ca_pem.clone(), alpn: None, client_auth })
 }
 
 /// Appends one line per PUBACK and flushes often, so the file is complete up
@@ -253,16 +226,10 @@ fn spawn_report_writer(
         .create(true)
         .append(true)
         .open(&path)
-        .map_err(|source| Error::Report {
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(|source| Error::Report { path: path.clone(), source })?;
     Ok(tokio::spawn(async move {
         let mut out = std::io::BufWriter::new(file);
-        let io_err = |source| Error::Report {
-            path: path.clone(),
-            source,
-        };
+        let io_err = |source| Error::Report { path: path.clone(), source };
         while let Some(first) = acked.recv().await {
             let mut line = serde_json::to_vec(&first).expect("ack serializes");
             line.push(b'\n');

@@ -34,9 +34,7 @@ impl FromStr for Fault {
             "replay" => Ok(Fault::Replay),
             "tamper" => Ok(Fault::Tamper),
             "wrong-key" => Ok(Fault::WrongKey),
-            other => Err(format!(
-                "unknown fault {other:?}: stuck, spike, gap, replay, tamper or wrong-key"
-            )),
+            other => Err(format!("unknown fault {other:?}: stuck, spike, gap, replay, tamper or wrong-key")),
         }
     }
 }
@@ -67,29 +65,23 @@ impl SensorSignal {
         let count = 2 + index % 3;
         all.iter()
             .take(count)
-            .map(
-                |&(sensor, kind, unit, base, amplitude, noise)| SensorSignal {
-                    sensor,
-                    kind,
-                    unit,
-                    base: base + rng.gen_range(-1.0..1.0) * amplitude * 0.2,
-                    amplitude,
-                    noise,
-                    period_ms: 600_000.0 * rng.gen_range(0.8..1.2),
-                    phase: rng.gen_range(0.0..std::f64::consts::TAU),
-                },
-            )
+            .map(|&(sensor, kind, unit, base, amplitude, noise)| SensorSignal {
+                sensor,
+                kind,
+                unit,
+                base: base + rng.gen_range(-1.0..1.0) * amplitude * 0.2,
+                amplitude,
+                noise,
+                period_ms: 600_000.0 * rng.gen_range(0.8..1.2),
+                phase: rng.gen_range(0.0..std::f64::consts::TAU),
+            })
             .collect()
     }
 
     pub fn sample(&self, ts_ms: i64, rng: &mut SmallRng) -> f64 {
         let cycle = (ts_ms as f64 / self.period_ms * std::f64::consts::TAU + self.phase).sin();
         let value = self.base + self.amplitude * cycle + rng.gen_range(-1.0..1.0) * self.noise;
-        if self.kind == "vibration" {
-            value.abs()
-        } else {
-            value
-        }
+        if self.kind == "vibration" { value.abs() } else { value }
     }
 }
 
@@ -108,12 +100,7 @@ pub fn take_readings(
                 Some(Fault::Spike) if rng.gen_ratio(1, 20) => s.sample(ts_ms, rng) * 100.0,
                 _ => s.sample(ts_ms, rng),
             };
-            Reading {
-                sensor: s.sensor.into(),
-                kind: s.kind.into(),
-                value,
-                unit: s.unit.into(),
-            }
+            Reading { sensor: s.sensor.into(), kind: s.kind.into(), value, unit: s.unit.into() }
         })
         .collect()
 }

@@ -47,10 +47,7 @@ impl EdgeCounters {
             connects_accepted: AtomicU64::new(from.connects_accepted),
             publishes_accepted: AtomicU64::new(from.publishes_accepted),
             payload_bytes_accepted: AtomicU64::new(from.payload_bytes_accepted),
-            refusals: Mutex::new((
-                from.connects_refused.clone(),
-                from.publishes_refused.clone(),
-            )),
+            refusals: Mutex::new((from.connects_refused.clone(), from.publishes_refused.clone())),
         }
     }
 
@@ -70,32 +67,19 @@ impl EdgeCounters {
     }
 
     pub fn connect_refused(&self, reason: &'static str) {
-        *self
-            .refusals
-            .lock()
-            .expect("counters poisoned")
-            .0
-            .entry(reason.to_owned())
-            .or_default() += 1;
+        *self.refusals.lock().expect("counters poisoned").0.entry(reason.to_owned()).or_default() += 1;
         metrics::counter!("wenu_edge_connects_total", "outcome" => "refused", "reason" => reason)
             .increment(1);
     }
 
     pub fn publish_accepted(&self, payload_bytes: usize) {
         self.publishes_accepted.fetch_add(1, Ordering::Relaxed);
-        self.payload_bytes_accepted
-            .fetch_add(payload_bytes as u64, Ordering::Relaxed);
+        self.payload_bytes_accepted.fetch_add(payload_bytes as u64, Ordering::Relaxed);
         metrics::counter!("wenu_edge_publishes_total", "outcome" => "accepted").increment(1);
     }
 
     pub fn publish_refused(&self, reason: &'static str) {
-        *self
-            .refusals
-            .lock()
-            .expect("counters poisoned")
-            .1
-            .entry(reason.to_owned())
-            .or_default() += 1;
+        *self.refusals.lock().expect("counters poisoned").1.entry(reason.to_owned()).or_default() += 1;
         metrics::counter!("wenu_edge_publishes_total", "outcome" => "refused", "reason" => reason)
             .increment(1);
     }
@@ -120,10 +104,7 @@ impl EdgeSnapshot {
         match std::fs::read(path) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::Counters {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => Err(Error::Counters { path: path.to_owned(), source }),
         }
     }
 
@@ -133,9 +114,6 @@ impl EdgeSnapshot {
         let bytes = serde_json::to_vec_pretty(self).expect("snapshot serializes");
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| Error::Counters {
-                path: path.to_owned(),
-                source,
-            })
+            .map_err(|source| Error::Counters { path: path.to_owned(), source })
     }
 }

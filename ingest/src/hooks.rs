@@ -8,9 +8,7 @@ use async_trait::async_trait;
 use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
-use rmqtt::types::{
-    AuthResult, ConnectInfo, Publish, PublishAclResult, PublishResult, SubscribeAclResult,
-};
+use rmqtt::types::{AuthResult, ConnectInfo, Publish, PublishAclResult, PublishResult, SubscribeAclResult};
 use wenu_core::stream::{NewRecord, Stream};
 use wenu_registry::{AuthOutcome, Registry};
 
@@ -32,32 +30,25 @@ pub(crate) struct EdgeHooks {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
 #[async_trait]
 impl Handler for EdgeHooks {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         match param {
-            Parameter::ClientAuthenticate(info) => (
-                false,
-                Some(HookResult::AuthResult(self.authenticate(info).await)),
-            ),
-            Parameter::MessagePublishCheckAcl(session, publish) => (
-                false,
-                Some(HookResult::PublishAclResult(
-                    self.publish(session, publish).await,
-                )),
-            ),
+            Parameter::ClientAuthenticate(info) => {
+                (false, Some(HookResult::AuthResult(self.authenticate(info).await)))
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                (false, Some(HookResult::PublishAclResult(self.publish(session, publish).await)))
+            }
             // Devices only publish; nothing is offered to subscribers yet.
             Parameter::ClientSubscribeCheckAcl(_, _) => (
                 false,
-                Some(HookResult::SubscribeAclResult(
-                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized),
-                )),
+                Some(HookResult::SubscribeAclResult(SubscribeAclResult::new_failure(
+                    SubscribeAckReason::NotAuthorized,
+                ))),
             ),
             Parameter::ClientConnected(_) => {
                 self.counters.connected();
@@ -97,9 +88,7 @@ impl EdgeHooks {
 
     async fn identify_device(&self, info: &ConnectInfo) -> Result<String, ConnectRefusal> {
         let username = info.username().map(|u| u.to_string());
-        let certificate_name = info
-            .cert()
-            .map(|c| c.common_name.clone().unwrap_or_default());
+        let certificate_name = info.cert().map(|c| c.common_name.clone().unwrap_or_default());
         let claim = Claim {
             username: username.as_deref(),
             has_password: info.password().is_some(),
@@ -109,19 +98,14 @@ impl EdgeHooks {
         let registry = self.registry.clone();
         let (device_id, password) = match identity {
             Identity::Password(device) => {
-                let password = info
-                    .password()
-                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                let password = info.password().map(|p| String::from_utf8_lossy(p).into_owned());
                 (device.to_owned(), password)
             }
             Identity::Certificate(device) => (device.to_owned(), None),
         };
         let lookup_id = device_id.clone();
-        let _permit = self
-            .password_checks
-            .acquire()
-            .await
-            .map_err(|_| ConnectRefusal::RegistryUnavailable)?;
+        let _permit =
+            self.password_checks.acquire().await.map_err(|_| ConnectRefusal::RegistryUnavailable)?;
         // Argon2 verification is deliberately slow: keep it off the I/O threads.
         let outcome = tokio::task::spawn_blocking(move || match password {
             Some(password) => registry.authenticate(&lookup_id, &password),
@@ -149,19 +133,13 @@ impl EdgeHooks {
         let device_id = match &session.id.username {
             Some(username) => username.to_string(),
             None => match session.connect_info().await {
-                Ok(info) => info
-                    .cert()
-                    .and_then(|c| c.common_name.clone())
-                    .unwrap_or_default(),
+                Ok(info) => info.cert().and_then(|c| c.common_name.clone()).unwrap_or_default(),
                 Err(_) => String::new(),
             },
         };
-        if let Err(refusal) = check_publish(
-            &device_id,
-            &publish.topic,
-            publish.payload.len(),
-            self.max_payload_bytes,
-        ) {
+        if let Err(refusal) =
+            check_publish(&device_id, &publish.topic, publish.payload.len(), self.max_payload_bytes)
+        {
             tracing::info!(device = %device_id, topic = %publish.topic, reason = refusal.label(), "publish refused");
             return self.refuse(refusal, v5);
         }
@@ -174,8 +152,7 @@ impl EdgeHooks {
         let started = Instant::now();
         match self.stream.append(vec![record]).await {
             Ok(_) => {
-                metrics::histogram!("wenu_edge_append_seconds")
-                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("wenu_edge_append_seconds").record(started.elapsed().as_secs_f64());
                 self.counters.publish_accepted(publish.payload.len());
                 PublishAclResult::allow()
             }
@@ -196,10 +173,6 @@ impl EdgeHooks {
             PublishRefusal::Oversized { .. } => PublishAckReason::ImplementationSpecificError,
             PublishRefusal::StreamUnavailable => PublishAckReason::QuotaExceeded,
         };
-        PublishAclResult(PublishResult::reason_code(
-            reason,
-            Some(refusal.label().into()),
-            !v5,
-        ))
+        PublishAclResult(PublishResult::reason_code(reason, Some(refusal.label().into()), !v5))
     }
 }

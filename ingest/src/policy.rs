@@ -104,10 +104,7 @@ pub fn check_publish(
         return Err(PublishRefusal::ForeignTopic);
     }
     if payload_len > limit {
-        return Err(PublishRefusal::Oversized {
-            len: payload_len,
-            limit,
-        });
+        return Err(PublishRefusal::Oversized { len: payload_len, limit });
     }
     Ok(())
 }
@@ -116,71 +113,30 @@ pub fn check_publish(
 mod tests {
     use super::*;
 
-    fn claim<'a>(
-        username: Option<&'a str>,
-        has_password: bool,
-        cert: Option<&'a str>,
-    ) -> Claim<'a> {
-        Claim {
-            username,
-            has_password,
-            certificate_name: cert,
-        }
+    fn claim<'a>(username: Option<&'a str>, has_password: bool, cert: Option<&'a str>) -> Claim<'a> {
+        Claim { username, has_password, certificate_name: cert }
     }
 
     #[test]
     fn identities() {
-        assert_eq!(
-            identify(claim(Some("d1"), true, None)),
-            Ok(Identity::Password("d1"))
-        );
-        assert_eq!(
-            identify(claim(Some("d1"), false, None)),
-            Err(ConnectRefusal::NoCredentials)
-        );
-        assert_eq!(
-            identify(claim(None, true, None)),
-            Err(ConnectRefusal::NoCredentials)
-        );
-        assert_eq!(
-            identify(claim(None, false, Some("d1"))),
-            Ok(Identity::Certificate("d1"))
-        );
-        assert_eq!(
-            identify(claim(Some("d1"), true, Some("d1"))),
-            Ok(Identity::Certificate("d1"))
-        );
-        assert_eq!(
-            identify(claim(Some("d2"), true, Some("d1"))),
-            Err(ConnectRefusal::CertificateMismatch)
-        );
-        assert_eq!(
-            identify(claim(None, false, Some(""))),
-            Err(ConnectRefusal::CertificateWithoutName)
-        );
+        assert_eq!(identify(claim(Some("d1"), true, None)), Ok(Identity::Password("d1")));
+        assert_eq!(identify(claim(Some("d1"), false, None)), Err(ConnectRefusal::NoCredentials));
+        assert_eq!(identify(claim(None, true, None)), Err(ConnectRefusal::NoCredentials));
+        assert_eq!(identify(claim(None, false, Some("d1"))), Ok(Identity::Certificate("d1")));
+        assert_eq!(identify(claim(Some("d1"), true, Some("d1"))), Ok(Identity::Certificate("d1")));
+        assert_eq!(identify(claim(Some("d2"), true, Some("d1"))), Err(ConnectRefusal::CertificateMismatch));
+        assert_eq!(identify(claim(None, false, Some(""))), Err(ConnectRefusal::CertificateWithoutName));
     }
 
     #[test]
     fn publishes() {
         assert_eq!(check_publish("d1", "wenu/d1/telemetry", 10, 100), Ok(()));
-        assert_eq!(
-            check_publish("d1", "wenu/d2/telemetry", 10, 100),
-            Err(PublishRefusal::ForeignTopic)
-        );
-        assert_eq!(
-            check_publish("d1", "wenu/d1/other", 10, 100),
-            Err(PublishRefusal::InvalidTopic)
-        );
-        assert_eq!(
-            check_publish("d1", "$SYS/x", 10, 100),
-            Err(PublishRefusal::InvalidTopic)
-        );
+        assert_eq!(check_publish("d1", "wenu/d2/telemetry", 10, 100), Err(PublishRefusal::ForeignTopic));
+        assert_eq!(check_publish("d1", "wenu/d1/other", 10, 100), Err(PublishRefusal::InvalidTopic));
+        assert_eq!(check_publish("d1", "$SYS/x", 10, 100), Err(PublishRefusal::InvalidTopic));
         assert_eq!(
             check_publish("d1", "wenu/d1/telemetry", 101, 100),
-            Err(PublishRefusal::Oversized {
-                len: 101,
-                limit: 100
-            })
+            Err(PublishRefusal::Oversized { len: 101, limit: 100 })
         );
     }
 }

@@ -65,11 +65,7 @@ pub struct Edge {
 impl Edge {
     /// Binds the listeners and starts serving. Ports may be 0: ask
     /// [`Edge::tcp_addr`] / [`Edge::tls_addr`] which ones the OS chose.
-    pub async fn start(
-        config: EdgeConfig,
-        stream: Arc<dyn Stream>,
-        registry: Registry,
-    ) -> Result<Edge> {
+    pub async fn start(config: EdgeConfig, stream: Arc<dyn Stream>, registry: Registry) -> Result<Edge> {
         let previous = match &config.counters_file {
             Some(path) => EdgeSnapshot::load(path)?.unwrap_or_default(),
             None => EdgeSnapshot::default(),
@@ -103,10 +99,7 @@ impl Edge {
         let mut server = MqttServer::new(scx);
         let mut tcp_addr = None;
         if let Some(addr) = config.listen {
-            let listener = bind(
-                listener_builder(addr, &config, max_packet).name("wenu/tcp"),
-                |b| b.tcp(),
-            )?;
+            let listener = bind(listener_builder(addr, &config, max_packet).name("wenu/tcp"), |b| b.tcp())?;
             tcp_addr = Some(local_addr(&listener, addr)?);
             server = server.listener_by_id(listener, tcp_addr.unwrap().port());
         }
@@ -142,13 +135,7 @@ impl Edge {
             }));
         }
         tracing::info!(tcp = ?tcp_addr, tls = ?tls_addr, "MQTT edge listening");
-        Ok(Edge {
-            tcp_addr,
-            tls_addr,
-            counters,
-            counters_file: config.counters_file,
-            tasks,
-        })
+        Ok(Edge { tcp_addr, tls_addr, counters, counters_file: config.counters_file, tasks })
     }
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
@@ -192,23 +179,14 @@ fn listener_builder(addr: SocketAddr, config: &EdgeConfig, max_packet: u32) -> B
         .max_connections(config.max_connections)
 }
 
-fn bind(
-    builder: Builder,
-    finish: impl FnOnce(Listener) -> rmqtt::Result<Listener>,
-) -> Result<Listener> {
+fn bind(builder: Builder, finish: impl FnOnce(Listener) -> rmqtt::Result<Listener>) -> Result<Listener> {
     let addr = builder.laddr;
     builder
         .bind()
         .and_then(finish)
-        .map_err(|e| Error::Listener {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        })
+        .map_err(|e| Error::Listener { addr: addr.to_string(), message: e.to_string() })
 }
 
 fn local_addr(listener: &Listener, requested: SocketAddr) -> Result<SocketAddr> {
-    listener.local_addr().map_err(|e| Error::Listener {
-        addr: requested.to_string(),
-        message: e.to_string(),
-    })
+    listener.local_addr().map_err(|e| Error::Listener { addr: requested.to_string(), message: e.to_string() })
 }

@@ -35,8 +35,5 @@ pub(crate) fn stream_error(err: rusqlite::Error) -> Error {
         err.sqlite_error_code(),
         Some(DiskFull | DatabaseBusy | DatabaseLocked | SystemIoFailure | OutOfMemory | CannotOpen)
     );
-    Error::Stream {
-        message: err.to_string(),
-        retryable,
-    }
+    Error::Stream { message: err.to_string(), retryable }
 }

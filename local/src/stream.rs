@@ -77,7 +77,9 @@ enum WriteJob {
         reply: oneshot::Sender<Result<RetentionReport>>,
     },
     /// Answers once every job queued before it is committed.
-    Flush { reply: oneshot::Sender<Result<()>> },
+    Flush {
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// The embedded implementation of the [`Stream`] port.
@@ -118,9 +120,8 @@ impl SqliteStream {
         let conn = open_durable(path).map_err(stream_error)?;
         conn.execute_batch(SCHEMA).map_err(stream_error)?;
         if let Some(max_bytes) = options.max_bytes {
-            let page_size: u64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(stream_error)?;
+            let page_size: u64 =
+                conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(stream_error)?;
             conn.pragma_update(None, "max_page_count", (max_bytes / page_size).max(1))
                 .map_err(stream_error)?;
         }
@@ -132,16 +133,8 @@ impl SqliteStream {
         std::thread::Builder::new()
             .name("wenu-stream-writer".into())
             .spawn(move || run_writer(conn, jobs, max_group, &writer_commits))
-            .map_err(|source| Error::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            writer,
-            reader: Arc::new(Mutex::new(reader)),
-            options,
-            commits,
-        })
+            .map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), options, commits })
     }
 
     /// Reads what the log holds without starting a writer: for `wenu status`,
@@ -152,14 +145,9 @@ impl SqliteStream {
         let checkpoints = query_checkpoints(&conn).map_err(stream_error)?;
         let totals = RetentionReport {
             deleted: read_counter(&conn, "retention_deleted").map_err(stream_error)?,
-            deleted_unconsumed: read_counter(&conn, "retention_deleted_unconsumed")
-                .map_err(stream_error)?,
+            deleted_unconsumed: read_counter(&conn, "retention_deleted_unconsumed").map_err(stream_error)?,
         };
-        Ok(LogInspection {
-            info,
-            checkpoints,
-            retention_totals: totals,
-        })
+        Ok(LogInspection { info, checkpoints, retention_totals: totals })
     }
 
     pub fn default_path(data_dir: &Path) -> PathBuf {
@@ -233,18 +221,12 @@ impl SqliteStream {
             query(&conn).map_err(stream_error)
         })
         .await
-        .map_err(|e| Error::Stream {
-            message: format!("reader task failed: {e}"),
-            retryable: true,
-        })?
+        .map_err(|e| Error::Stream { message: format!("reader task failed: {e}"), retryable: true })?
     }
 }
 
 fn writer_gone() -> Error {
-    Error::Stream {
-        message: "stream writer has stopped".into(),
-        retryable: false,
-    }
+    Error::Stream { message: "stream writer has stopped".into(), retryable: false }
 }
 
 #[async_trait]
@@ -264,11 +246,9 @@ impl Stream for SqliteStream {
                 StartAt::Oldest => 0,
                 StartAt::Position(Position(p)) => p as i64,
                 StartAt::Timestamp(ts) => conn
-                    .query_row(
-                        "SELECT min(position) FROM records WHERE received_at >= ?1",
-                        [ts],
-                        |r| r.get::<_, Option<i64>>(0),
-                    )?
+                    .query_row("SELECT min(position) FROM records WHERE received_at >= ?1", [ts], |r| {
+                        r.get::<_, Option<i64>>(0)
+                    })?
                     .unwrap_or(i64::MAX),
             };
             let mut stmt = conn.prepare_cached(
@@ -292,11 +272,9 @@ impl Stream for SqliteStream {
     async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>> {
         let consumer = consumer.to_owned();
         self.with_reader(move |conn| {
-            conn.query_row(
-                "SELECT position FROM checkpoints WHERE consumer = ?1",
-                [consumer],
-                |r| Ok(Position(r.get::<_, i64>(0)? as u64)),
-            )
+            conn.query_row("SELECT position FROM checkpoints WHERE consumer = ?1", [consumer], |r| {
+                Ok(Position(r.get::<_, i64>(0)? as u64))
+            })
             .optional()
         })
         .await
@@ -304,12 +282,7 @@ impl Stream for SqliteStream {
 
     async fn commit_checkpoint(&self, consumer: &str, position: Position) -> Result<()> {
         let (reply, answer) = oneshot::channel();
-        self.send(WriteJob::Checkpoint {
-            consumer: consumer.to_owned(),
-            position,
-            reply,
-        })
-        .await?;
+        self.send(WriteJob::Checkpoint { consumer: consumer.to_owned(), position, reply }).await?;
         answer.await.map_err(|_| writer_gone())?
     }
 
@@ -389,17 +362,8 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) {
 }
 
 fn clone_stream_error(err: &Error) -> Error {
-    let retryable = matches!(
-        err,
-        Error::Stream {
-            retryable: true,
-            ..
-        }
-    );
-    Error::Stream {
-        message: err.to_string(),
-        retryable,
-    }
+    let retryable = matches!(err, Error::Stream { retryable: true, .. });
+    Error::Stream { message: err.to_string(), retryable }
 }
 
 enum Applied {
@@ -422,9 +386,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, job: &WriteJob) -> rusqlite::Result<App
             }
             Ok(Applied::Appended(positions))
         }
-        WriteJob::Checkpoint {
-            consumer, position, ..
-        } => {
+        WriteJob::Checkpoint { consumer, position, .. } => {
             tx.execute(
                 "INSERT INTO checkpoints (consumer, position) VALUES (?1, ?2)
                  ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
@@ -488,11 +450,8 @@ fn add_counter(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> rusqlite:
 }
 
 fn read_counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
-    let value: Option<i64> = conn
-        .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let value: Option<i64> =
+        conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0)).optional()?;
     Ok(value.unwrap_or(0) as u64)
 }
 
@@ -516,10 +475,7 @@ fn query_info(conn: &Connection) -> rusqlite::Result<StreamInfo> {
 }
 
 fn query_checkpoints(conn: &Connection) -> rusqlite::Result<Vec<(String, Position)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT consumer, position FROM checkpoints ORDER BY consumer")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get(0)?, Position(r.get::<_, i64>(1)? as u64)))
-    })?;
+    let mut stmt = conn.prepare_cached("SELECT consumer, position FROM checkpoints ORDER BY consumer")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, Position(r.get::<_, i64>(1)? as u64))))?;
     rows.collect()
 }

@@ -24,10 +24,7 @@ fn open(dir: &tempfile::TempDir) -> SqliteStream {
 async fn appends_are_ordered_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let stream = open(&dir);
-    let first = stream
-        .append(vec![record("a", 1, b"1"), record("b", 2, b"2")])
-        .await
-        .unwrap();
+    let first = stream.append(vec![record("a", 1, b"1"), record("b", 2, b"2")]).await.unwrap();
     let second = stream.append(vec![record("a", 3, b"3")]).await.unwrap();
     assert!(first[0] < first[1] && first[1] < second[0]);
     drop(stream);
@@ -40,30 +37,18 @@ async fn appends_are_ordered_and_survive_reopen() {
     let from_second = stream.read(StartAt::Position(first[1]), 10).await.unwrap();
     assert_eq!(from_second.len(), 2);
     let info = stream.info().await.unwrap();
-    assert_eq!(
-        (info.records, info.oldest, info.newest),
-        (3, Some(first[0]), Some(second[0]))
-    );
+    assert_eq!((info.records, info.oldest, info.newest), (3, Some(first[0]), Some(second[0])));
 }
 
 #[tokio::test]
 async fn replays_from_a_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let stream = open(&dir);
-    stream
-        .append((0..10).map(|i| record("a", i * 1000, &[i as u8])).collect())
-        .await
-        .unwrap();
+    stream.append((0..10).map(|i| record("a", i * 1000, &[i as u8])).collect()).await.unwrap();
     let from_5s = stream.read(StartAt::Timestamp(5000), 100).await.unwrap();
     assert_eq!(from_5s.first().unwrap().payload[..], [5]);
     assert_eq!(from_5s.len(), 5);
-    assert!(
-        stream
-            .read(StartAt::Timestamp(99_000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(stream.read(StartAt::Timestamp(99_000), 100).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -72,10 +57,7 @@ async fn checkpoints_are_named_and_durable() {
     let stream = open(&dir);
     assert_eq!(stream.checkpoint("lake").await.unwrap(), None);
     stream.commit_checkpoint("lake", Position(7)).await.unwrap();
-    stream
-        .commit_checkpoint("alarms", Position(3))
-        .await
-        .unwrap();
+    stream.commit_checkpoint("alarms", Position(3)).await.unwrap();
     stream.commit_checkpoint("lake", Position(9)).await.unwrap();
     drop(stream);
     let stream = open(&dir);
@@ -89,26 +71,14 @@ async fn checkpoints_are_named_and_durable() {
 #[tokio::test]
 async fn retention_deletes_old_records_and_counts_unconsumed_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StreamOptions {
-        retention: Duration::from_secs(3600),
-        ..Default::default()
-    };
+    let options = StreamOptions { retention: Duration::from_secs(3600), ..Default::default() };
     let stream = SqliteStream::open(&dir.path().join("stream.db"), options).unwrap();
     let hour = 3_600_000;
     // Ten records an hour apart: received at 0h, 1h, … 9h.
-    let positions = stream
-        .append((0..10).map(|i| record("a", i * hour, b"x")).collect())
-        .await
-        .unwrap();
+    let positions = stream.append((0..10).map(|i| record("a", i * hour, b"x")).collect()).await.unwrap();
     // The slow consumer has processed the first three records only.
-    stream
-        .commit_checkpoint("slow", positions[2])
-        .await
-        .unwrap();
-    stream
-        .commit_checkpoint("fast", positions[9])
-        .await
-        .unwrap();
+    stream.commit_checkpoint("slow", positions[2]).await.unwrap();
+    stream.commit_checkpoint("fast", positions[9]).await.unwrap();
 
     // At 9h30 with 1 h retention, everything received before 8h30 goes: 0h…8h.
     let report = stream.sweep_retention(9 * hour + hour / 2).await.unwrap();
@@ -116,23 +86,11 @@ async fn retention_deletes_old_records_and_counts_unconsumed_ones() {
     // "slow" had not reached 3h…8h: six records forced out.
     assert_eq!(report.deleted_unconsumed, 6);
     let left = stream.read(StartAt::Oldest, 100).await.unwrap();
-    assert_eq!(
-        left.iter().map(|r| r.position).collect::<Vec<_>>(),
-        [positions[9]]
-    );
+    assert_eq!(left.iter().map(|r| r.position).collect::<Vec<_>>(), [positions[9]]);
 
     // A second sweep at the same time finds nothing more, and totals persist.
-    assert_eq!(
-        stream
-            .sweep_retention(9 * hour + hour / 2)
-            .await
-            .unwrap()
-            .deleted,
-        0
-    );
-    let totals = SqliteStream::inspect(&dir.path().join("stream.db"))
-        .unwrap()
-        .retention_totals;
+    assert_eq!(stream.sweep_retention(9 * hour + hour / 2).await.unwrap().deleted, 0);
+    let totals = SqliteStream::inspect(&dir.path().join("stream.db")).unwrap().retention_totals;
     assert_eq!((totals.deleted, totals.deleted_unconsumed), (9, 6));
 }
 
@@ -151,10 +109,7 @@ async fn concurrent_appends_share_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stream.db");
     let stream = SqliteStream::open(&path, StreamOptions::default()).unwrap();
-    stream
-        .append(vec![record("warm-up", 0, b"x")])
-        .await
-        .unwrap();
+    stream.append(vec![record("warm-up", 0, b"x")]).await.unwrap();
     let before = stream.commits();
 
     // Hold SQLite's write lock from another connection so the writer stalls on
@@ -194,26 +149,11 @@ async fn a_full_log_refuses_appends_and_recovers_after_retention() {
         }
         assert!(stored < 1000, "the size cap never applied");
     };
-    assert!(
-        matches!(
-            err,
-            wenu_core::Error::Stream {
-                retryable: true,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, wenu_core::Error::Stream { retryable: true, .. }), "{err}");
     // Nothing acknowledged was lost, and the refused append left no trace.
     assert_eq!(stream.info().await.unwrap().records, stored);
 
     // Retention frees pages inside the file; appends work again.
-    assert_eq!(
-        stream.sweep_retention(10_000).await.unwrap().deleted,
-        stored
-    );
-    stream
-        .append(vec![record("a", 10_000, &payload)])
-        .await
-        .unwrap();
+    assert_eq!(stream.sweep_retention(10_000).await.unwrap().deleted, stored);
+    stream.append(vec![record("a", 10_000, &payload)]).await.unwrap();
 }

@@ -60,10 +60,7 @@ mod tests {
         let mut keyring = Keyring::default();
         let fleet = provision_fleet(&registry, &mut keyring, "acme", 3).unwrap();
         assert_eq!(
-            fleet
-                .iter()
-                .map(|d| d.device_id.as_str())
-                .collect::<Vec<_>>(),
+            fleet.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(),
             ["acme-00001", "acme-00002", "acme-00003"]
         );
         let more = provision_fleet(&registry, &mut keyring, "acme", 1).unwrap();
@@ -71,51 +68,22 @@ mod tests {
 
         let dev = &fleet[0];
         assert!(matches!(
-            registry
-                .authenticate(&dev.device_id, &dev.password.0)
-                .unwrap(),
+            registry.authenticate(&dev.device_id, &dev.password.0).unwrap(),
             AuthOutcome::Allowed(_)
         ));
         assert_eq!(
-            registry
-                .authenticate(&dev.device_id, &fleet[1].password.0)
-                .unwrap(),
+            registry.authenticate(&dev.device_id, &fleet[1].password.0).unwrap(),
             AuthOutcome::BadPassword
         );
-        assert_eq!(
-            registry.authenticate("nobody", "x").unwrap(),
-            AuthOutcome::UnknownDevice
-        );
+        assert_eq!(registry.authenticate("nobody", "x").unwrap(), AuthOutcome::UnknownDevice);
         registry.set_enabled(&dev.device_id, false).unwrap();
-        assert_eq!(
-            registry
-                .authenticate(&dev.device_id, &dev.password.0)
-                .unwrap(),
-            AuthOutcome::Disabled
-        );
+        assert_eq!(registry.authenticate(&dev.device_id, &dev.password.0).unwrap(), AuthOutcome::Disabled);
 
-        assert_eq!(
-            rotate_key(&registry, &mut keyring, &dev.device_id).unwrap(),
-            2
-        );
-        assert_eq!(
-            registry
-                .device(&dev.device_id)
-                .unwrap()
-                .unwrap()
-                .live_key_ids,
-            [1, 2]
-        );
+        assert_eq!(rotate_key(&registry, &mut keyring, &dev.device_id).unwrap(), 2);
+        assert_eq!(registry.device(&dev.device_id).unwrap().unwrap().live_key_ids, [1, 2]);
         assert_eq!(keyring.current_key(&dev.device_id).unwrap().id, 2);
         registry.retire_key(&dev.device_id, 1).unwrap();
-        assert_eq!(
-            registry
-                .device(&dev.device_id)
-                .unwrap()
-                .unwrap()
-                .live_key_ids,
-            [2]
-        );
+        assert_eq!(registry.device(&dev.device_id).unwrap().unwrap().live_key_ids, [2]);
         assert!(rotate_key(&registry, &mut keyring, "nobody").is_err());
     }
 

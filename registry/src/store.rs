@@ -40,10 +40,7 @@ pub struct Registry {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
 impl Registry {
@@ -54,9 +51,7 @@ impl Registry {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations().to_latest(&mut conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     pub fn default_path(data_dir: &Path) -> PathBuf {
@@ -85,11 +80,8 @@ impl Registry {
             return Err(Error::InvalidId(device_id.to_owned()));
         }
         let conn = self.conn();
-        let company_exists: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM companies WHERE id = ?1)",
-            [company],
-            |r| r.get(0),
-        )?;
+        let company_exists: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM companies WHERE id = ?1)", [company], |r| r.get(0))?;
         if !company_exists {
             return Err(Error::UnknownCompany(company.to_owned()));
         }
@@ -128,10 +120,9 @@ impl Registry {
     }
 
     pub fn set_enabled(&self, device_id: &str, enabled: bool) -> Result<()> {
-        let changed = self.conn().execute(
-            "UPDATE devices SET enabled = ?2 WHERE id = ?1",
-            params![device_id, enabled],
-        )?;
+        let changed = self
+            .conn()
+            .execute("UPDATE devices SET enabled = ?2 WHERE id = ?1", params![device_id, enabled])?;
         if changed == 0 {
             return Err(Error::UnknownDevice(device_id.to_owned()));
         }
@@ -151,10 +142,7 @@ impl Registry {
     }
 
     pub fn count_devices(&self) -> Result<u64> {
-        Ok(self
-            .conn()
-            .query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0))?
-            as u64)
+        Ok(self.conn().query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0))? as u64)
     }
 
     fn devices_where(&self, condition: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Device>> {
@@ -187,11 +175,9 @@ impl Registry {
     pub fn authenticate(&self, device_id: &str, password: &str) -> Result<AuthOutcome> {
         let row: Option<(String, bool)> = self
             .conn()
-            .query_row(
-                "SELECT password_hash, enabled FROM devices WHERE id = ?1",
-                [device_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT password_hash, enabled FROM devices WHERE id = ?1", [device_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let Some((hash, enabled)) = row else {
             return Ok(AuthOutcome::UnknownDevice);
@@ -207,11 +193,7 @@ impl Registry {
     pub fn authenticate_by_certificate(&self, device_id: &str) -> Result<AuthOutcome> {
         let enabled: Option<bool> = self
             .conn()
-            .query_row(
-                "SELECT enabled FROM devices WHERE id = ?1",
-                [device_id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT enabled FROM devices WHERE id = ?1", [device_id], |r| r.get(0))
             .optional()?;
         match enabled {
             None => Ok(AuthOutcome::UnknownDevice),
@@ -223,9 +205,7 @@ impl Registry {
         if !enabled {
             return Ok(AuthOutcome::Disabled);
         }
-        let device = self
-            .device(device_id)?
-            .ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))?;
+        let device = self.device(device_id)?.ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))?;
         Ok(AuthOutcome::Allowed(device))
     }
 }

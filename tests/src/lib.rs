@@ -52,13 +52,10 @@ impl TestEdge {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&dir.path().join("registry.db")).unwrap();
         let mut keyring = Keyring::default();
-        let fleet = Fleet {
-            devices: provision_fleet(&registry, &mut keyring, "acme", devices).unwrap(),
-        };
+        let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "acme", devices).unwrap() };
         let certs = dir.path().join("certs");
         let ids: Vec<String> = fleet.devices.iter().map(|d| d.device_id.clone()).collect();
-        wenu_ingest::certs::init_local_ca(&certs, &["localhost".into(), "127.0.0.1".into()], &ids)
-            .unwrap();
+        wenu_ingest::certs::init_local_ca(&certs, &["localhost".into(), "127.0.0.1".into()], &ids).unwrap();
         let stream = SqliteStream::open(&dir.path().join("stream.db"), stream_options).unwrap();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let tls = |client_ca: Option<PathBuf>| TlsConfig {
@@ -67,38 +64,19 @@ impl TestEdge {
             key: certs.join("server.key"),
             client_ca,
         };
-        let mut config = EdgeConfig {
-            listen: None,
-            tls: None,
-            counters_file: None,
-            ..EdgeConfig::default()
-        };
+        let mut config = EdgeConfig { listen: None, tls: None, counters_file: None, ..EdgeConfig::default() };
         match listen {
             Listen::Tcp => config.listen = Some(loopback),
             Listen::Tls => config.tls = Some(tls(None)),
             Listen::MutualTls => config.tls = Some(tls(Some(certs.join("ca.crt")))),
         }
         adjust(&mut config);
-        let edge = Edge::start(config, Arc::new(stream.clone()), registry.clone())
-            .await
-            .unwrap();
-        TestEdge {
-            dir,
-            edge,
-            stream,
-            registry,
-            keyring,
-            fleet,
-            certs,
-        }
+        let edge = Edge::start(config, Arc::new(stream.clone()), registry.clone()).await.unwrap();
+        TestEdge { dir, edge, stream, registry, keyring, fleet, certs }
     }
 
     pub fn port(&self) -> u16 {
-        self.edge
-            .tcp_addr()
-            .or(self.edge.tls_addr())
-            .unwrap()
-            .port()
+        self.edge.tcp_addr().or(self.edge.tls_addr()).unwrap().port()
     }
 
     pub fn device(&self, n: usize) -> &FleetDevice {
@@ -122,9 +100,7 @@ pub fn decode_seqs(records: &[Record], keyring: &Keyring) -> BTreeMap<(String, u
     for record in records {
         if let Ok(plaintext) = open_with_keyring(&record.device_id, &record.payload, keyring) {
             if let Ok(batch) = ReadingBatch::from_json(&plaintext) {
-                *seen
-                    .entry((record.device_id.clone(), batch.seq))
-                    .or_default() += 1;
+                *seen.entry((record.device_id.clone(), batch.seq)).or_default() += 1;
             }
         }
     }

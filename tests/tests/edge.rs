@@ -77,31 +77,14 @@ async fn mosquitto_pub_is_accepted_over_tcp_with_mqtt_311_and_5() {
     let topic = format!("wenu/{}/telemetry", dev.device_id);
     for (seq, version) in [(1, "mqttv311"), (2, "mqttv5")] {
         let file = path_arg(&sealed_message(&edge, 0, seq));
-        let out = mosquitto_pub(&publish_args(
-            &port,
-            &dev.device_id,
-            &dev.password.0,
-            &topic,
-            &file,
-            version,
-        ))
-        .await;
-        assert!(
-            out.status.success(),
-            "{version}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out =
+            mosquitto_pub(&publish_args(&port, &dev.device_id, &dev.password.0, &topic, &file, version))
+                .await;
+        assert!(out.status.success(), "{version}: {}", String::from_utf8_lossy(&out.stderr));
     }
     // QoS 0 is stored too, with no acknowledgement to wait for.
     let file = path_arg(&sealed_message(&edge, 0, 3));
-    let mut args = publish_args(
-        &port,
-        &dev.device_id,
-        &dev.password.0,
-        &topic,
-        &file,
-        "mqttv311",
-    );
+    let mut args = publish_args(&port, &dev.device_id, &dev.password.0, &topic, &file, "mqttv311");
     args[7] = "0";
     assert!(mosquitto_pub(&args).await.status.success());
     while edge.records().await.len() < 3 {
@@ -109,27 +92,16 @@ async fn mosquitto_pub_is_accepted_over_tcp_with_mqtt_311_and_5() {
     }
     let records = edge.records().await;
     assert_eq!(records.len(), 3);
-    assert!(
-        records
-            .iter()
-            .all(|r| r.device_id == dev.device_id && r.topic == topic)
-    );
-    let seqs: Vec<u64> = edge
-        .decoded_seqs()
-        .await
-        .into_keys()
-        .map(|(_, seq)| seq)
-        .collect();
+    assert!(records.iter().all(|r| r.device_id == dev.device_id && r.topic == topic));
+    let seqs: Vec<u64> = edge.decoded_seqs().await.into_keys().map(|(_, seq)| seq).collect();
     assert_eq!(seqs, [1, 2, 3]);
     assert_eq!(edge.edge.counters().snapshot(0).publishes_accepted, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_foreign_topics_and_oversized_payloads_are_refused() {
-    let edge = TestEdge::start_with(Listen::Tcp, 2, StreamOptions::default(), |c| {
-        c.max_payload_bytes = 1024
-    })
-    .await;
+    let edge =
+        TestEdge::start_with(Listen::Tcp, 2, StreamOptions::default(), |c| c.max_payload_bytes = 1024).await;
     let port = edge.port().to_string();
     let (me, other) = (edge.device(0), edge.device(1));
     let my_topic = format!("wenu/{}/telemetry", me.device_id);
@@ -140,116 +112,42 @@ async fn bad_credentials_foreign_topics_and_oversized_payloads_are_refused() {
     let big = path_arg(&big);
 
     // Wrong password, unknown device, no credentials: CONNACK refuses.
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        "wrong",
-        &my_topic,
-        &file,
-        "mqttv311",
-    ))
-    .await;
+    let out = mosquitto_pub(&publish_args(&port, &me.device_id, "wrong", &my_topic, &file, "mqttv311")).await;
     assert!(!out.status.success());
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        "acme-99999",
-        &me.password.0,
-        &my_topic,
-        &file,
-        "mqttv5",
-    ))
-    .await;
+    let out =
+        mosquitto_pub(&publish_args(&port, "acme-99999", &me.password.0, &my_topic, &file, "mqttv5")).await;
     assert!(!out.status.success());
-    let out = mosquitto_pub(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-q",
-        "1",
-        "-t",
-        &my_topic,
-        "-f",
-        &file,
-    ])
-    .await;
+    let out = mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", &my_topic, "-f", &file]).await;
     assert!(!out.status.success());
     // Another device's password is not mine.
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        &other.password.0,
-        &my_topic,
-        &file,
-        "mqttv311",
-    ))
-    .await;
+    let out =
+        mosquitto_pub(&publish_args(&port, &me.device_id, &other.password.0, &my_topic, &file, "mqttv311"))
+            .await;
     assert!(!out.status.success());
 
     // Foreign topic: MQTT 3.1.1 can only close the connection; MQTT 5 says why.
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        &me.password.0,
-        &their_topic,
-        &file,
-        "mqttv311",
-    ))
-    .await;
-    assert!(
-        !out.status.success(),
-        "3.1.1 foreign publish must not be acknowledged"
-    );
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        &me.password.0,
-        &their_topic,
-        &file,
-        "mqttv5",
-    ))
-    .await;
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Not authorized"),
-        "{out:?}"
-    );
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        &me.password.0,
-        "wenu/x/y/z",
-        &file,
-        "mqttv5",
-    ))
-    .await;
+    let out =
+        mosquitto_pub(&publish_args(&port, &me.device_id, &me.password.0, &their_topic, &file, "mqttv311"))
+            .await;
+    assert!(!out.status.success(), "3.1.1 foreign publish must not be acknowledged");
+    let out =
+        mosquitto_pub(&publish_args(&port, &me.device_id, &me.password.0, &their_topic, &file, "mqttv5"))
+            .await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Not authorized"), "{out:?}");
+    let out =
+        mosquitto_pub(&publish_args(&port, &me.device_id, &me.password.0, "wenu/x/y/z", &file, "mqttv5"))
+            .await;
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
 
     // Oversized payload.
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        &me.password.0,
-        &my_topic,
-        &big,
-        "mqttv5",
-    ))
-    .await;
+    let out =
+        mosquitto_pub(&publish_args(&port, &me.device_id, &me.password.0, &my_topic, &big, "mqttv5")).await;
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        &me.password.0,
-        &my_topic,
-        &big,
-        "mqttv311",
-    ))
-    .await;
+    let out =
+        mosquitto_pub(&publish_args(&port, &me.device_id, &me.password.0, &my_topic, &big, "mqttv311")).await;
     assert!(!out.status.success());
 
-    assert!(
-        edge.records().await.is_empty(),
-        "nothing refused reaches the stream"
-    );
+    assert!(edge.records().await.is_empty(), "nothing refused reaches the stream");
     let (connects, publishes) = refusals(&edge);
     assert_eq!(connects.get("bad_password"), Some(&2));
     assert_eq!(connects.get("unknown_device"), Some(&1));
@@ -259,15 +157,9 @@ async fn bad_credentials_foreign_topics_and_oversized_payloads_are_refused() {
     assert_eq!(publishes.get("oversized"), Some(&2));
 
     // A good publish on the same edge still goes through.
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &me.device_id,
-        &me.password.0,
-        &my_topic,
-        &file,
-        "mqttv311",
-    ))
-    .await;
+    let out =
+        mosquitto_pub(&publish_args(&port, &me.device_id, &me.password.0, &my_topic, &file, "mqttv311"))
+            .await;
     assert!(out.status.success());
     assert_eq!(edge.records().await.len(), 1);
 }
@@ -277,11 +169,7 @@ async fn devices_may_not_subscribe() {
     let edge = TestEdge::start(Listen::Tcp, 1).await;
     let dev = edge.device(0);
     let out = tokio::task::spawn_blocking({
-        let (port, user, password) = (
-            edge.port().to_string(),
-            dev.device_id.clone(),
-            dev.password.0.clone(),
-        );
+        let (port, user, password) = (edge.port().to_string(), dev.device_id.clone(), dev.password.0.clone());
         move || {
             std::process::Command::new("mosquitto_sub")
                 .args([
@@ -309,17 +197,10 @@ async fn devices_may_not_subscribe() {
     .await
     .unwrap();
     // mosquitto_sub exits 0 here, but reports that the SUBACK refused.
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("denied"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denied"), "{out:?}");
 }
 
-async fn run_sim(
-    edge: &TestEdge,
-    tls: Option<SimTls>,
-    per_device: u64,
-) -> wenu_firmware_sim::FleetReport {
+async fn run_sim(edge: &TestEdge, tls: Option<SimTls>, per_device: u64) -> wenu_firmware_sim::FleetReport {
     let config = SimConfig {
         port: edge.port(),
         host: "127.0.0.1".into(),
@@ -357,30 +238,16 @@ async fn tls_with_passwords_for_mosquitto_pub_and_rumqttc() {
     let topic = format!("wenu/{}/telemetry", dev.device_id);
     let file = path_arg(&sealed_message(&edge, 0, 1000));
     let ca = path_arg(&edge.certs.join("ca.crt"));
-    let mut args = publish_args(
-        &port,
-        &dev.device_id,
-        &dev.password.0,
-        &topic,
-        &file,
-        "mqttv311",
-    );
+    let mut args = publish_args(&port, &dev.device_id, &dev.password.0, &topic, &file, "mqttv311");
     args.extend(["--cafile", &ca]);
     let out = mosquitto_pub(&args).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Without trusting the CA, the client refuses the server.
     let out = mosquitto_pub(&args[..args.len() - 2]).await;
     assert!(!out.status.success());
 
-    let tls = SimTls {
-        ca_pem: std::fs::read(edge.certs.join("ca.crt")).unwrap(),
-        client_cert_dir: None,
-    };
+    let tls = SimTls { ca_pem: std::fs::read(edge.certs.join("ca.crt")).unwrap(), client_cert_dir: None };
     let report = run_sim(&edge, Some(tls), 10).await;
     assert_eq!(report.acked, 30);
     assert_eq!(edge.decoded_seqs().await.len(), 31);
@@ -402,43 +269,17 @@ async fn mutual_tls_accepts_the_devices_own_certificate_only() {
     };
     let (my_cert, my_key) = cert_of(&me.device_id);
     let (their_cert, their_key) = cert_of(&other.device_id);
-    let base = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-q",
-        "1",
-        "-t",
-        &topic,
-        "-f",
-        &file,
-        "--cafile",
-        &ca,
-    ];
+    let base = ["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", &topic, "-f", &file, "--cafile", &ca];
 
     // The certificate alone identifies the device: no password needed.
     let mut args = base.to_vec();
     args.extend(["--cert", &my_cert, "--key", &my_key]);
     let out = mosquitto_pub(&args).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Another device's certificate while claiming to be me: refused.
     let mut args = base.to_vec();
-    args.extend([
-        "--cert",
-        &their_cert,
-        "--key",
-        &their_key,
-        "-u",
-        &me.device_id,
-        "-P",
-        &me.password.0,
-    ]);
+    args.extend(["--cert", &their_cert, "--key", &their_key, "-u", &me.device_id, "-P", &me.password.0]);
     assert!(!mosquitto_pub(&args).await.status.success());
 
     // Another device's certificate publishing to my topic: a foreign topic.
@@ -451,23 +292,11 @@ async fn mutual_tls_accepts_the_devices_own_certificate_only() {
     args.extend(["-u", &me.device_id, "-P", &me.password.0]);
     assert!(!mosquitto_pub(&args).await.status.success());
     let stranger = edge.dir.path().join("stranger-ca");
-    wenu_ingest::certs::init_local_ca(
-        &stranger,
-        &["localhost".into()],
-        std::slice::from_ref(&me.device_id),
-    )
-    .unwrap();
+    wenu_ingest::certs::init_local_ca(&stranger, &["localhost".into()], std::slice::from_ref(&me.device_id))
+        .unwrap();
     let (strange_cert, strange_key) = (
-        path_arg(
-            &stranger
-                .join("devices")
-                .join(format!("{}.crt", me.device_id)),
-        ),
-        path_arg(
-            &stranger
-                .join("devices")
-                .join(format!("{}.key", me.device_id)),
-        ),
+        path_arg(&stranger.join("devices").join(format!("{}.crt", me.device_id))),
+        path_arg(&stranger.join("devices").join(format!("{}.key", me.device_id))),
     );
     let mut args = base.to_vec();
     args.extend(["--cert", &strange_cert, "--key", &strange_key]);
@@ -490,10 +319,7 @@ async fn mutual_tls_accepts_the_devices_own_certificate_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_withholds_the_puback() {
     // A log capped at 64 KiB, filled up before any device publishes.
-    let options = StreamOptions {
-        max_bytes: Some(64 * 1024),
-        ..StreamOptions::default()
-    };
+    let options = StreamOptions { max_bytes: Some(64 * 1024), ..StreamOptions::default() };
     let edge = TestEdge::start_with(Listen::Tcp, 1, options, |_| {}).await;
     let filler = wenu_core::stream::NewRecord {
         device_id: "filler".into(),
@@ -501,10 +327,7 @@ async fn a_full_log_withholds_the_puback() {
         received_at: 0,
         payload: vec![0u8; 4096].into(),
     };
-    while wenu_core::stream::Stream::append(&edge.stream, vec![filler.clone()])
-        .await
-        .is_ok()
-    {}
+    while wenu_core::stream::Stream::append(&edge.stream, vec![filler.clone()]).await.is_ok() {}
     let stored = edge.records().await.len();
 
     let port = edge.port().to_string();
@@ -512,32 +335,12 @@ async fn a_full_log_withholds_the_puback() {
     let topic = format!("wenu/{}/telemetry", dev.device_id);
     let file = path_arg(&sealed_message(&edge, 0, 1));
     // MQTT 5: the PUBACK carries the refusal; 3.1.1: no PUBACK, the connection closes.
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &dev.device_id,
-        &dev.password.0,
-        &topic,
-        &file,
-        "mqttv5",
-    ))
-    .await;
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Quota exceeded"),
-        "{out:?}"
-    );
-    let out = mosquitto_pub(&publish_args(
-        &port,
-        &dev.device_id,
-        &dev.password.0,
-        &topic,
-        &file,
-        "mqttv311",
-    ))
-    .await;
-    assert!(
-        !out.status.success(),
-        "a 3.1.1 client must not get a PUBACK for an unstored reading"
-    );
+    let out =
+        mosquitto_pub(&publish_args(&port, &dev.device_id, &dev.password.0, &topic, &file, "mqttv5")).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Quota exceeded"), "{out:?}");
+    let out =
+        mosquitto_pub(&publish_args(&port, &dev.device_id, &dev.password.0, &topic, &file, "mqttv311")).await;
+    assert!(!out.status.success(), "a 3.1.1 client must not get a PUBACK for an unstored reading");
 
     assert_eq!(edge.records().await.len(), stored);
     assert_eq!(refusals(&edge).1.get("stream_unavailable"), Some(&2));

@@ -48,17 +48,12 @@ pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     eprintln!("provisioning {} devices…", args.connections);
     let registry = Registry::open(&Registry::default_path(&scratch))?;
     let mut keyring = Keyring::default();
-    let fleet = Fleet {
-        devices: provision_fleet(&registry, &mut keyring, "bench", args.connections)?,
-    };
+    let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.connections)? };
     keyring.save(&scratch.join("keyring.json"))?;
 
     let server = Server::start(&config).await?;
     let wenu_port = server.edge.tcp_addr().expect("listening").port();
-    eprintln!(
-        "wenu: {} connections × {} messages…",
-        args.connections, args.messages
-    );
+    eprintln!("wenu: {} connections × {} messages…", args.connections, args.messages);
     let wenu = load(&fleet, wenu_port, &args).await?;
     let commits = server.stream.commits();
     server.stop().await?;
@@ -74,9 +69,7 @@ pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     };
     let _ = std::fs::remove_dir_all(&scratch);
 
-    let ratio = mosquitto
-        .as_ref()
-        .map(|m| wenu.acked_per_sec / m.acked_per_sec);
+    let ratio = mosquitto.as_ref().map(|m| wenu.acked_per_sec / m.acked_per_sec);
     let result = json!({
         "connections": args.connections,
         "messages_per_connection": args.messages,
@@ -138,10 +131,7 @@ impl Mosquitto {
         let broker = Mosquitto { child, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "mosquitto did not start listening on {port}"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "mosquitto did not start listening on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(broker)

@@ -26,11 +26,7 @@ pub enum CertsCommand {
 pub fn run(command: CertsCommand) -> anyhow::Result<()> {
     let CertsCommand::Init { out, hosts, fleet } = command;
     let devices: Vec<String> = match fleet {
-        Some(path) => Fleet::load(&path)?
-            .devices
-            .into_iter()
-            .map(|d| d.device_id)
-            .collect(),
+        Some(path) => Fleet::load(&path)?.devices.into_iter().map(|d| d.device_id).collect(),
         None => Vec::new(),
     };
     init_local_ca(&out, &hosts, &devices)?;

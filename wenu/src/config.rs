@@ -69,9 +69,7 @@ impl Default for Config {
                 queue_depth: 1024,
                 max_bytes: None,
             },
-            http: HttpConfig {
-                listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
-            },
+            http: HttpConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))) },
         }
     }
 }
@@ -95,20 +93,11 @@ impl Config {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
-            anyhow::ensure!(
-                file.exists(),
-                "config file {} does not exist",
-                file.display()
-            );
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             figment = figment.merge(Toml::file(file));
         }
-        let env = Env::prefixed("WENU_")
-            .map(|key| env_key_to_path(key.as_str()).into())
-            .lowercase(false);
-        figment
-            .merge(env)
-            .extract()
-            .context("invalid configuration")
+        let env = Env::prefixed("WENU_").map(|key| env_key_to_path(key.as_str()).into()).lowercase(false);
+        figment.merge(env).extract().context("invalid configuration")
     }
 
     pub fn edge(&self) -> EdgeConfig {
@@ -133,10 +122,7 @@ mod tests {
     #[test]
     fn env_names_map_to_nested_keys() {
         assert_eq!(env_key_to_path("MQTT_LISTEN"), "mqtt.listen");
-        assert_eq!(
-            env_key_to_path("MQTT_MAX_PAYLOAD_BYTES"),
-            "mqtt.max_payload_bytes"
-        );
+        assert_eq!(env_key_to_path("MQTT_MAX_PAYLOAD_BYTES"), "mqtt.max_payload_bytes");
         assert_eq!(env_key_to_path("MQTT_TLS_CLIENT_CA"), "mqtt.tls.client_ca");
         assert_eq!(env_key_to_path("HTTP_LISTEN"), "http.listen");
         assert_eq!(env_key_to_path("DATA_DIR"), "data_dir");
@@ -146,10 +132,7 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn file_then_environment() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "wenu.toml",
-                "data_dir = \"/var/wenu\"\n[mqtt]\nmax_payload_bytes = 1000\n",
-            )?;
+            jail.create_file("wenu.toml", "data_dir = \"/var/wenu\"\n[mqtt]\nmax_payload_bytes = 1000\n")?;
             jail.set_env("WENU_MQTT_LISTEN", "127.0.0.1:1999");
             jail.set_env("WENU_STREAM_RETENTION_HOURS", "2");
             let config = Config::load(Some(Path::new("wenu.toml"))).unwrap();

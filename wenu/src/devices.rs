@@ -43,27 +43,16 @@ pub fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
     let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
     let keyring_path = config.data_dir.join("keyring.json");
     match command {
-        DevicesCommand::Provision {
-            company,
-            count,
-            out,
-        } => {
+        DevicesCommand::Provision { company, count, out } => {
             let mut keyring = Keyring::load_or_default(&keyring_path)?;
             let devices = provision_fleet(&registry, &mut keyring, &company, count)?;
             keyring.save(&keyring_path)?;
-            let mut fleet = if out.exists() {
-                Fleet::load(&out)?
-            } else {
-                Fleet::default()
-            };
+            let mut fleet = if out.exists() { Fleet::load(&out)? } else { Fleet::default() };
             for device in devices {
                 fleet.upsert(device);
             }
             fleet.save(&out)?;
-            eprintln!(
-                "provisioned {count} devices of {company}; fleet file {}",
-                out.display()
-            );
+            eprintln!("provisioned {count} devices of {company}; fleet file {}", out.display());
         }
         DevicesCommand::List { company, json } => {
             let devices = registry.list_devices(company.as_deref())?;
@@ -72,10 +61,7 @@ pub fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
             } else {
                 println!("{:<24} {:<16} {:<8} keys", "device", "company", "enabled");
                 for d in devices {
-                    println!(
-                        "{:<24} {:<16} {:<8} {:?}",
-                        d.id, d.company, d.enabled, d.live_key_ids
-                    );
+                    println!("{:<24} {:<16} {:<8} {:?}", d.id, d.company, d.enabled, d.live_key_ids);
                 }
             }
         }
@@ -91,11 +77,7 @@ pub fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
                     .find(|d| d.device_id == device)
                     .cloned()
                     .with_context(|| format!("{device} is not in {}", path.display()))?;
-                let key = keyring
-                    .current_key(&device)
-                    .expect("just added")
-                    .key
-                    .clone();
+                let key = keyring.current_key(&device).expect("just added").key.clone();
                 fleet.upsert(FleetDevice {
                     key_id,
                     key,

@@ -14,9 +14,7 @@ pub fn install_metrics_recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .expect("no other metrics recorder is installed")
+            PrometheusBuilder::new().install_recorder().expect("no other metrics recorder is installed")
         })
         .clone()
 }
@@ -26,14 +24,10 @@ pub async fn serve(
     metrics: PrometheusHandle,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || std::future::ready(metrics.render())),
-        )
+        .route("/metrics", get(move || std::future::ready(metrics.render())))
         .route("/health", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding HTTP on {addr}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding HTTP on {addr}"))?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {

@@ -33,10 +33,7 @@ pub struct Server {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
 impl Server {
@@ -84,12 +81,7 @@ impl Server {
                 "http": http_addr,
             })
         );
-        Ok(Server {
-            edge,
-            stream,
-            http_addr,
-            tasks,
-        })
+        Ok(Server { edge, stream, http_addr, tasks })
     }
 
     /// Stops taking connections, then waits until every append already
@@ -106,8 +98,8 @@ impl Server {
 }
 
 async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

@@ -65,10 +65,7 @@ pub struct SimArgs {
 pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     let fleet = Fleet::load(&args.fleet)?;
     let tls = match &args.tls_ca {
-        Some(ca) => Some(SimTls {
-            ca_pem: std::fs::read(ca)?,
-            client_cert_dir: args.client_certs.clone(),
-        }),
+        Some(ca) => Some(SimTls { ca_pem: std::fs::read(ca)?, client_cert_dir: args.client_certs.clone() }),
         None => None,
     };
     let config = SimConfig {
@@ -126,19 +123,12 @@ pub async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let fleet_path = config.data_dir.join("demo-fleet.json");
     let fleet = demo_fleet(&config, &fleet_path, args.devices)?;
     let server = Server::start(&config).await?;
-    let mqtt = server
-        .edge
-        .tcp_addr()
-        .ok_or_else(|| anyhow::anyhow!("the demo needs mqtt.listen set"))?;
+    let mqtt = server.edge.tcp_addr().ok_or_else(|| anyhow::anyhow!("the demo needs mqtt.listen set"))?;
     eprintln!(
         "Wenu demo: MQTT on {mqtt}, metrics on http://{}/metrics",
         server.http_addr.map_or("-".into(), |a| a.to_string())
     );
-    eprintln!(
-        "{} simulated devices at {}/s each; Ctrl-C to stop.",
-        fleet.devices.len(),
-        args.rate
-    );
+    eprintln!("{} simulated devices at {}/s each; Ctrl-C to stop.", fleet.devices.len(), args.rate);
 
     let sim = SimConfig {
         port: mqtt.port(),
@@ -151,9 +141,7 @@ pub async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let fleet_task = tokio::spawn(async move { run_fleet(&fleet, sim, stop).await });
 
     let progress = ProgressBar::new_spinner();
-    progress.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
-    );
+    progress.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"));
     let mut last = 0u64;
     let mut every_second = tokio::time::interval(Duration::from_secs(1));
     while !fleet_task.is_finished() {
@@ -178,34 +166,19 @@ pub async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Provisions the demo company on first run; later runs reuse its fleet.
-fn demo_fleet(
-    config: &Config,
-    fleet_path: &std::path::Path,
-    devices: usize,
-) -> anyhow::Result<Fleet> {
+fn demo_fleet(config: &Config, fleet_path: &std::path::Path, devices: usize) -> anyhow::Result<Fleet> {
     if fleet_path.exists() {
         let fleet = Fleet::load(fleet_path)?;
         if fleet.devices.len() >= devices {
-            return Ok(Fleet {
-                devices: fleet.devices.into_iter().take(devices).collect(),
-            });
+            return Ok(Fleet { devices: fleet.devices.into_iter().take(devices).collect() });
         }
     }
     let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
     let keyring_path = config.data_dir.join("keyring.json");
     let mut keyring = Keyring::load_or_default(&keyring_path)?;
     let have = registry.list_devices(Some("demo"))?.len();
-    let mut fleet = if fleet_path.exists() {
-        Fleet::load(fleet_path)?
-    } else {
-        Fleet::default()
-    };
-    for device in provision_fleet(
-        &registry,
-        &mut keyring,
-        "demo",
-        devices.saturating_sub(have),
-    )? {
+    let mut fleet = if fleet_path.exists() { Fleet::load(fleet_path)? } else { Fleet::default() };
+    for device in provision_fleet(&registry, &mut keyring, "demo", devices.saturating_sub(have))? {
         fleet.upsert(device);
     }
     keyring.save(&keyring_path)?;

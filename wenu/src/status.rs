@@ -29,16 +29,10 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
     let edge = EdgeSnapshot::load(&dir.join("edge.json"))?.unwrap_or_default();
     let running = edge.running && now_ms() - edge.updated_at < RUNNING_IF_FRESHER_THAN_MS;
     let stream_path = SqliteStream::default_path(dir);
-    let inspection = if stream_path.exists() {
-        SqliteStream::inspect(&stream_path)?
-    } else {
-        Default::default()
-    };
-    let (log, checkpoints, retention) = (
-        inspection.info,
-        inspection.checkpoints,
-        inspection.retention_totals,
-    );
+    let inspection =
+        if stream_path.exists() { SqliteStream::inspect(&stream_path)? } else { Default::default() };
+    let (log, checkpoints, retention) =
+        (inspection.info, inspection.checkpoints, inspection.retention_totals);
     let devices = Registry::open(&Registry::default_path(dir))?.count_devices()?;
     let report = json!({
         "data_dir": dir,
@@ -59,10 +53,7 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("data directory   {}", dir.display());
-        println!(
-            "server           {}",
-            if running { "running" } else { "not running" }
-        );
+        println!("server           {}", if running { "running" } else { "not running" });
         println!("devices          {devices}");
         println!("connections      {}", report["connections"]);
         println!(

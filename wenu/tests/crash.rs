@@ -23,12 +23,7 @@ fn acked_lines(path: &std::path::Path) -> Vec<(String, u64)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|v| {
-            (
-                v["device"].as_str().unwrap().to_owned(),
-                v["seq"].as_u64().unwrap(),
-            )
-        })
+        .map(|v| (v["device"].as_str().unwrap().to_owned(), v["seq"].as_u64().unwrap()))
         .collect()
 }
 
@@ -45,15 +40,7 @@ async fn acknowledged_readings_survive_kill_9() {
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
     let status = wenu(&data)
-        .args([
-            "devices",
-            "provision",
-            "--company",
-            "acme",
-            "--count",
-            &DEVICES.to_string(),
-            "--out",
-        ])
+        .args(["devices", "provision", "--company", "acme", "--count", &DEVICES.to_string(), "--out"])
         .arg(&fleet_path)
         .status()
         .unwrap();
@@ -86,10 +73,7 @@ async fn acknowledged_readings_survive_kill_9() {
     wait_for_acks(&acked_path, (KILLS + 1) * 300).await;
     stop_tx.send(true).unwrap();
     let report = fleet_run.await.unwrap();
-    assert_eq!(
-        report.unacked_at_exit, 0,
-        "the fleet drained its offline buffers"
-    );
+    assert_eq!(report.unacked_at_exit, 0, "the fleet drained its offline buffers");
     server.terminate();
 
     let acked: BTreeSet<(String, u64)> = acked_lines(&acked_path).into_iter().collect();
@@ -99,12 +83,9 @@ async fn acknowledged_readings_survive_kill_9() {
     let mut in_log: BTreeMap<(String, u64), usize> = BTreeMap::new();
     for record in &records {
         let plaintext =
-            wenu_core::envelope::open_with_keyring(&record.device_id, &record.payload, &keyring)
-                .unwrap();
+            wenu_core::envelope::open_with_keyring(&record.device_id, &record.payload, &keyring).unwrap();
         let batch = wenu_core::reading::ReadingBatch::from_json(&plaintext).unwrap();
-        *in_log
-            .entry((record.device_id.clone(), batch.seq))
-            .or_default() += 1;
+        *in_log.entry((record.device_id.clone(), batch.seq)).or_default() += 1;
     }
     let missing: Vec<_> = acked.iter().filter(|k| !in_log.contains_key(*k)).collect();
     let duplicate_records: usize = in_log.values().map(|n| n - 1).sum();
@@ -118,10 +99,7 @@ async fn acknowledged_readings_survive_kill_9() {
         report.resent,
         report.connection_errors
     );
-    assert!(
-        missing.is_empty(),
-        "acknowledged but not in the log: {missing:?}"
-    );
+    assert!(missing.is_empty(), "acknowledged but not in the log: {missing:?}");
     assert!(acked.len() >= (KILLS + 1) * 300);
     // Records without an ack (PUBACK lost in the kill) may be in the log too;
     // after dedupe on (device, seq) each acknowledged reading counts once.

@@ -7,10 +7,7 @@ use std::process::{Child, Command, Stdio};
 /// `wenu` with a data directory, as a user would run it.
 pub fn wenu(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wenu"));
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn");
+    command.arg("--data-dir").arg(data_dir).env("RUST_LOG", "warn");
     command
 }
 
@@ -30,9 +27,7 @@ impl ServeProcess {
             .spawn()
             .expect("wenu serve starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let listening: serde_json::Value =
             serde_json::from_str(&line).expect("serve prints where it listens");
         assert_eq!(listening["event"], "listening");
@@ -47,10 +42,7 @@ impl ServeProcess {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "wenu serve exited with {exit}");
@@ -58,9 +50,5 @@ impl ServeProcess {
 }
 
 pub fn free_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
