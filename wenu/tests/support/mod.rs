@@ -1,4 +1,5 @@
 //! Running the real `wenu` binary from tests.
+#![allow(dead_code)] // each test binary uses a different part of it
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

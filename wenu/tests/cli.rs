@@ -1,0 +1,95 @@
+//! The command line as an operator uses it: provisioning, listing, key
+//! rotation, and a keyring with unsafe permissions.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::wenu;
+use wenu_core::fleet::Fleet;
+use wenu_core::keyring::Keyring;
+
+#[test]
+fn provision_list_and_rotate_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fleet_path = dir.path().join("fleet.json");
+    let out = wenu(&data)
+        .args(["devices", "provision", "--company", "acme", "--count", "3", "--out"])
+        .arg(&fleet_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fleet = Fleet::load(&fleet_path).unwrap();
+    assert_eq!(fleet.devices.len(), 3);
+    // Secrets are written for their owner only, and never printed.
+    for path in [&fleet_path, &data.join("keyring.json")] {
+        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!printed.contains(&fleet.devices[0].password.0));
+    assert!(!printed.contains(&fleet.devices[0].key.to_base64()));
+
+    let out = wenu(&data).args(["devices", "list", "--json"]).output().unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("argon2"), "hashes stay in the registry");
+
+    let device = &fleet.devices[1].device_id;
+    let out =
+        wenu(&data).args(["devices", "rotate-key", device, "--fleet"]).arg(&fleet_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rotated = Fleet::load(&fleet_path).unwrap();
+    let entry = rotated.devices.iter().find(|d| &d.device_id == device).unwrap();
+    assert_eq!(entry.key_id, 2);
+    let keyring = Keyring::load(&data.join("keyring.json")).unwrap();
+    assert_eq!(keyring.decryption_key(device, 2).unwrap(), &entry.key);
+    assert!(keyring.decryption_key(device, 1).is_ok(), "the old key still decrypts");
+
+    let out = wenu(&data).args(["devices", "rotate-key", "nobody"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_keyring_others_can_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fleet_path = dir.path().join("fleet.json");
+    let status = wenu(&data)
+        .args(["devices", "provision", "--company", "acme", "--count", "1", "--out"])
+        .arg(&fleet_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let keyring = data.join("keyring.json");
+    std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = wenu(&data)
+        .args(["devices", "provision", "--company", "acme", "--out"])
+        .arg(&fleet_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for command in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["status", "--help"],
+        &["devices", "provision", "--help"],
+        &["certs", "init", "--help"],
+        &["sim", "--help"],
+        &["demo", "--help"],
+        &["bench", "ingest", "--help"],
+    ] {
+        let out = wenu(std::path::Path::new("unused")).args(command).output().unwrap();
+        assert!(out.status.success(), "{command:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{command:?}");
+    }
+}
