@@ -167,17 +167,15 @@ pub async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
 
 /// Provisions the demo company on first run; later runs reuse its fleet.
 fn demo_fleet(config: &Config, fleet_path: &std::path::Path, devices: usize) -> anyhow::Result<Fleet> {
-    if fleet_path.exists() {
-        let fleet = Fleet::load(fleet_path)?;
-        if fleet.devices.len() >= devices {
-            return Ok(Fleet { devices: fleet.devices.into_iter().take(devices).collect() });
-        }
+    let mut fleet = if fleet_path.exists() { Fleet::load(fleet_path)? } else { Fleet::default() };
+    if fleet.devices.len() >= devices {
+        fleet.devices.truncate(devices);
+        return Ok(fleet);
     }
     let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
     let keyring_path = config.data_dir.join("keyring.json");
     let mut keyring = Keyring::load_or_default(&keyring_path)?;
     let have = registry.list_devices(Some("demo"))?.len();
-    let mut fleet = if fleet_path.exists() { Fleet::load(fleet_path)? } else { Fleet::default() };
     for device in provision_fleet(&registry, &mut keyring, "demo", devices.saturating_sub(have))? {
         fleet.upsert(device);
     }

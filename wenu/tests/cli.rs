@@ -4,21 +4,27 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use support::wenu;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
+
+/// `wenu devices provision --company acme --count N --out FLEET`.
+fn provision(data: &Path, count: usize, fleet: &Path) -> std::process::Output {
+    wenu(data)
+        .args(["devices", "provision", "--company", "acme", "--count", &count.to_string(), "--out"])
+        .arg(fleet)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn provision_list_and_rotate_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let out = wenu(&data)
-        .args(["devices", "provision", "--company", "acme", "--count", "3", "--out"])
-        .arg(&fleet_path)
-        .output()
-        .unwrap();
+    let out = provision(&data, 3, &fleet_path);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let fleet = Fleet::load(&fleet_path).unwrap();
     assert_eq!(fleet.devices.len(), 3);
@@ -55,19 +61,10 @@ fn a_keyring_others_can_read_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let status = wenu(&data)
-        .args(["devices", "provision", "--company", "acme", "--count", "1", "--out"])
-        .arg(&fleet_path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(provision(&data, 1, &fleet_path).status.success());
     let keyring = data.join("keyring.json");
     std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = wenu(&data)
-        .args(["devices", "provision", "--company", "acme", "--out"])
-        .arg(&fleet_path)
-        .output()
-        .unwrap();
+    let out = provision(&data, 1, &fleet_path);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
