@@ -76,14 +76,35 @@ pub fn seal(device_id: &str, key_id: u32, key: &SecretKey, nonce: [u8; 12], plai
 
 /// Decrypts an envelope that `device_id` sealed with `key`.
 pub fn open(device_id: &str, envelope: &[u8], key: &SecretKey) -> Result<Vec<u8>> {
-    let header = Header::parse(envelope)?;
-    let cipher = Aes256Gcm::new(key.as_bytes().into());
-    cipher
-        .decrypt(
-            Nonce::from_slice(&header.nonce),
-            Payload { msg: &envelope[HEADER_LEN..], aad: &aad(&header, device_id) },
-        )
-        .map_err(|_| Error::Tampered)
+    Opener::new(key).open(device_id, envelope)
+}
+
+/// One key, expanded once: decrypting many envelopes under the same key skips
+/// the AES key schedule each time. Its `Debug` shows nothing of the key.
+#[derive(Clone)]
+pub struct Opener(Aes256Gcm);
+
+impl Opener {
+    pub fn new(key: &SecretKey) -> Self {
+        Opener(Aes256Gcm::new(key.as_bytes().into()))
+    }
+
+    /// Decrypts an envelope that `device_id` sealed with this key.
+    pub fn open(&self, device_id: &str, envelope: &[u8]) -> Result<Vec<u8>> {
+        let header = Header::parse(envelope)?;
+        self.0
+            .decrypt(
+                Nonce::from_slice(&header.nonce),
+                Payload { msg: &envelope[HEADER_LEN..], aad: &aad(&header, device_id) },
+            )
+            .map_err(|_| Error::Tampered)
+    }
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opener(..)")
+    }
 }
 
 /// Decrypts an envelope with whichever of the device's keys its header names.

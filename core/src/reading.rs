@@ -22,8 +22,33 @@ pub struct ReadingBatch {
 pub struct Reading {
     pub sensor: String,
     pub kind: String,
+    /// JSON has no NaN or infinity: serde_json writes them as `null`, and some
+    /// firmware writes `"NaN"` or `"Infinity"`. Those are read back as
+    /// non-finite values so that the decrypt stage can reject them by name
+    /// rather than as malformed JSON.
+    #[serde(deserialize_with = "number_or_non_finite")]
     pub value: f64,
     pub unit: String,
+}
+
+fn number_or_non_finite<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(f64),
+        Text(String),
+        Null(()),
+    }
+    match Value::deserialize(deserializer)? {
+        Value::Number(n) => Ok(n),
+        Value::Null(()) => Ok(f64::NAN),
+        Value::Text(t) => match t.as_str() {
+            "NaN" | "nan" => Ok(f64::NAN),
+            "Infinity" | "inf" => Ok(f64::INFINITY),
+            "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+            other => Err(serde::de::Error::custom(format!("value {other:?} is not a number"))),
+        },
+    }
 }
 
 impl ReadingBatch {
@@ -60,5 +85,20 @@ mod tests {
         );
         assert_eq!(ReadingBatch::from_json(&batch.to_json()).unwrap(), batch);
         assert!(matches!(ReadingBatch::from_json(b"{\"seq\":1}"), Err(Error::MalformedPlaintext(_))));
+    }
+
+    #[test]
+    fn non_finite_values_survive_the_round_trip_as_non_finite() {
+        let reading = |value: &str| {
+            let json = format!(
+                r#"{{"seq":1,"ts":1,"readings":[{{"sensor":"s","kind":"k","value":{value},"unit":"u"}}]}}"#
+            );
+            ReadingBatch::from_json(json.as_bytes()).map(|b| b.readings[0].value)
+        };
+        assert!(reading("null").unwrap().is_nan());
+        assert!(reading("\"NaN\"").unwrap().is_nan());
+        assert_eq!(reading("\"-Infinity\"").unwrap(), f64::NEG_INFINITY);
+        assert_eq!(reading("2.5").unwrap(), 2.5);
+        assert!(matches!(reading("\"warm\""), Err(Error::MalformedPlaintext(_))));
     }
 }
