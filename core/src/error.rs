@@ -32,6 +32,9 @@ pub enum Error {
     #[error("{path}: {message}")]
     FileFormat { path: PathBuf, message: String },
 
+    #[error("invalid setting: {0}")]
+    Config(String),
+
     #[error("invalid topic {0:?}: expected wenu/{{device_id}}/telemetry")]
     InvalidTopic(String),
 
@@ -65,6 +68,7 @@ impl Error {
             Error::MalformedPlaintext(_) => "malformed_plaintext",
             Error::KeyringPermissions { .. } => "keyring_permissions",
             Error::FileFormat { .. } => "file_format",
+            Error::Config(_) => "config",
             Error::InvalidTopic(_) => "invalid_topic",
             Error::Stream { .. } => "stream",
             Error::Io { .. } => "io",

@@ -455,9 +455,12 @@ fn read_counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
     Ok(value.unwrap_or(0) as u64)
 }
 
+/// Positions are contiguous (a failed group commit rolls back its positions
+/// too, and retention deletes only from the old end), so the count is
+/// `newest − oldest + 1`, read off the primary key instead of a full scan.
 fn query_info(conn: &Connection) -> rusqlite::Result<StreamInfo> {
     conn.query_row(
-        "SELECT count(*), min(position), max(position),
+        "SELECT coalesce(max(position) - min(position) + 1, 0), min(position), max(position),
                 (SELECT received_at FROM records ORDER BY position ASC LIMIT 1),
                 (SELECT received_at FROM records ORDER BY position DESC LIMIT 1)
          FROM records",

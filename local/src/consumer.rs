@@ -1,0 +1,182 @@
+//! The consumer runtime: reads the stream from a named checkpoint, batches by
+//! size or time, hands each batch to a [`Stage`], and moves the checkpoint
+//! only once the stage says its output is durable. At-least-once, like a
+//! Kinesis consumer; stages make their outputs idempotent.
+//!
+//! Each consumer is its own task with its own checkpoint, so a slow stage
+//! (the lake writing Parquet) never holds back another (the alarms).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use wenu_core::stream::{Position, Record, StartAt, Stream};
+use wenu_core::{Error, Result};
+
+use crate::batcher::{BatchLimits, Batcher};
+use crate::consumer_store::ConsumerStore;
+
+/// The work a consumer does on each batch.
+#[async_trait]
+pub trait Stage: Send + 'static {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Sets the stage's state to the one saved with the checkpoint (`None`
+    /// when the consumer never committed). Called at start and before a retry.
+    fn restore(&mut self, state: Option<&[u8]>) -> Result<(), Self::Error>;
+
+    /// Processes records in stream order and returns once their outputs are
+    /// durable, with the state to save alongside the checkpoint.
+    async fn process(&mut self, records: &[Record]) -> Result<Vec<u8>, Self::Error>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Checkpoint name; also the `consumer` label of the metrics.
+    pub name: String,
+    pub batch: BatchLimits,
+    /// Records per read from the stream.
+    pub read_chunk: usize,
+    /// How long to wait before reading again when the stream had nothing new.
+    pub idle_poll: Duration,
+    /// Longest wait between retries of a failing batch.
+    pub max_backoff: Duration,
+}
+
+impl ConsumerOptions {
+    pub fn new(name: impl Into<String>, batch: BatchLimits) -> Self {
+        ConsumerOptions {
+            name: name.into(),
+            batch,
+            read_chunk: 5_000,
+            idle_poll: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One named consumer of the stream running one stage.
+pub struct Consumer<S: Stage> {
+    stream: Arc<dyn Stream>,
+    store: ConsumerStore,
+    options: ConsumerOptions,
+    stage: S,
+}
+
+impl<S: Stage> Consumer<S> {
+    pub fn new(stream: Arc<dyn Stream>, store: ConsumerStore, options: ConsumerOptions, stage: S) -> Self {
+        Consumer { stream, store, options, stage }
+    }
+
+    /// Runs until `shutdown` turns true, then flushes what it holds and
+    /// returns the stage.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<S> {
+        let name = self.options.name.clone();
+        let saved = self.store.load(&name).await?;
+        self.restore(saved.state.as_deref())?;
+        let mut next = saved.position.map_or(StartAt::Oldest, |p| StartAt::Position(Position(p.0 + 1)));
+
+        // A flush that was under way when the process died is redone over
+        // exactly the same range, so its outputs get the same names.
+        if let Some((first, last)) = saved.pending {
+            let records = self.read_range(first, last).await?;
+            tracing::info!(consumer = %name, first = first.0, last = last.0, records = records.len(), "redoing an interrupted flush");
+            if !records.is_empty() {
+                self.flush(records, &mut shutdown).await?;
+            }
+            next = StartAt::Position(Position(last.0 + 1));
+        }
+
+        let mut batcher = Batcher::new(self.options.batch);
+        loop {
+            if batcher.is_due(Instant::now()) {
+                let records = batcher.take();
+                self.flush(records, &mut shutdown).await?;
+            }
+            let records = self.stream.read(next, self.options.read_chunk).await?;
+            if let Some(last) = records.last() {
+                next = StartAt::Position(Position(last.position.0 + 1));
+                records.into_iter().for_each(|r| batcher.push(r));
+            } else {
+                // Nothing new: wait for more, for the batch's deadline, or for shutdown.
+                let poll = Instant::now() + self.options.idle_poll;
+                let wake = batcher.deadline().map_or(poll, |deadline| deadline.min(poll));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        if !batcher.is_empty() {
+            let records = batcher.take();
+            self.flush(records, &mut shutdown).await?;
+        }
+        Ok(self.stage)
+    }
+
+    fn restore(&mut self, state: Option<&[u8]>) -> Result<()> {
+        self.stage.restore(state).map_err(|e| Error::Stream {
+            message: format!("consumer {} cannot restore its state: {e}", self.options.name),
+            retryable: false,
+        })
+    }
+
+    /// Processes one batch until it succeeds, then commits it. Under shutdown
+    /// a failing batch is left pending, to be redone at the next start.
+    async fn flush(&mut self, records: Vec<Record>, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+        let (first, last) = match (records.first(), records.last()) {
+            (Some(f), Some(l)) => (f.position, l.position),
+            _ => return Ok(()),
+        };
+        let name = self.options.name.clone();
+        self.store.begin_flush(&name, first, last).await?;
+        let mut backoff = Duration::from_millis(100);
+        let state = loop {
+            match self.stage.process(&records).await {
+                Ok(state) => break state,
+                Err(err) => {
+                    metrics::counter!("wenu_consumer_retries_total", "consumer" => name.clone()).increment(1);
+                    tracing::warn!(consumer = %name, error = %err, retry_in_ms = backoff.as_millis() as u64, "batch failed; retrying");
+                    if *shutdown.borrow() {
+                        return Ok(());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(self.options.max_backoff);
+                    // The failed attempt may have moved the stage's state on.
+                    let saved = self.store.load(&name).await?;
+                    self.restore(saved.state.as_deref())?;
+                }
+            }
+        };
+        self.store.commit(&name, last, state).await?;
+        // Mirrored into the stream so retention and `wenu status` see it.
+        self.stream.commit_checkpoint(&name, last).await?;
+        metrics::counter!("wenu_consumer_records_total", "consumer" => name.clone())
+            .increment(records.len() as u64);
+        if let Ok(info) = self.stream.info().await {
+            let lag = info.newest.map_or(0, |newest| newest.0.saturating_sub(last.0));
+            metrics::gauge!("wenu_consumer_lag_records", "consumer" => name).set(lag as f64);
+        }
+        Ok(())
+    }
+
+    async fn read_range(&self, first: Position, last: Position) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let mut next = first;
+        while next <= last {
+            let chunk = self.stream.read(StartAt::Position(next), self.options.read_chunk).await?;
+            let Some(end) = chunk.last().map(|r| r.position) else { break };
+            out.extend(chunk.into_iter().filter(|r| r.position <= last));
+            next = Position(end.0 + 1);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,133 @@
+//! Where each consumer keeps its checkpoint, its stage state and the range it
+//! is flushing: one row per consumer in `consumers.db`.
+//!
+//! The position and the state are written in one transaction, so after a crash
+//! a stage restarts from a state that matches its checkpoint exactly. The
+//! pending range is written before a flush and cleared with the checkpoint: a
+//! restart re-processes exactly that range, so outputs named after it are
+//! rewritten rather than duplicated under another name.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use wenu_core::stream::Position;
+use wenu_core::{Error, Result};
+
+use crate::sqlite::{open_durable, stream_error};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS consumers (
+    name          TEXT    PRIMARY KEY,
+    position      INTEGER,
+    pending_first INTEGER,
+    pending_last  INTEGER,
+    state         BLOB,
+    updated_at    INTEGER NOT NULL
+);
+";
+
+/// What a consumer saved last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedConsumer {
+    /// Everything up to and including this position is processed.
+    pub position: Option<Position>,
+    /// A flush that started and may not have finished: `(first, last)`.
+    pub pending: Option<(Position, Position)>,
+    /// The stage's state as of `position`.
+    pub state: Option<Vec<u8>>,
+}
+
+/// The consumers' table, shared by all consumers of one process.
+#[derive(Clone)]
+pub struct ConsumerStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl ConsumerStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = open_durable(path).map_err(stream_error)?;
+        conn.execute_batch(SCHEMA).map_err(stream_error)?;
+        Ok(ConsumerStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    pub fn default_path(data_dir: &Path) -> PathBuf {
+        data_dir.join("consumers.db")
+    }
+
+    pub async fn load(&self, name: &str) -> Result<SavedConsumer> {
+        let name = name.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT position, pending_first, pending_last, state FROM consumers WHERE name = ?1",
+                [&name],
+                |r| {
+                    let position: Option<i64> = r.get(0)?;
+                    let first: Option<i64> = r.get(1)?;
+                    let last: Option<i64> = r.get(2)?;
+                    Ok(SavedConsumer {
+                        position: position.map(|p| Position(p as u64)),
+                        pending: first.zip(last).map(|(f, l)| (Position(f as u64), Position(l as u64))),
+                        state: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+        })
+        .await
+    }
+
+    /// Records that the range `first..=last` is about to be flushed.
+    pub async fn begin_flush(&self, name: &str, first: Position, last: Position) -> Result<()> {
+        let name = name.to_owned();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO consumers (name, pending_first, pending_last, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET pending_first = ?2, pending_last = ?3, updated_at = ?4",
+                params![name, first.0 as i64, last.0 as i64, now_ms()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Records that everything up to `position` is processed, with the state
+    /// as of it, and clears the pending range.
+    pub async fn commit(&self, name: &str, position: Position, state: Vec<u8>) -> Result<()> {
+        let name = name.to_owned();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO consumers (name, position, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET position = ?2, state = ?3, updated_at = ?4,
+                     pending_first = NULL, pending_last = NULL",
+                params![name, position.0 as i64, state, now_ms()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn).map_err(stream_error)
+        })
+        .await
+        .map_err(|e| Error::Stream {
+            message: format!("consumer store task failed: {e}"),
+            retryable: false,
+        })?
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
