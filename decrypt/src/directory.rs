@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use wenu_core::keyring::Keyring;
+
 /// What the decoder needs to know about one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceEntry {
@@ -33,5 +35,28 @@ impl Directory {
 
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
+    }
+}
+
+/// Where a stage gets its keyring and directory from, and learns that they
+/// changed (a device provisioned, a key rotated or retired).
+pub trait KeySource: Send + Sync + 'static {
+    /// New snapshots when something changed since the last call (always on
+    /// the first call), `None` when nothing did.
+    fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String>;
+}
+
+/// Snapshots that never change: for tests, benchmarks and replays.
+pub struct FixedKeys(Option<(Keyring, Directory)>);
+
+impl FixedKeys {
+    pub fn new(keyring: Keyring, directory: Directory) -> Self {
+        FixedKeys(Some((keyring, directory)))
+    }
+}
+
+impl KeySource for FixedKeys {
+    fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String> {
+        Ok(self.0.take())
     }
 }

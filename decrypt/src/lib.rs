@@ -21,6 +21,6 @@ pub mod rejection;
 pub mod sequence;
 
 pub use decoder::{DecodeLimits, DecodedReading, Decoder, Outcome};
-pub use directory::{DeviceEntry, Directory};
+pub use directory::{DeviceEntry, Directory, FixedKeys, KeySource};
 pub use rejection::{RejectReason, Rejection};
 pub use sequence::{DeviceCompleteness, SeqVerdict, SequenceTracker};

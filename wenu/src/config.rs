@@ -12,7 +12,9 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use wenu_decrypt::DecodeLimits;
 use wenu_ingest::{EdgeConfig, TlsConfig};
+use wenu_local::BatchLimits;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub mqtt: MqttConfig,
     pub stream: StreamConfig,
+    pub lake: LakeConfig,
     pub http: HttpConfig,
 }
 
@@ -48,6 +51,19 @@ pub struct StreamConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Where the Parquet lake lives; `<data_dir>/lake` when unset.
+    pub dir: Option<PathBuf>,
+    /// Flush a batch at this many MiB of envelopes (Firehose: 1–128)...
+    pub buffer_mib: usize,
+    /// ...or this many seconds after its first record (Firehose: 0–900).
+    pub buffer_secs: u64,
+    /// Readings claiming to be further ahead of their arrival are quarantined.
+    pub max_future_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Serves `/metrics` (Prometheus) and `/health`.
     pub listen: Option<SocketAddr>,
@@ -69,6 +85,7 @@ impl Default for Config {
                 queue_depth: 1024,
                 max_bytes: None,
             },
+            lake: LakeConfig { dir: None, buffer_mib: 128, buffer_secs: 60, max_future_secs: 600 },
             http: HttpConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))) },
         }
     }
@@ -76,7 +93,7 @@ impl Default for Config {
 
 /// Sections whose keys may themselves contain `_`, longest first, so that
 /// `WENU_MQTT_TLS_CLIENT_CA` becomes `mqtt.tls.client_ca`.
-const SECTIONS: [&str; 4] = ["mqtt_tls", "mqtt", "stream", "http"];
+const SECTIONS: [&str; 5] = ["mqtt_tls", "mqtt", "stream", "lake", "http"];
 
 fn env_key_to_path(key: &str) -> String {
     let key = key.to_ascii_lowercase();
@@ -108,6 +125,23 @@ impl Config {
             max_connections: self.mqtt.max_connections,
             counters_file: Some(self.data_dir.join("edge.json")),
         }
+    }
+
+    pub fn keyring_path(&self) -> PathBuf {
+        self.data_dir.join("keyring.json")
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.lake.dir.clone().unwrap_or_else(|| self.data_dir.join("lake"))
+    }
+
+    /// The lake's batching, checked against Firehose's ranges.
+    pub fn lake_batch(&self) -> anyhow::Result<BatchLimits> {
+        Ok(BatchLimits::new(self.lake.buffer_mib * 1024 * 1024, Duration::from_secs(self.lake.buffer_secs))?)
+    }
+
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits { max_future_ms: self.lake.max_future_secs as i64 * 1000, ..DecodeLimits::default() }
     }
 
     pub fn retention(&self) -> Duration {

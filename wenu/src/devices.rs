@@ -41,7 +41,7 @@ pub enum DevicesCommand {
 pub fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
-    let keyring_path = config.data_dir.join("keyring.json");
+    let keyring_path = config.keyring_path();
     match command {
         DevicesCommand::Provision { company, count, out } => {
             let mut keyring = Keyring::load_or_default(&keyring_path)?;

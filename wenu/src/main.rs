@@ -11,6 +11,7 @@ mod certs;
 mod config;
 mod devices;
 mod http;
+mod keys;
 mod serve;
 mod sim;
 mod status;

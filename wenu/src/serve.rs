@@ -6,13 +6,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
+use object_store::local::LocalFileSystem;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wenu_ingest::Edge;
-use wenu_local::{SqliteStream, StreamOptions};
+use wenu_lake::{LakeStage, LakeTotals};
+use wenu_local::{Consumer, ConsumerOptions, ConsumerStore, SqliteStream, StreamOptions};
 use wenu_registry::Registry;
 
 use crate::config::Config;
 use crate::http;
+use crate::keys::RegistryKeys;
 
 #[derive(Args)]
 pub struct ServeArgs {}
@@ -29,7 +33,11 @@ pub struct Server {
     pub edge: Edge,
     pub stream: SqliteStream,
     pub http_addr: Option<SocketAddr>,
+    pub lake: Arc<LakeTotals>,
     tasks: Vec<JoinHandle<()>>,
+    /// Consumers finish their batch and commit when this turns true.
+    stop_consumers: watch::Sender<bool>,
+    consumers: Vec<JoinHandle<()>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -50,6 +58,11 @@ impl Server {
         let stream = SqliteStream::open(&SqliteStream::default_path(&config.data_dir), options)?;
         let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
         let edge = Edge::start(config.edge(), Arc::new(stream.clone()), registry).await?;
+
+        let (stop_consumers, consumers_stopped) = watch::channel(false);
+        let consumer_store = ConsumerStore::open(&ConsumerStore::default_path(&config.data_dir))?;
+        let (lake, lake_task) = start_lake(config, &stream, consumer_store, consumers_stopped)?;
+        let consumers = vec![lake_task];
 
         let mut tasks = Vec::new();
         let sweeper = stream.clone();
@@ -81,21 +94,54 @@ impl Server {
                 "http": http_addr,
             })
         );
-        Ok(Server { edge, stream, http_addr, tasks })
+        Ok(Server { edge, stream, http_addr, lake, tasks, stop_consumers, consumers })
     }
 
-    /// Stops taking connections, then waits until every append already
-    /// queued is on disk.
+    /// Stops taking connections, waits until every append already queued is
+    /// on disk, then lets each consumer flush and commit what it holds.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.edge.stop().await?;
         for task in &self.tasks {
             task.abort();
         }
         self.stream.flush().await?;
+        self.stop_consumers.send_replace(true);
+        for consumer in self.consumers {
+            consumer.await.context("consumer task panicked")?;
+        }
         tracing::info!("stopped cleanly");
         Ok(())
     }
 }
+
+/// The lake consumer: the stream to Parquet under `lake_dir`, in batches
+/// closed by size or time.
+fn start_lake(
+    config: &Config,
+    stream: &SqliteStream,
+    store: ConsumerStore,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<LakeTotals>, JoinHandle<()>)> {
+    let lake_dir = config.lake_dir();
+    std::fs::create_dir_all(&lake_dir).with_context(|| format!("creating lake {}", lake_dir.display()))?;
+    let objects = Arc::new(LocalFileSystem::new_with_prefix(&lake_dir)?);
+    let registry_path = Registry::default_path(&config.data_dir);
+    let keys =
+        RegistryKeys::new(config.keyring_path(), registry_path.clone(), Registry::open(&registry_path)?);
+    let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits());
+    let totals = stage.totals();
+    let options = ConsumerOptions::new(LAKE_CONSUMER, config.lake_batch()?);
+    let consumer = Consumer::new(Arc::new(stream.clone()), store, options, stage);
+    let task = tokio::spawn(async move {
+        if let Err(err) = consumer.run(stopped).await {
+            tracing::error!(error = %err, "lake consumer stopped; the stream keeps the records for a restart");
+        }
+    });
+    Ok((totals, task))
+}
+
+/// The lake consumer's checkpoint name.
+pub const LAKE_CONSUMER: &str = "lake";
 
 async fn shutdown_signal() {
     let mut terminate =

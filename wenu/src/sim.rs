@@ -2,6 +2,7 @@
 //! (server and fleet together, with live counts).
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args;
@@ -116,17 +117,23 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
+    /// Lake flush interval for the demo, so rows show up within seconds
+    /// (`wenu serve` uses `lake.buffer_secs`, 60 s by default, like Firehose).
+    #[arg(long, default_value_t = 5)]
+    lake_flush_secs: u64,
 }
 
-pub async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    config.lake.buffer_secs = args.lake_flush_secs;
     std::fs::create_dir_all(&config.data_dir)?;
     let fleet_path = config.data_dir.join("demo-fleet.json");
     let fleet = demo_fleet(&config, &fleet_path, args.devices)?;
     let server = Server::start(&config).await?;
     let mqtt = server.edge.tcp_addr().ok_or_else(|| anyhow::anyhow!("the demo needs mqtt.listen set"))?;
     eprintln!(
-        "Wenu demo: MQTT on {mqtt}, metrics on http://{}/metrics",
-        server.http_addr.map_or("-".into(), |a| a.to_string())
+        "Wenu demo: MQTT on {mqtt}, metrics on http://{}/metrics, Parquet lake in {}",
+        server.http_addr.map_or("-".into(), |a| a.to_string()),
+        config.lake_dir().display()
     );
     eprintln!("{} simulated devices at {}/s each; Ctrl-C to stop.", fleet.devices.len(), args.rate);
 
@@ -149,12 +156,15 @@ pub async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         let snapshot = server.edge.counters().snapshot(0);
         let info = wenu_core::stream::Stream::info(&server.stream).await?;
         progress.set_message(format!(
-            "connections {} | accepted {} ({}/s) | refused {} | log {} records",
+            "connections {} | accepted {} ({}/s) | refused {} | log {} records | lake {} rows in {} files, {} quarantined",
             snapshot.connections,
             snapshot.publishes_accepted,
             snapshot.publishes_accepted - last,
             snapshot.publishes_refused.values().sum::<u64>(),
-            info.records
+            info.records,
+            server.lake.rows.load(Ordering::Relaxed),
+            server.lake.files.load(Ordering::Relaxed),
+            server.lake.quarantined.load(Ordering::Relaxed),
         ));
         progress.tick();
         last = snapshot.publishes_accepted;
@@ -173,7 +183,7 @@ fn demo_fleet(config: &Config, fleet_path: &std::path::Path, devices: usize) -> 
         return Ok(fleet);
     }
     let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
-    let keyring_path = config.data_dir.join("keyring.json");
+    let keyring_path = config.keyring_path();
     let mut keyring = Keyring::load_or_default(&keyring_path)?;
     let have = registry.list_devices(Some("demo"))?.len();
     for device in provision_fleet(&registry, &mut keyring, "demo", devices.saturating_sub(have))? {

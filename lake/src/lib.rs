@@ -1,0 +1,18 @@
+//! Wenu's data lake: what Firehose, the decrypt Lambda and S3 do on AWS.
+//!
+//! A [`LakeStage`] consumes the stream in size-or-time batches (the consumer
+//! runtime of `wenu-local`), decrypts each record with the shared decoder,
+//! and writes through any `object_store` backend:
+//!
+//! * [`layout`]: Hive partitions `readings/company=/date=/hour=` by event time,
+//!   `quarantine/reason=/date=` for rejected records, files named by the
+//!   stream range they cover so a redo overwrites rather than duplicates;
+//! * [`encode`]: rows to Parquet (zstd, statistics, ~1M-row groups) and back.
+
+pub mod encode;
+mod error;
+pub mod layout;
+pub mod stage;
+
+pub use error::{Error, Result};
+pub use stage::{BatchReport, LakeStage, LakeTotals};

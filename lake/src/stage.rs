@@ -1,0 +1,162 @@
+//! The lake as a stream consumer: decrypt a batch, write one Parquet file per
+//! hour partition it touches and one per quarantine reason, named by the
+//! batch's stream range.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use wenu_core::keyring::Keyring;
+use wenu_core::stream::Record;
+use wenu_decrypt::{DecodeLimits, Decoder, Directory, KeySource, Outcome, SequenceTracker};
+
+use crate::encode::{self, QuarantinedRecord};
+use crate::layout::{HourPartition, part_name, quarantine_dir};
+use crate::{Error, Result};
+
+/// Running totals of one lake consumer, for progress views.
+#[derive(Debug, Default)]
+pub struct LakeTotals {
+    pub rows: AtomicU64,
+    pub files: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub quarantined: AtomicU64,
+}
+
+/// What one batch produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub rows: u64,
+    pub files: u64,
+    pub duplicates: u64,
+    pub quarantined: BTreeMap<&'static str, u64>,
+}
+
+/// Decrypts records and writes the lake through any `object_store` backend.
+pub struct LakeStage {
+    store: Arc<dyn ObjectStore>,
+    keys: Box<dyn KeySource>,
+    /// `None` only while a batch is being decoded on a blocking thread.
+    decoder: Option<Decoder>,
+    totals: Arc<LakeTotals>,
+}
+
+impl LakeStage {
+    pub fn new(store: Arc<dyn ObjectStore>, keys: Box<dyn KeySource>, limits: DecodeLimits) -> Self {
+        let decoder =
+            Decoder::new(Keyring::default(), Directory::default(), limits, SequenceTracker::default());
+        LakeStage { store, keys, decoder: Some(decoder), totals: Arc::default() }
+    }
+
+    pub fn totals(&self) -> Arc<LakeTotals> {
+        self.totals.clone()
+    }
+
+    pub fn sequences(&self) -> Option<&SequenceTracker> {
+        self.decoder.as_ref().map(Decoder::sequences)
+    }
+
+    /// Decodes and writes one batch; the files are in the store when it returns.
+    pub async fn write_batch(&mut self, records: &[Record]) -> Result<BatchReport> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(BatchReport::default());
+        };
+        let name = part_name(first.position.0, last.position.0);
+        let mut decoder = self.decoder.take().expect("decoder present between batches");
+        if let Some((keyring, directory)) = self.keys.refresh().map_err(Error::Keys)? {
+            decoder.refresh(keyring, directory);
+        }
+        // Decryption and Parquet encoding are CPU work: keep them off the async workers.
+        let owned = records.to_vec();
+        let (decoder, encoded) = tokio::task::spawn_blocking(move || {
+            let encoded = encode_batch(&mut decoder, &owned, &name);
+            (decoder, encoded)
+        })
+        .await
+        .map_err(|e| Error::Keys(format!("decode task failed: {e}")))?;
+        self.decoder = Some(decoder);
+        let (files, mut report) = encoded?;
+
+        for (path, bytes) in files {
+            self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
+            report.files += 1;
+        }
+        metrics::counter!("wenu_lake_rows_total").increment(report.rows);
+        metrics::counter!("wenu_lake_files_total").increment(report.files);
+        metrics::counter!("wenu_decrypt_duplicates_total").increment(report.duplicates);
+        for (reason, n) in &report.quarantined {
+            metrics::counter!("wenu_decrypt_rejected_total", "reason" => *reason).increment(*n);
+        }
+        let t = &self.totals;
+        t.rows.fetch_add(report.rows, Ordering::Relaxed);
+        t.files.fetch_add(report.files, Ordering::Relaxed);
+        t.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
+        t.quarantined.fetch_add(report.quarantined.values().sum(), Ordering::Relaxed);
+        Ok(report)
+    }
+}
+
+type EncodedFiles = Vec<(object_store::path::Path, bytes::Bytes)>;
+
+fn encode_batch(
+    decoder: &mut Decoder,
+    records: &[Record],
+    name: &str,
+) -> Result<(EncodedFiles, BatchReport)> {
+    let mut report = BatchReport::default();
+    let mut partitions: BTreeMap<HourPartition, Vec<_>> = BTreeMap::new();
+    let mut quarantine: BTreeMap<object_store::path::Path, Vec<QuarantinedRecord>> = BTreeMap::new();
+    for record in records {
+        match decoder.decode(record) {
+            Outcome::Accepted(readings) => {
+                for reading in readings {
+                    partitions
+                        .entry(HourPartition::of(&reading.company, reading.ts))
+                        .or_default()
+                        .push(reading);
+                }
+            }
+            Outcome::Duplicate { .. } => report.duplicates += 1,
+            Outcome::Rejected(rejection) => {
+                let label = rejection.reason.label();
+                *report.quarantined.entry(label).or_default() += 1;
+                tracing::debug!(device = %record.device_id, position = record.position.0, reason = label, detail = %rejection.detail, "record quarantined");
+                quarantine
+                    .entry(quarantine_dir(label, record.received_at))
+                    .or_default()
+                    .push(QuarantinedRecord { record: record.clone(), detail: rejection.detail });
+            }
+        }
+    }
+    let mut files = Vec::with_capacity(partitions.len() + quarantine.len());
+    for (partition, mut readings) in partitions {
+        report.rows += readings.len() as u64;
+        files.push((partition.dir().join(name), encode::readings_file(&mut readings)?));
+    }
+    for (dir, rows) in quarantine {
+        files.push((dir.join(name), encode::quarantine_file(&rows)?));
+    }
+    Ok((files, report))
+}
+
+#[async_trait]
+impl wenu_local::Stage for LakeStage {
+    type Error = Error;
+
+    fn restore(&mut self, state: Option<&[u8]>) -> Result<()> {
+        let sequences = match state {
+            Some(bytes) => serde_json::from_slice(bytes)?,
+            None => SequenceTracker::default(),
+        };
+        self.decoder.as_mut().expect("decoder present between batches").restore_sequences(sequences);
+        Ok(())
+    }
+
+    async fn process(&mut self, records: &[Record]) -> Result<Vec<u8>> {
+        self.write_batch(records).await?;
+        let sequences = self.sequences().expect("decoder present between batches");
+        Ok(serde_json::to_vec(sequences)?)
+    }
+}
