@@ -283,6 +283,9 @@ struct Firmware {
     produced: u64,
     readings_per_message: usize,
     last_envelope: Option<(u64, Bytes)>,
+    /// The boot's first envelope, which the replay fault sends again much later,
+    /// as an attacker replaying a captured message would.
+    first_envelope: Option<(u64, Bytes)>,
 }
 
 impl Firmware {
@@ -304,17 +307,23 @@ impl Firmware {
             produced: 0,
             readings_per_message: config.readings_per_message.max(1),
             last_envelope: None,
+            first_envelope: None,
         }
     }
 
     /// The messages to publish at this tick: usually one, two when a replay
-    /// fault resends an earlier envelope.
+    /// fault resends an earlier envelope (the previous one, or the boot's first).
     fn next_messages(&mut self) -> Vec<(u64, Bytes)> {
         let mut out = Vec::with_capacity(2);
-        if self.fault == Some(Fault::Replay) && self.rng.gen_ratio(1, 10) {
-            if let Some(previous) = self.last_envelope.clone() {
-                out.push(previous);
-            }
+        if self.fault == Some(Fault::Replay) {
+            let replayed = if self.rng.gen_ratio(1, 10) {
+                self.last_envelope.clone()
+            } else if self.rng.gen_ratio(1, 20) {
+                self.first_envelope.clone()
+            } else {
+                None
+            };
+            out.extend(replayed);
         }
         if self.fault == Some(Fault::Gap) && self.rng.gen_ratio(1, 20) {
             self.next_seq += self.rng.gen_range(1..5);
@@ -336,6 +345,7 @@ impl Firmware {
         }
         let envelope = Bytes::from(envelope);
         self.last_envelope = Some((seq, envelope.clone()));
+        self.first_envelope.get_or_insert_with(|| (seq, envelope.clone()));
         out.push((seq, envelope));
         out
     }

@@ -7,10 +7,12 @@
 //! * [`layout`]: Hive partitions `readings/company=/date=/hour=` by event time,
 //!   `quarantine/reason=/date=` for rejected records, files named by the
 //!   stream range they cover so a redo overwrites rather than duplicates;
-//! * [`encode`]: rows to Parquet (zstd, statistics, ~1M-row groups) and back.
+//! * [`encode`]: rows to Parquet (zstd, statistics, ~1M-row groups) and back;
+//! * [`inventory`]: files, rows and quarantined records of a local lake.
 
 pub mod encode;
 mod error;
+pub mod inventory;
 pub mod layout;
 pub mod stage;
 

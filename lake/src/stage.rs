@@ -89,6 +89,13 @@ impl LakeStage {
         for (reason, n) in &report.quarantined {
             metrics::counter!("wenu_decrypt_rejected_total", "reason" => *reason).increment(*n);
         }
+        if let Some(sequences) = self.sequences() {
+            let (received, expected) =
+                sequences.all().fold((0u64, 0u64), |(r, e), d| (r + d.received, e + d.expected));
+            let ratio = if expected == 0 { 1.0 } else { received as f64 / expected as f64 };
+            metrics::gauge!("wenu_lake_completeness_ratio").set(ratio);
+            metrics::gauge!("wenu_lake_missing_messages").set(expected.saturating_sub(received) as f64);
+        }
         let t = &self.totals;
         t.rows.fetch_add(report.rows, Ordering::Relaxed);
         t.files.fetch_add(report.files, Ordering::Relaxed);

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use wenu_core::stream::Position;
 use wenu_core::{Error, Result};
 
-use crate::sqlite::{open_durable, stream_error};
+use crate::sqlite::{open_durable, open_read_only, stream_error};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS consumers (
@@ -51,6 +51,20 @@ impl ConsumerStore {
         Ok(ConsumerStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
+    /// Every consumer's saved row, read-only: for `wenu status`, with or
+    /// without a server running.
+    pub fn inspect(path: &Path) -> Result<Vec<(String, SavedConsumer)>> {
+        let conn = open_read_only(path).map_err(stream_error)?;
+        let mut stmt = conn
+            .prepare("SELECT name, position, pending_first, pending_last, state FROM consumers ORDER BY name")
+            .map_err(stream_error)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, saved_from_row(r, 1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(stream_error)?;
+        Ok(rows)
+    }
+
     pub fn default_path(data_dir: &Path) -> PathBuf {
         data_dir.join("consumers.db")
     }
@@ -61,16 +75,7 @@ impl ConsumerStore {
             conn.query_row(
                 "SELECT position, pending_first, pending_last, state FROM consumers WHERE name = ?1",
                 [&name],
-                |r| {
-                    let position: Option<i64> = r.get(0)?;
-                    let first: Option<i64> = r.get(1)?;
-                    let last: Option<i64> = r.get(2)?;
-                    Ok(SavedConsumer {
-                        position: position.map(|p| Position(p as u64)),
-                        pending: first.zip(last).map(|(f, l)| (Position(f as u64), Position(l as u64))),
-                        state: r.get(3)?,
-                    })
-                },
+                |r| saved_from_row(r, 0),
             )
             .optional()
             .map(Option::unwrap_or_default)
@@ -123,6 +128,18 @@ impl ConsumerStore {
             retryable: false,
         })?
     }
+}
+
+/// Reads `position, pending_first, pending_last, state` starting at column `at`.
+fn saved_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SavedConsumer> {
+    let position: Option<i64> = r.get(at)?;
+    let first: Option<i64> = r.get(at + 1)?;
+    let last: Option<i64> = r.get(at + 2)?;
+    Ok(SavedConsumer {
+        position: position.map(|p| Position(p as u64)),
+        pending: first.zip(last).map(|(f, l)| (Position(f as u64), Position(l as u64))),
+        state: r.get(at + 3)?,
+    })
 }
 
 fn now_ms() -> i64 {

@@ -2,12 +2,14 @@
 
 use clap::Args;
 use serde_json::json;
+use wenu_decrypt::SequenceTracker;
 use wenu_ingest::EdgeSnapshot;
-use wenu_local::SqliteStream;
+use wenu_lake::inventory;
+use wenu_local::{ConsumerStore, SqliteStream};
 use wenu_registry::Registry;
 
 use crate::config::Config;
-use crate::serve::now_ms;
+use crate::serve::{LAKE_CONSUMER, now_ms};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -34,6 +36,25 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
     let (log, checkpoints, retention) =
         (inspection.info, inspection.checkpoints, inspection.retention_totals);
     let devices = Registry::open(&Registry::default_path(dir))?.count_devices()?;
+    let consumers_path = ConsumerStore::default_path(dir);
+    let consumers = if consumers_path.exists() { ConsumerStore::inspect(&consumers_path)? } else { vec![] };
+    let newest = log.newest.map_or(0, |p| p.0);
+    let consumer_rows: Vec<_> = consumers
+        .iter()
+        .map(|(name, saved)| {
+            let position = saved.position.map_or(0, |p| p.0);
+            json!({"consumer": name, "position": position, "lag": newest.saturating_sub(position),
+                   "flush_in_progress": saved.pending.is_some()})
+        })
+        .collect();
+    let completeness = consumers
+        .iter()
+        .find(|(name, _)| name == LAKE_CONSUMER)
+        .and_then(|(_, saved)| saved.state.as_deref())
+        .map(serde_json::from_slice::<SequenceTracker>)
+        .transpose()?
+        .map(|tracker| completeness_report(&tracker));
+    let lake = inventory::scan_local(&config.lake_dir())?;
     let report = json!({
         "data_dir": dir,
         "server_running": running,
@@ -46,6 +67,9 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
         "payload_bytes_accepted": edge.payload_bytes_accepted,
         "log": log,
         "checkpoints": checkpoints.iter().map(|(name, p)| json!({"consumer": name, "position": p})).collect::<Vec<_>>(),
+        "consumers": consumer_rows,
+        "lake": lake,
+        "completeness": completeness,
         "retention_deleted": retention.deleted,
         "retention_deleted_unconsumed": retention.deleted_unconsumed,
     });
@@ -76,6 +100,53 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
             "retention        {} deleted ({} before every consumer read them)",
             retention.deleted, retention.deleted_unconsumed
         );
+        for row in &consumer_rows {
+            println!(
+                "consumer         {} at {}, lag {} records",
+                row["consumer"], row["position"], row["lag"]
+            );
+        }
+        println!(
+            "lake             {} rows in {} files, {} hour partitions; quarantined {}",
+            lake.reading_rows,
+            lake.reading_files,
+            lake.partitions,
+            json!(lake.quarantined)
+        );
+        if let Some(c) = &completeness {
+            let fleet = &c["fleet"];
+            println!(
+                "completeness     {:.4} ({} of {} expected messages; {} duplicates dropped, {} replays)",
+                fleet["ratio"].as_f64().unwrap_or(1.0),
+                fleet["received"],
+                fleet["expected"],
+                fleet["duplicates"],
+                fleet["replayed"]
+            );
+        }
     }
     Ok(())
+}
+
+/// Received over expected messages, for the fleet and per device, as the lake
+/// consumer counted them up to its checkpoint.
+fn completeness_report(tracker: &SequenceTracker) -> serde_json::Value {
+    let devices: Vec<_> = tracker.all().collect();
+    let sum = |f: fn(&wenu_decrypt::DeviceCompleteness) -> u64| devices.iter().map(f).sum::<u64>();
+    let (received, expected) = (sum(|d| d.received), sum(|d| d.expected));
+    json!({
+        "fleet": {
+            "devices": devices.len(),
+            "received": received,
+            "expected": expected,
+            "missing": sum(|d| d.missing),
+            "duplicates": sum(|d| d.duplicates),
+            "replayed": sum(|d| d.replayed),
+            "ratio": if expected == 0 { 1.0 } else { received as f64 / expected as f64 },
+        },
+        "devices": devices.iter().map(|d| json!({
+            "device_id": d.device_id, "received": d.received, "expected": d.expected,
+            "missing": d.missing, "ratio": d.ratio(),
+        })).collect::<Vec<_>>(),
+    })
 }
