@@ -104,7 +104,8 @@ impl Device {
                             totals.dropped_buffer_full += 1;
                             continue;
                         }
-                        unacked.insert(seq, Pending { envelope, first_sent: None });
+                        // A replay of a message still in flight keeps the original's send time.
+                        unacked.entry(seq).or_insert(Pending { envelope, first_sent: None });
                         unsent.push_back(seq);
                         totals.sent += 1;
                     }
@@ -126,9 +127,12 @@ impl Device {
                     }
                     Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
                         let seq = session.as_mut().and_then(|s| s.acked(ack.pkid));
-                        if let Some(p) = seq.and_then(|seq| unacked.remove(&seq).map(|p| (seq, p))) {
+                        // The PUBACK of an earlier copy of a replayed seq does not settle
+                        // a copy that is queued and not yet sent.
+                        let sent_copy = seq.filter(|seq| unacked.get(seq).is_some_and(|p| p.first_sent.is_some()));
+                        if let Some(p) = sent_copy.and_then(|seq| unacked.remove(&seq).map(|p| (seq, p))) {
                             totals.acked += 1;
-                            let sent = p.1.first_sent.expect("acked messages were sent");
+                            let sent = p.1.first_sent.expect("only sent copies are settled");
                             totals.latency_us.push(sent.elapsed().as_micros() as u64);
                             totals.ack_times.push(Instant::now());
                             let _ = acked.send(Acked { device: id.clone(), seq: p.0 });

@@ -1,14 +1,16 @@
 //! Once a device has its PUBACK, the reading is never lost: a simulated fleet
 //! publishes continuously while `wenu serve` is killed with SIGKILL and
 //! restarted several times; afterwards every acknowledged (device, seq) is in
-//! the log.
+//! the log, and in the lake exactly once. The lake flushes after every read
+//! here, so kills land during batching and during file writes.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use support::{ServeProcess, free_loopback_port, wenu};
+use arrow::array::{Int64Array, StringArray};
+use support::{ServeProcess, acked_lines, drain_lake, free_loopback_port, wenu};
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
@@ -18,14 +20,6 @@ use wenu_local::{SqliteStream, StreamOptions};
 
 const KILLS: usize = 8;
 const DEVICES: usize = 20;
-
-fn acked_lines(path: &std::path::Path) -> Vec<(String, u64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|v| (v["device"].as_str().unwrap().to_owned(), v["seq"].as_u64().unwrap()))
-        .collect()
-}
 
 /// Polls until the simulator has at least `count` acks on file.
 async fn wait_for_acks(path: &std::path::Path, count: usize) {
@@ -49,7 +43,8 @@ async fn acknowledged_readings_survive_kill_9() {
     let port = free_loopback_port();
     let mqtt = format!("127.0.0.1:{port}");
     let acked_path = dir.path().join("acked.jsonl");
-    let mut server = ServeProcess::start(&data, &mqtt);
+    let start = || ServeProcess::start_with(&data, &mqtt, &[("WENU_LAKE_BUFFER_SECS", "0")]);
+    let mut server = start();
 
     let fleet = Fleet::load(&fleet_path).unwrap();
     let sim = SimConfig {
@@ -68,7 +63,7 @@ async fn acknowledged_readings_survive_kill_9() {
         // Let acknowledgements flow, then pull the plug mid-stream.
         wait_for_acks(&acked_path, kill * 300).await;
         server.kill_9();
-        server = ServeProcess::start(&data, &mqtt);
+        server = start();
     }
     wait_for_acks(&acked_path, (KILLS + 1) * 300).await;
     stop_tx.send(true).unwrap();
@@ -104,6 +99,34 @@ async fn acknowledged_readings_survive_kill_9() {
     // Records without an ack (PUBACK lost in the kill) may be in the log too;
     // after dedupe on (device, seq) each acknowledged reading counts once.
     assert!(in_log.len() >= acked.len());
+
+    // The lake: every reading of the log once, whatever the kills interrupted.
+    drain_lake(&data, &mqtt).await;
+    let mut in_lake: BTreeMap<(String, u64, String), usize> = BTreeMap::new();
+    for file in wenu_lake::inventory::parquet_files(&data.join("lake/readings")).unwrap() {
+        for batch in wenu_lake::encode::read(std::fs::read(&file).unwrap().into()).unwrap() {
+            let column = |name| batch.column_by_name(name).unwrap().clone();
+            let (devices, seqs, sensors) = (column("device_id"), column("seq"), column("sensor"));
+            let devices = devices.as_any().downcast_ref::<StringArray>().unwrap();
+            let seqs = seqs.as_any().downcast_ref::<Int64Array>().unwrap();
+            let sensors = sensors.as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                let key = (devices.value(i).to_owned(), seqs.value(i) as u64, sensors.value(i).to_owned());
+                *in_lake.entry(key).or_default() += 1;
+            }
+        }
+    }
+    let lake_messages: BTreeSet<(String, u64)> = in_lake.keys().map(|(d, s, _)| (d.clone(), *s)).collect();
+    let doubled = in_lake.values().filter(|n| **n > 1).count();
+    let lake_missing = acked.iter().filter(|k| !lake_messages.contains(*k)).count();
+    println!(
+        "crash test lake: rows={} messages={} acked_missing={lake_missing} doubled={doubled}",
+        in_lake.len(),
+        lake_messages.len()
+    );
+    assert_eq!(lake_missing, 0, "acknowledged but not in the lake");
+    assert_eq!(doubled, 0, "a reading is in the lake twice");
+    assert_eq!(lake_messages, in_log.keys().cloned().collect(), "the lake holds exactly the log's messages");
 
     // `wenu status` reads the same log without a server.
     let out = wenu(&data).args(["status", "--json"]).output().unwrap();

@@ -15,15 +15,23 @@ pub fn wenu(data_dir: &Path) -> Command {
 /// A `wenu serve` process.
 pub struct ServeProcess {
     pub child: Child,
+    /// Where its HTTP server (`/metrics`, `/health`) listens.
+    pub http: String,
 }
 
 impl ServeProcess {
     /// Starts `wenu serve` with MQTT on `mqtt` and waits until it listens.
     pub fn start(data_dir: &Path, mqtt: &str) -> ServeProcess {
+        Self::start_with(data_dir, mqtt, &[])
+    }
+
+    /// The same, with extra `WENU_*` settings.
+    pub fn start_with(data_dir: &Path, mqtt: &str, env: &[(&str, &str)]) -> ServeProcess {
         let mut child = wenu(data_dir)
             .arg("serve")
             .env("WENU_MQTT_LISTEN", mqtt)
             .env("WENU_HTTP_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("wenu serve starts");
@@ -32,7 +40,18 @@ impl ServeProcess {
         let listening: serde_json::Value =
             serde_json::from_str(&line).expect("serve prints where it listens");
         assert_eq!(listening["event"], "listening");
-        ServeProcess { child }
+        let http = listening["http"].as_str().unwrap_or_default().to_owned();
+        ServeProcess { child, http }
+    }
+
+    /// `GET path` on its HTTP server; the body.
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&self.http).unwrap();
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http).unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
     }
 
     /// `kill -9`: no shutdown code runs.
@@ -52,4 +71,53 @@ impl ServeProcess {
 
 pub fn free_loopback_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `wenu status --json`.
+pub fn status(data_dir: &Path) -> serde_json::Value {
+    let out = wenu(data_dir).args(["status", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until the lake consumer has committed everything the log holds.
+pub async fn wait_for_lake(data_dir: &Path) {
+    loop {
+        let s = status(data_dir);
+        let lake =
+            s["consumers"].as_array().and_then(|c| c.iter().find(|c| c["consumer"] == "lake")).cloned();
+        if lake.is_some_and(|l| l["lag"] == 0 && l["flush_in_progress"] == false) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `wenu serve` with no load, lets the lake catch up with the log,
+/// then stops it cleanly.
+pub async fn drain_lake(data_dir: &Path, mqtt: &str) {
+    let server = ServeProcess::start_with(data_dir, mqtt, &[("WENU_LAKE_BUFFER_SECS", "0")]);
+    wait_for_lake(data_dir).await;
+    server.terminate();
+}
+
+/// The Python with DuckDB and pyarrow that the test command installs.
+pub fn python() -> Command {
+    let python = std::env::var("WENU_TEST_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/wenu-venv/bin/python", std::env::var("HOME").unwrap_or_default())
+    });
+    assert!(
+        Path::new(&python).exists(),
+        "{python} not found: run ./scripts/test.sh, which creates the venv with duckdb and pyarrow"
+    );
+    Command::new(python)
+}
+
+/// `(device, seq)` per line of a simulator's `--report` file.
+pub fn acked_lines(path: &Path) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|v| (v["device"].as_str().unwrap().to_owned(), v["seq"].as_u64().unwrap()))
+        .collect()
 }
