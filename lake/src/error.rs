@@ -7,6 +7,8 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Sql(#[from] datafusion::error::DataFusionError),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
     #[error("saved lake state is unreadable: {0}")]

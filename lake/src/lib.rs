@@ -8,12 +8,14 @@
 //!   `quarantine/reason=/date=` for rejected records, files named by the
 //!   stream range they cover so a redo overwrites rather than duplicates;
 //! * [`encode`]: rows to Parquet (zstd, statistics, ~1M-row groups) and back;
-//! * [`inventory`]: files, rows and quarantined records of a local lake.
+//! * [`inventory`]: files, rows and quarantined records of a local lake;
+//! * [`sql`]: SQL over the lake (DataFusion), tables `readings` and `quarantine`.
 
 pub mod encode;
 mod error;
 pub mod inventory;
 pub mod layout;
+pub mod sql;
 pub mod stage;
 
 pub use error::{Error, Result};

@@ -14,6 +14,7 @@ mod http;
 mod keys;
 mod serve;
 mod sim;
+mod sql;
 mod status;
 
 use std::path::PathBuf;
@@ -49,13 +50,32 @@ enum Command {
     Sim(sim::SimArgs),
     /// Start the pipeline with a simulated fleet and show live counts.
     Demo(sim::DemoArgs),
+    /// Run SQL over the Parquet lake (tables `readings` and `quarantine`).
+    Sql(sql::SqlArgs),
     /// Measure the pipeline.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The error chain without repeats; no backtrace for a user's mistake.
+            let mut message = String::new();
+            for cause in err.chain().map(|c| c.to_string()) {
+                if !message.contains(&cause) {
+                    message += if message.is_empty() { "" } else { ": " };
+                    message += &cause;
+                }
+            }
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging();
     let mut config = config::Config::load(cli.config.as_deref())?;
     if let Some(data_dir) = cli.data_dir {
@@ -70,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             Command::Certs(command) => certs::run(command),
             Command::Sim(args) => sim::run_sim(args).await,
             Command::Demo(args) => sim::run_demo(config, args).await,
+            Command::Sql(args) => sql::run(config, args).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     })

@@ -102,6 +102,22 @@ async fn the_lake_holds_every_acknowledged_reading_once_and_quarantines_the_rest
     assert!(quarantine["tampered"].as_u64().unwrap() >= PER_RUN, "wrong-key run plus tampered messages");
     assert!(quarantine["replayed_seq"].as_u64().unwrap() > 0);
 
+    // `wenu sql` (DataFusion) sees the same rows and messages.
+    let sql = |query: &str| -> Vec<serde_json::Value> {
+        let out = wenu(&data).args(["sql", "--format", "json", query]).output().unwrap();
+        assert!(out.status.success(), "wenu sql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let counts = &sql("SELECT count(*) AS n FROM readings WHERE company = 'acme'")[0];
+    assert_eq!(counts["n"], duck["rows"]);
+    let sql_messages: BTreeSet<(String, u64)> = sql("SELECT DISTINCT device_id, seq FROM readings")
+        .iter()
+        .map(|m| (m["device_id"].as_str().unwrap().to_owned(), m["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sql_messages, in_lake);
+    let quarantined = &sql("SELECT count(*) AS n FROM quarantine WHERE reason = 'replayed_seq'")[0];
+    assert_eq!(quarantined["n"], quarantine["replayed_seq"]);
+
     // Standard types, whichever reader.
     let types = &duck["types"];
     assert_eq!(types["ts"], "TIMESTAMP WITH TIME ZONE");
