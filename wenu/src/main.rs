@@ -12,6 +12,7 @@ mod config;
 mod devices;
 mod http;
 mod keys;
+mod replay;
 mod serve;
 mod sim;
 mod sql;
@@ -50,6 +51,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Start the pipeline with a simulated fleet and show live counts.
     Demo(sim::DemoArgs),
+    /// Rebuild a lake from the stream (within its retention).
+    Replay(replay::ReplayArgs),
     /// Run SQL over the Parquet lake (tables `readings` and `quarantine`).
     Sql(sql::SqlArgs),
     /// Measure the pipeline.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Certs(command) => certs::run(command),
             Command::Sim(args) => sim::run_sim(args).await,
             Command::Demo(args) => sim::run_demo(config, args).await,
+            Command::Replay(args) => replay::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
