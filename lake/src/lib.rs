@@ -8,9 +8,11 @@
 //!   `quarantine/reason=/date=` for rejected records, files named by the
 //!   stream range they cover so a redo overwrites rather than duplicates;
 //! * [`encode`]: rows to Parquet (zstd, statistics, ~1M-row groups) and back;
+//! * [`compact`]: one file per closed hour partition, swapped in atomically;
 //! * [`inventory`]: files, rows and quarantined records of a local lake;
 //! * [`sql`]: SQL over the lake (DataFusion), tables `readings` and `quarantine`.
 
+pub mod compact;
 pub mod encode;
 mod error;
 pub mod inventory;

@@ -12,6 +12,7 @@ use wenu_core::keyring::Keyring;
 use wenu_core::stream::Record;
 use wenu_decrypt::{DecodeLimits, Decoder, Directory, KeySource, Outcome, SequenceTracker};
 
+use crate::compact::LakeLock;
 use crate::encode::{self, QuarantinedRecord};
 use crate::layout::{HourPartition, part_name, quarantine_dir};
 use crate::{Error, Result};
@@ -41,13 +42,21 @@ pub struct LakeStage {
     /// `None` only while a batch is being decoded on a blocking thread.
     decoder: Option<Decoder>,
     totals: Arc<LakeTotals>,
+    /// Held shared while files are put, so compaction never swaps one out.
+    lock: Option<Arc<LakeLock>>,
 }
 
 impl LakeStage {
     pub fn new(store: Arc<dyn ObjectStore>, keys: Box<dyn KeySource>, limits: DecodeLimits) -> Self {
         let decoder =
             Decoder::new(Keyring::default(), Directory::default(), limits, SequenceTracker::default());
-        LakeStage { store, keys, decoder: Some(decoder), totals: Arc::default() }
+        LakeStage { store, keys, decoder: Some(decoder), totals: Arc::default(), lock: None }
+    }
+
+    /// Coordinates with `wenu lake compact` on a local lake.
+    pub fn with_lock(mut self, lock: Arc<LakeLock>) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     pub fn totals(&self) -> Arc<LakeTotals> {
@@ -79,10 +88,13 @@ impl LakeStage {
         self.decoder = Some(decoder);
         let (files, mut report) = encoded?;
 
+        // The compactor holds the lock exclusively for milliseconds (links and one rename).
+        let shared = self.lock.as_deref().map(LakeLock::shared).transpose()?;
         for (path, bytes) in files {
             self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
             report.files += 1;
         }
+        drop(shared);
         metrics::counter!("wenu_lake_rows_total").increment(report.rows);
         metrics::counter!("wenu_lake_files_total").increment(report.files);
         metrics::counter!("wenu_decrypt_duplicates_total").increment(report.duplicates);

@@ -98,10 +98,10 @@ impl TestEdge {
 pub fn decode_seqs(records: &[Record], keyring: &Keyring) -> BTreeMap<(String, u64), usize> {
     let mut seen = BTreeMap::new();
     for record in records {
-        if let Ok(plaintext) = open_with_keyring(&record.device_id, &record.payload, keyring) {
-            if let Ok(batch) = ReadingBatch::from_json(&plaintext) {
-                *seen.entry((record.device_id.clone(), batch.seq)).or_default() += 1;
-            }
+        if let Ok(plaintext) = open_with_keyring(&record.device_id, &record.payload, keyring)
+            && let Ok(batch) = ReadingBatch::from_json(&plaintext)
+        {
+            *seen.entry((record.device_id.clone(), batch.seq)).or_default() += 1;
         }
     }
     seen

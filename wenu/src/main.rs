@@ -12,6 +12,7 @@ mod config;
 mod devices;
 mod http;
 mod keys;
+mod lake;
 mod replay;
 mod serve;
 mod sim;
@@ -51,6 +52,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// Start the pipeline with a simulated fleet and show live counts.
     Demo(sim::DemoArgs),
+    /// Maintain the Parquet lake (compaction).
+    #[command(subcommand)]
+    Lake(lake::LakeCommand),
     /// Rebuild a lake from the stream (within its retention).
     Replay(replay::ReplayArgs),
     /// Run SQL over the Parquet lake (tables `readings` and `quarantine`).
@@ -93,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Certs(command) => certs::run(command),
             Command::Sim(args) => sim::run_sim(args).await,
             Command::Demo(args) => sim::run_demo(config, args).await,
+            Command::Lake(command) => lake::run(config, command),
             Command::Replay(args) => replay::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::Bench(command) => bench::run(config, command).await,

@@ -10,6 +10,7 @@ use object_store::local::LocalFileSystem;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wenu_ingest::Edge;
+use wenu_lake::compact::LakeLock;
 use wenu_lake::{LakeStage, LakeTotals};
 use wenu_local::{Consumer, ConsumerOptions, ConsumerStore, SqliteStream, StreamOptions};
 use wenu_registry::Registry;
@@ -128,7 +129,8 @@ fn start_lake(
     let registry_path = Registry::default_path(&config.data_dir);
     let keys =
         RegistryKeys::new(config.keyring_path(), registry_path.clone(), Registry::open(&registry_path)?);
-    let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits());
+    let lock = Arc::new(LakeLock::open(&lake_dir)?);
+    let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_lock(lock);
     let totals = stage.totals();
     let options = ConsumerOptions::new(LAKE_CONSUMER, config.lake_batch()?);
     let consumer = Consumer::new(Arc::new(stream.clone()), store, options, stage);

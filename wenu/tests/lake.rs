@@ -146,6 +146,12 @@ async fn the_lake_holds_every_acknowledged_reading_once_and_quarantines_the_rest
     let replay_counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(replay_counts["n"], duck["rows"]);
 
+    // The hour is still open: compaction leaves it alone and says so.
+    let out = wenu(&data).args(["lake", "compact"]).output().unwrap();
+    assert!(out.status.success(), "wenu lake compact: {}", String::from_utf8_lossy(&out.stderr));
+    let compacted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(compacted["rows"], 0);
+
     // Standard types, whichever reader.
     let types = &duck["types"];
     assert_eq!(types["ts"], "TIMESTAMP WITH TIME ZONE");
