@@ -18,13 +18,13 @@ fi
 
 # DuckDB and pyarrow read the lake in the end-to-end tests: independent proof
 # that the files are standard Parquet. Kept outside the clone and reused.
-venv="${WENU_TEST_VENV:-$HOME/.cache/wenu-venv}"
+venv="$HOME/.cache/wenu-venv"
 if ! "$venv/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
   command -v python3 >/dev/null || { echo "python3 is needed for the lake tests" >&2; exit 1; }
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet duckdb pyarrow
 fi
-export WENU_TEST_PYTHON="$venv/bin/python"
+export DUCKDB_PYTHON="$venv/bin/python"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_ingest;
+mod bench_lake;
 mod certs;
 mod config;
 mod devices;

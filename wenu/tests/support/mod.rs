@@ -103,7 +103,7 @@ pub async fn drain_lake(data_dir: &Path, mqtt: &str) {
 
 /// The Python with DuckDB and pyarrow that the test command installs.
 pub fn python() -> Command {
-    let python = std::env::var("WENU_TEST_PYTHON").unwrap_or_else(|_| {
+    let python = std::env::var("DUCKDB_PYTHON").unwrap_or_else(|_| {
         format!("{}/.cache/wenu-venv/bin/python", std::env::var("HOME").unwrap_or_default())
     });
     assert!(
