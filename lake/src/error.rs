@@ -15,6 +15,8 @@ pub enum Error {
     State(#[from] serde_json::Error),
     #[error("keys and devices could not be loaded: {0}")]
     Keys(String),
+    #[error("background task failed: {0}")]
+    Task(String),
     #[error("{0}")]
     Core(#[from] wenu_core::Error),
 }

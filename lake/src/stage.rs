@@ -3,6 +3,7 @@
 //! batch's stream range.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,21 +43,26 @@ pub struct LakeStage {
     /// `None` only while a batch is being decoded on a blocking thread.
     decoder: Option<Decoder>,
     totals: Arc<LakeTotals>,
-    /// Held shared while files are put, so compaction never swaps one out.
-    lock: Option<Arc<LakeLock>>,
+    /// A local lake: held shared while files are put, so compaction never
+    /// swaps one out, and the directory whose new files are fsynced.
+    local: Option<(Arc<LakeLock>, PathBuf)>,
 }
 
 impl LakeStage {
     pub fn new(store: Arc<dyn ObjectStore>, keys: Box<dyn KeySource>, limits: DecodeLimits) -> Self {
         let decoder =
             Decoder::new(Keyring::default(), Directory::default(), limits, SequenceTracker::default());
-        LakeStage { store, keys, decoder: Some(decoder), totals: Arc::default(), lock: None }
+        LakeStage { store, keys, decoder: Some(decoder), totals: Arc::default(), local: None }
     }
 
-    /// Coordinates with `wenu lake compact` on a local lake.
-    pub fn with_lock(mut self, lock: Arc<LakeLock>) -> Self {
-        self.lock = Some(lock);
-        self
+    /// For a lake on the local filesystem at `dir` (the store's root):
+    /// coordinates with `wenu lake compact`, and fsyncs each batch's files and
+    /// directories before the batch counts as durable, because the local
+    /// object store renames into place without syncing, and a checkpoint
+    /// must never outlive the files after a power cut.
+    pub fn with_local_dir(mut self, dir: &Path) -> Result<Self> {
+        self.local = Some((Arc::new(LakeLock::open(dir)?), dir.to_path_buf()));
+        Ok(self)
     }
 
     pub fn totals(&self) -> Arc<LakeTotals> {
@@ -84,17 +90,25 @@ impl LakeStage {
             (decoder, encoded)
         })
         .await
-        .map_err(|e| Error::Keys(format!("decode task failed: {e}")))?;
+        .map_err(|e| Error::Task(e.to_string()))?;
         self.decoder = Some(decoder);
         let (files, mut report) = encoded?;
 
         // The compactor holds the lock exclusively for milliseconds (links and one rename).
-        let shared = self.lock.as_deref().map(LakeLock::shared).transpose()?;
+        let shared = self.local.as_ref().map(|(lock, _)| lock.shared()).transpose()?;
+        let mut written = Vec::with_capacity(files.len());
         for (path, bytes) in files {
             self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
+            written.push(path);
             report.files += 1;
         }
         drop(shared);
+        if let Some((_, root)) = &self.local {
+            let paths: Vec<PathBuf> = written.iter().map(|p| root.join(p.as_ref())).collect();
+            tokio::task::spawn_blocking(move || sync_files(&paths))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
+        }
         metrics::counter!("wenu_lake_rows_total").increment(report.rows);
         metrics::counter!("wenu_lake_files_total").increment(report.files);
         metrics::counter!("wenu_decrypt_duplicates_total").increment(report.duplicates);
@@ -115,6 +129,20 @@ impl LakeStage {
         t.quarantined.fetch_add(report.quarantined.values().sum(), Ordering::Relaxed);
         Ok(report)
     }
+}
+
+/// fsyncs files and then their directories (each once).
+fn sync_files(paths: &[PathBuf]) -> Result<()> {
+    let io = |path: &Path, source| Error::Core(wenu_core::Error::Io { path: path.to_owned(), source });
+    let mut dirs = std::collections::BTreeSet::new();
+    for path in paths {
+        std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| io(path, e))?;
+        dirs.extend(path.parent().map(Path::to_path_buf));
+    }
+    for dir in dirs {
+        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| io(&dir, e))?;
+    }
+    Ok(())
 }
 
 type EncodedFiles = Vec<(object_store::path::Path, bytes::Bytes)>;

@@ -63,7 +63,8 @@ pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     let registry_path = Registry::default_path(&config.data_dir);
     let keys =
         RegistryKeys::new(config.keyring_path(), registry_path.clone(), Registry::open(&registry_path)?);
-    let mut stage = LakeStage::new(objects, Box::new(keys), config.decode_limits());
+    let mut stage =
+        LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&args.into)?;
 
     let first = info.oldest.map_or(0, |p| p.0);
     let progress = ProgressBar::new(last.saturating_sub(first) + 1);

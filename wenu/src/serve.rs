@@ -10,7 +10,6 @@ use object_store::local::LocalFileSystem;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wenu_ingest::Edge;
-use wenu_lake::compact::LakeLock;
 use wenu_lake::{LakeStage, LakeTotals};
 use wenu_local::{Consumer, ConsumerOptions, ConsumerStore, SqliteStream, StreamOptions};
 use wenu_registry::Registry;
@@ -129,8 +128,7 @@ fn start_lake(
     let registry_path = Registry::default_path(&config.data_dir);
     let keys =
         RegistryKeys::new(config.keyring_path(), registry_path.clone(), Registry::open(&registry_path)?);
-    let lock = Arc::new(LakeLock::open(&lake_dir)?);
-    let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_lock(lock);
+    let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&lake_dir)?;
     let totals = stage.totals();
     let options = ConsumerOptions::new(LAKE_CONSUMER, config.lake_batch()?);
     let consumer = Consumer::new(Arc::new(stream.clone()), store, options, stage);
