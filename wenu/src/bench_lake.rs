@@ -74,6 +74,7 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
     }
     let lake_secs = started.elapsed().as_secs_f64();
     let peak_rss_mib = peak_rss_kib().map(|k| k / 1024);
+    eprintln!("lake: {rows} rows in {lake_secs:.1} s");
 
     let duckdb = if args.no_baseline { None } else { Some(duckdb_baseline(&args, &plain_path, &scratch)?) };
     let duck_rows_per_sec = duckdb.as_ref().and_then(|d| d["rows_per_sec"].as_f64());
@@ -190,6 +191,7 @@ fn duckdb_baseline(args: &LakeArgs, plain: &Path, scratch: &Path) -> anyhow::Res
 import json, sys, time, duckdb
 plain, out = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 started = time.perf_counter()
 con.execute(f"""COPY (SELECT seq, ts, r.sensor, r.kind, r.value, r.unit
                       FROM (SELECT seq, ts, unnest(readings) AS r FROM read_json('{plain}')))
