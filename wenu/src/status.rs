@@ -101,10 +101,8 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
             retention.deleted, retention.deleted_unconsumed
         );
         for row in &consumer_rows {
-            println!(
-                "consumer         {} at {}, lag {} records",
-                row["consumer"], row["position"], row["lag"]
-            );
+            let name = row["consumer"].as_str().unwrap_or_default();
+            println!("consumer         {name} at {}, lag {} records", row["position"], row["lag"]);
         }
         println!(
             "lake             {} rows in {} files, {} hour partitions; quarantined {}",
