@@ -4,21 +4,12 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
-use support::wenu;
+use support::{provision, wenu};
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 
 /// `wenu devices provision --company acme --count N --out FLEET`.
-fn provision(data: &Path, count: usize, fleet: &Path) -> std::process::Output {
-    wenu(data)
-        .args(["devices", "provision", "--company", "acme", "--count", &count.to_string(), "--out"])
-        .arg(fleet)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn provision_list_and_rotate_a_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use arrow::array::{Int64Array, StringArray};
-use support::{ServeProcess, acked_lines, drain_lake, free_loopback_port, wenu};
+use support::{ServeProcess, acked_lines, drain_lake, free_loopback_port, provision, wenu};
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
@@ -33,12 +33,8 @@ async fn acknowledged_readings_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let status = wenu(&data)
-        .args(["devices", "provision", "--company", "acme", "--count", &DEVICES.to_string(), "--out"])
-        .arg(&fleet_path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = provision(&data, DEVICES, &fleet_path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let port = free_loopback_port();
     let mqtt = format!("127.0.0.1:{port}");

@@ -8,7 +8,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use support::{ServeProcess, acked_lines, free_loopback_port, python, status, wait_for_lake, wenu};
+use support::{
+    ServeProcess, acked_lines, free_loopback_port, provision, python, status, wait_for_lake, wenu,
+};
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_firmware_sim::{Fault, SimConfig, run_fleet};
@@ -38,12 +40,8 @@ async fn the_lake_holds_every_acknowledged_reading_once_and_quarantines_the_rest
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let provisioned = wenu(&data)
-        .args(["devices", "provision", "--company", "acme", "--count", &DEVICES.to_string(), "--out"])
-        .arg(&fleet_path)
-        .status()
-        .unwrap();
-    assert!(provisioned.success());
+    let out = provision(&data, DEVICES, &fleet_path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let fleet = Fleet::load(&fleet_path).unwrap();
     let faulty = fleet.devices[0].device_id.clone();
 

@@ -12,6 +12,15 @@ pub fn wenu(data_dir: &Path) -> Command {
     command
 }
 
+/// `wenu devices provision --company acme --count N --out FLEET`.
+pub fn provision(data_dir: &Path, count: usize, fleet: &Path) -> std::process::Output {
+    wenu(data_dir)
+        .args(["devices", "provision", "--company", "acme", "--count", &count.to_string(), "--out"])
+        .arg(fleet)
+        .output()
+        .unwrap()
+}
+
 /// A `wenu serve` process.
 pub struct ServeProcess {
     pub child: Child,
