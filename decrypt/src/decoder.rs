@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use wenu_core::envelope::{Header, Opener};
 use wenu_core::keyring::Keyring;
-use wenu_core::reading::ReadingBatch;
+use wenu_core::reading::{Reading, ReadingBatch};
 use wenu_core::stream::Record;
 
 use crate::directory::Directory;
@@ -26,9 +27,9 @@ impl Default for DecodeLimits {
     }
 }
 
-/// One sensor value, decoded and attributed to its device and company.
+/// One message of a device, decoded and attributed to its device and company.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecodedReading {
+pub struct DecodedMessage {
     /// Stream position of the record it came from.
     pub position: u64,
     pub device_id: String,
@@ -39,17 +40,15 @@ pub struct DecodedReading {
     /// Arrival time at the edge, unix ms.
     pub received_at: i64,
     pub key_id: u32,
-    pub sensor: String,
-    pub kind: String,
-    pub value: f64,
-    pub unit: String,
+    /// The sensor values, in the device's units, in the order it sent them.
+    pub readings: Vec<Reading>,
 }
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// New readings (possibly none, for a message with an empty batch).
-    Accepted(Vec<DecodedReading>),
+    /// A new message (possibly with no readings).
+    Accepted(DecodedMessage),
     /// A message the device had already delivered: dropped, counted.
     Duplicate {
         device_id: String,
@@ -58,16 +57,26 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// A record that opened and passed every check that needs no state: what is
+/// left is the sequence check, which must see records in stream order.
+struct Opened {
+    key_id: u32,
+    batch: ReadingBatch,
+}
+
 /// Decrypts, parses, checks and dedupes stream records.
 ///
 /// The sequence tracker is its only state; keys and devices come from
-/// snapshots that [`Decoder::refresh`] replaces.
+/// snapshots that [`Decoder::refresh`] replaces. [`Decoder::decode_all`]
+/// opens a batch's envelopes on all cores (they are independent) and then
+/// runs the sequence check in stream order, so its decisions are the same
+/// as decoding the records one by one.
 pub struct Decoder {
     keyring: Keyring,
     directory: Directory,
     limits: DecodeLimits,
-    /// Expanded keys by (device, key id), so a device's key schedule runs once.
-    openers: HashMap<(String, u32), Opener>,
+    /// Expanded keys by device and key id, so a device's key schedule runs once.
+    openers: HashMap<String, Vec<(u32, Opener)>>,
     sequences: SequenceTracker,
 }
 
@@ -103,13 +112,42 @@ impl Decoder {
     }
 
     pub fn decode(&mut self, record: &Record) -> Outcome {
-        match self.try_decode(record) {
-            Ok(outcome) => outcome,
-            Err(rejection) => Outcome::Rejected(rejection),
+        self.decode_all(std::slice::from_ref(record)).pop().expect("one outcome per record")
+    }
+
+    /// One outcome per record, in order.
+    pub fn decode_all(&mut self, records: &[Record]) -> Vec<Outcome> {
+        self.expand_keys(records);
+        let this = &*self;
+        let opened: Vec<Result<Opened, Rejection>> = records.par_iter().map(|r| this.open(r)).collect();
+        records
+            .iter()
+            .zip(opened)
+            .map(|(record, opened)| match opened.and_then(|o| self.check_sequence(record, o)) {
+                Ok(outcome) => outcome,
+                Err(rejection) => Outcome::Rejected(rejection),
+            })
+            .collect()
+    }
+
+    /// Builds the key schedules the records will need that are not cached yet.
+    fn expand_keys(&mut self, records: &[Record]) {
+        for record in records {
+            let Ok(header) = Header::parse(&record.payload) else { continue };
+            let cached = self.openers.get(record.device_id.as_str());
+            if cached.is_some_and(|keys| keys.iter().any(|(id, _)| *id == header.key_id)) {
+                continue;
+            }
+            // A missing key is reported by `open`, per record.
+            if let Ok(key) = self.keyring.decryption_key(&record.device_id, header.key_id) {
+                let opener = Opener::new(key);
+                self.openers.entry(record.device_id.clone()).or_default().push((header.key_id, opener));
+            }
         }
     }
 
-    fn try_decode(&mut self, record: &Record) -> Result<Outcome, Rejection> {
+    /// Everything but the sequence check: pure in the record, so it runs in parallel.
+    fn open(&self, record: &Record) -> Result<Opened, Rejection> {
         let device_id = record.device_id.as_str();
         let device = self.directory.get(device_id).ok_or_else(|| {
             Rejection::new(RejectReason::UnknownDevice, format!("unknown device {device_id}"))
@@ -121,14 +159,18 @@ impl Decoder {
             ));
         }
         let header = Header::parse(&record.payload)?;
-        let opener = match self.openers.get(&(record.device_id.clone(), header.key_id)) {
-            Some(opener) => opener,
+        let opener = self
+            .openers
+            .get(device_id)
+            .and_then(|keys| keys.iter().find(|(id, _)| *id == header.key_id))
+            .map(|(_, opener)| opener);
+        let plaintext = match opener {
+            Some(opener) => opener.open(device_id, &record.payload)?,
             None => {
                 let key = self.keyring.decryption_key(device_id, header.key_id)?;
-                self.openers.entry((device_id.to_owned(), header.key_id)).or_insert_with(|| Opener::new(key))
+                Opener::new(key).open(device_id, &record.payload)?
             }
         };
-        let plaintext = opener.open(device_id, &record.payload)?;
         let batch = ReadingBatch::from_json(&plaintext)?;
 
         if let Some(bad) = batch.readings.iter().find(|r| !r.value.is_finite()) {
@@ -157,6 +199,12 @@ impl Decoder {
                 ),
             ));
         }
+        Ok(Opened { key_id: header.key_id, batch })
+    }
+
+    fn check_sequence(&mut self, record: &Record, opened: Opened) -> Result<Outcome, Rejection> {
+        let device_id = record.device_id.as_str();
+        let Opened { key_id, batch } = opened;
         match self.sequences.observe(device_id, batch.seq) {
             SeqVerdict::New => {}
             SeqVerdict::Duplicate => {
@@ -169,24 +217,16 @@ impl Decoder {
                 ));
             }
         }
-        let company = device.company.clone();
-        let readings = batch
-            .readings
-            .into_iter()
-            .map(|r| DecodedReading {
-                position: record.position.0,
-                device_id: device_id.to_owned(),
-                company: company.clone(),
-                seq: batch.seq,
-                ts: batch.ts,
-                received_at: record.received_at,
-                key_id: header.key_id,
-                sensor: r.sensor,
-                kind: r.kind,
-                value: r.value,
-                unit: r.unit,
-            })
-            .collect();
-        Ok(Outcome::Accepted(readings))
+        let company = self.directory.get(device_id).map(|d| d.company.clone()).unwrap_or_default();
+        Ok(Outcome::Accepted(DecodedMessage {
+            position: record.position.0,
+            device_id: device_id.to_owned(),
+            company,
+            seq: batch.seq,
+            ts: batch.ts,
+            received_at: record.received_at,
+            key_id,
+            readings: batch.readings,
+        }))
     }
 }

@@ -20,7 +20,7 @@ pub mod directory;
 pub mod rejection;
 pub mod sequence;
 
-pub use decoder::{DecodeLimits, DecodedReading, Decoder, Outcome};
+pub use decoder::{DecodeLimits, DecodedMessage, Decoder, Outcome};
 pub use directory::{DeviceEntry, Directory, FixedKeys, KeySource};
 pub use rejection::{RejectReason, Rejection};
 pub use sequence::{DeviceCompleteness, SeqVerdict, SequenceTracker};

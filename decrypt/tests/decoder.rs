@@ -87,11 +87,11 @@ fn a_good_record_becomes_attributed_readings() {
     let mut f = Fixture::new();
     let mut decoder = f.decoder();
     let payload = f.sealed("dev-1", 7, NOW - 5, 21.5);
-    let Outcome::Accepted(readings) = decoder.decode(&record(42, "dev-1", payload)) else { panic!() };
-    assert_eq!(readings.len(), 1);
-    let r = &readings[0];
-    assert_eq!((r.position, r.device_id.as_str(), r.company.as_str(), r.seq), (42, "dev-1", "acme", 7));
-    assert_eq!((r.ts, r.received_at, r.key_id, r.value), (NOW - 5, NOW, 1, 21.5));
+    let Outcome::Accepted(m) = decoder.decode(&record(42, "dev-1", payload)) else { panic!() };
+    assert_eq!((m.position, m.device_id.as_str(), m.company.as_str(), m.seq), (42, "dev-1", "acme", 7));
+    assert_eq!((m.ts, m.received_at, m.key_id), (NOW - 5, NOW, 1));
+    assert_eq!(m.readings.len(), 1);
+    assert_eq!((m.readings[0].sensor.as_str(), m.readings[0].value), ("temp-1", 21.5));
 }
 
 #[test]
@@ -177,6 +177,29 @@ fn restored_state_makes_the_same_decisions() {
     restarted.restore_sequences(saved);
     let second_run: Vec<_> = tail.iter().map(|r| restarted.decode(r)).collect();
     assert_eq!(first_run, second_run);
+}
+
+#[test]
+fn a_batch_decodes_as_its_records_one_by_one() {
+    let mut f = Fixture::new();
+    // Duplicates, replays and rejections interleaved, in one batch.
+    let mut records: Vec<Record> = (0..300u64)
+        .map(|i| {
+            let device = if i % 3 == 0 { "dev-2" } else { "dev-1" };
+            let seq = if i % 10 == 9 { i / 2 } else { i };
+            record(i, device, f.sealed(device, seq, NOW, i as f64))
+        })
+        .collect();
+    records[17].payload = records[17].payload.slice(..20);
+    records[40].device_id = "ghost".into();
+    let one_by_one: Vec<_> = {
+        let mut decoder = f.decoder();
+        records.iter().map(|r| decoder.decode(r)).collect()
+    };
+    let batched = f.decoder().decode_all(&records);
+    assert_eq!(batched, one_by_one);
+    assert!(batched.iter().any(|o| matches!(o, Outcome::Duplicate { .. })));
+    assert!(batched.iter().any(|o| matches!(o, Outcome::Rejected(_))));
 }
 
 proptest! {

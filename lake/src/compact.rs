@@ -139,7 +139,7 @@ pub fn compact_partition(lake_dir: &Path, plan: &PartitionPlan, lock: &LakeLock)
         .collect();
     let merged = take_record_batch(&merged, &lexsort_to_indices(&sort, None)?)?;
     let rows = merged.num_rows() as u64;
-    let bytes = encode::write(&READINGS_SCHEMA, [merged])?;
+    let bytes = encode::write(&READINGS_SCHEMA, &merged)?;
 
     let relative_dir = plan.dir.strip_prefix(lake_dir).expect("partition inside the lake");
     let staged = lake_dir.join(STAGING).join(relative_dir);

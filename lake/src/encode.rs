@@ -7,16 +7,20 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray, StringBuilder,
+    TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use rayon::prelude::*;
+use wenu_core::reading::Reading;
 use wenu_core::stream::Record;
-use wenu_decrypt::DecodedReading;
+use wenu_decrypt::DecodedMessage;
 
 use crate::Result;
 
@@ -72,33 +76,50 @@ fn properties() -> WriterProperties {
         .build()
 }
 
-/// One readings file. The rows are sorted by (device, seq, sensor) so that a
-/// file's content depends only on the set of readings, not on arrival order.
-pub fn readings_file(readings: &mut [DecodedReading]) -> Result<Bytes> {
-    readings.sort_by(|a, b| (&a.device_id, a.seq, &a.sensor).cmp(&(&b.device_id, b.seq, &b.sensor)));
-    let batch = readings_batch(readings)?;
-    write(&READINGS_SCHEMA, [batch])
+/// One readings file of a partition's messages. The rows are sorted by
+/// (device, seq, sensor) so that a file's content depends only on the set of
+/// readings, not on arrival order.
+pub fn readings_file(messages: &mut [DecodedMessage]) -> Result<Bytes> {
+    // After dedupe (device, seq) is unique, so an unstable sort is deterministic.
+    messages.sort_unstable_by(|a, b| (&a.device_id, a.seq).cmp(&(&b.device_id, b.seq)));
+    for message in messages.iter_mut() {
+        message.readings.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    }
+    write(&READINGS_SCHEMA, &readings_batch(messages)?)
 }
 
-pub fn readings_batch(readings: &[DecodedReading]) -> Result<RecordBatch> {
-    let strings = |f: fn(&DecodedReading) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(readings.iter().map(f)))
+/// One row per reading, in the order given.
+pub fn readings_batch(messages: &[DecodedMessage]) -> Result<RecordBatch> {
+    let rows: usize = messages.iter().map(|m| m.readings.len()).sum();
+    let each = || messages.iter().flat_map(|m| m.readings.iter().map(move |r| (m, r)));
+    let strings = |f: for<'a> fn(&'a DecodedMessage, &'a Reading) -> &'a str| -> ArrayRef {
+        let mut column = StringBuilder::with_capacity(rows, rows * 8);
+        each().for_each(|(m, r)| column.append_value(f(m, r)));
+        Arc::new(column.finish())
     };
-    let times = |f: fn(&DecodedReading) -> i64| -> ArrayRef {
-        Arc::new(TimestampMillisecondArray::from_iter_values(readings.iter().map(f)).with_timezone("UTC"))
+    let numbers = |f: fn(&DecodedMessage, &Reading) -> i64| -> Vec<i64> {
+        let mut column = Vec::with_capacity(rows);
+        column.extend(each().map(|(m, r)| f(m, r)));
+        column
     };
+    let times =
+        |f| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(numbers(f)).with_timezone("UTC")) };
+    let mut values = Vec::with_capacity(rows);
+    values.extend(each().map(|(_, r)| r.value));
+    // Until enrichment calibrates, the value is the raw value.
+    let values: ArrayRef = Arc::new(Float64Array::from(values));
     let columns: Vec<ArrayRef> = vec![
-        strings(|r| &r.device_id),
-        Arc::new(StringArray::new_null(readings.len())),
-        strings(|r| &r.sensor),
-        strings(|r| &r.kind),
-        Arc::new(Float64Array::from_iter_values(readings.iter().map(|r| r.value))),
-        strings(|r| &r.unit),
-        Arc::new(Float64Array::from_iter_values(readings.iter().map(|r| r.value))),
-        times(|r| r.ts),
-        times(|r| r.received_at),
-        Arc::new(Int64Array::from_iter_values(readings.iter().map(|r| r.seq as i64))),
-        Arc::new(Int64Array::from_iter_values(readings.iter().map(|r| i64::from(r.key_id)))),
+        strings(|m, _| &m.device_id),
+        Arc::new(StringArray::new_null(rows)),
+        strings(|_, r| &r.sensor),
+        strings(|_, r| &r.kind),
+        values.clone(),
+        strings(|_, r| &r.unit),
+        values,
+        times(|m, _| m.ts),
+        times(|m, _| m.received_at),
+        Arc::new(Int64Array::from(numbers(|m, _| m.seq as i64))),
+        Arc::new(Int64Array::from(numbers(|m, _| i64::from(m.key_id)))),
     ];
     Ok(RecordBatch::try_new(READINGS_SCHEMA.clone(), columns)?)
 }
@@ -116,19 +137,40 @@ pub fn quarantine_file(rows: &[QuarantinedRecord]) -> Result<Bytes> {
         Arc::new(StringArray::from_iter_values(rows.iter().map(|q| q.detail.as_str()))),
         Arc::new(BinaryArray::from_iter_values(rows.iter().map(|q| q.record.payload.as_ref()))),
     ];
-    let batch = RecordBatch::try_new(QUARANTINE_SCHEMA.clone(), columns)?;
-    write(&QUARANTINE_SCHEMA, [batch])
+    write(&QUARANTINE_SCHEMA, &RecordBatch::try_new(QUARANTINE_SCHEMA.clone(), columns)?)
 }
 
-/// Writes batches as one Parquet file with Wenu's settings.
-pub fn write(schema: &SchemaRef, batches: impl IntoIterator<Item = RecordBatch>) -> Result<Bytes> {
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(properties()))?;
-    for batch in batches {
-        writer.write(&batch)?;
+/// Writes a batch as one Parquet file with Wenu's settings, in row groups of
+/// [`ROW_GROUP_ROWS`]; the columns of a row group are encoded and compressed
+/// in parallel.
+pub fn write(schema: &SchemaRef, batch: &RecordBatch) -> Result<Bytes> {
+    // ArrowWriter records the Arrow schema (time zones) in the file's metadata.
+    let (mut file, row_groups) =
+        ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties()))?.into_serialized_writer()?;
+    let mut offset = 0;
+    for index in 0..batch.num_rows().div_ceil(ROW_GROUP_ROWS) {
+        let rows = batch.slice(offset, ROW_GROUP_ROWS.min(batch.num_rows() - offset));
+        offset += rows.num_rows();
+        let mut leaves = Vec::with_capacity(schema.fields().len());
+        for (field, column) in schema.fields().iter().zip(rows.columns()) {
+            leaves.extend(compute_leaves(field, column)?);
+        }
+        let chunks = row_groups
+            .create_column_writers(index)?
+            .into_par_iter()
+            .zip(leaves)
+            .map(|(mut writer, leaf)| {
+                writer.write(&leaf)?;
+                writer.close()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut row_group = file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
     }
-    writer.close()?;
-    Ok(Bytes::from(out))
+    Ok(Bytes::from(file.into_inner()?))
 }
 
 /// Reads a whole Parquet file into record batches.

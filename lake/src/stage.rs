@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rayon::prelude::*;
 use wenu_core::keyring::Keyring;
 use wenu_core::stream::Record;
-use wenu_decrypt::{DecodeLimits, Decoder, Directory, KeySource, Outcome, SequenceTracker};
+use wenu_decrypt::{DecodeLimits, DecodedMessage, Decoder, Directory, KeySource, Outcome, SequenceTracker};
 
 use crate::compact::LakeLock;
 use crate::encode::{self, QuarantinedRecord};
@@ -153,18 +154,11 @@ fn encode_batch(
     name: &str,
 ) -> Result<(EncodedFiles, BatchReport)> {
     let mut report = BatchReport::default();
-    let mut partitions: BTreeMap<HourPartition, Vec<_>> = BTreeMap::new();
+    let mut accepted = Vec::with_capacity(records.len());
     let mut quarantine: BTreeMap<object_store::path::Path, Vec<QuarantinedRecord>> = BTreeMap::new();
-    for record in records {
-        match decoder.decode(record) {
-            Outcome::Accepted(readings) => {
-                for reading in readings {
-                    partitions
-                        .entry(HourPartition::of(&reading.company, reading.ts))
-                        .or_default()
-                        .push(reading);
-                }
-            }
+    for (record, outcome) in records.iter().zip(decoder.decode_all(records)) {
+        match outcome {
+            Outcome::Accepted(message) => accepted.push(message),
             Outcome::Duplicate { .. } => report.duplicates += 1,
             Outcome::Rejected(rejection) => {
                 let label = rejection.reason.label();
@@ -177,15 +171,32 @@ fn encode_batch(
             }
         }
     }
-    let mut files = Vec::with_capacity(partitions.len() + quarantine.len());
-    for (partition, mut readings) in partitions {
-        report.rows += readings.len() as u64;
-        files.push((partition.dir().join(name), encode::readings_file(&mut readings)?));
-    }
-    for (dir, rows) in quarantine {
-        files.push((dir.join(name), encode::quarantine_file(&rows)?));
-    }
+    report.rows = accepted.iter().map(|m| m.readings.len() as u64).sum();
+
+    // Sorting by partition first makes each partition one contiguous run.
+    accepted.sort_unstable_by(|a, b| {
+        (&a.company, hour_of(a.ts), &a.device_id, a.seq).cmp(&(
+            &b.company,
+            hour_of(b.ts),
+            &b.device_id,
+            b.seq,
+        ))
+    });
+    let runs: Vec<&mut [DecodedMessage]> =
+        accepted.chunk_by_mut(|a, b| a.company == b.company && hour_of(a.ts) == hour_of(b.ts)).collect();
+    let readings = runs.into_par_iter().map(|run| {
+        let dir = HourPartition::of(&run[0].company, run[0].ts).dir();
+        Ok((dir.join(name), encode::readings_file(run)?))
+    });
+    let quarantined =
+        quarantine.par_iter().map(|(dir, rows)| Ok((dir.clone().join(name), encode::quarantine_file(rows)?)));
+    let files = readings.chain(quarantined).collect::<Result<EncodedFiles>>()?;
     Ok((files, report))
+}
+
+/// Hours since the epoch: the partition of an event time, without formatting it.
+fn hour_of(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(3_600_000)
 }
 
 #[async_trait]
