@@ -1,5 +1,6 @@
 //! The plaintext a device seals into an envelope.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -18,17 +19,21 @@ pub struct ReadingBatch {
 }
 
 /// One sensor value as the device measured it, in the device's unit.
+///
+/// Names and units are [`CompactString`]s: they are short, so they live
+/// inline, and the lake decodes millions of them per second without an
+/// allocation each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
-    pub sensor: String,
-    pub kind: String,
+    pub sensor: CompactString,
+    pub kind: CompactString,
     /// JSON has no NaN or infinity: serde_json writes them as `null`, and some
     /// firmware writes `"NaN"` or `"Infinity"`. Those are read back as
     /// non-finite values so that the decrypt stage can reject them by name
     /// rather than as malformed JSON.
     #[serde(deserialize_with = "number_or_non_finite")]
     pub value: f64,
-    pub unit: String,
+    pub unit: CompactString,
 }
 
 fn number_or_non_finite<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use compact_str::CompactString;
 use rayon::prelude::*;
 use wenu_core::envelope::{Header, Opener};
 use wenu_core::keyring::Keyring;
@@ -32,8 +33,8 @@ impl Default for DecodeLimits {
 pub struct DecodedMessage {
     /// Stream position of the record it came from.
     pub position: u64,
-    pub device_id: String,
-    pub company: String,
+    pub device_id: CompactString,
+    pub company: CompactString,
     pub seq: u64,
     /// Event time, unix ms.
     pub ts: i64,
@@ -217,10 +218,10 @@ impl Decoder {
                 ));
             }
         }
-        let company = self.directory.get(device_id).map(|d| d.company.clone()).unwrap_or_default();
+        let company = self.directory.get(device_id).map(|d| d.company.as_str()).unwrap_or_default().into();
         Ok(Outcome::Accepted(DecodedMessage {
             position: record.position.0,
-            device_id: device_id.to_owned(),
+            device_id: device_id.into(),
             company,
             seq: batch.seq,
             ts: batch.ts,

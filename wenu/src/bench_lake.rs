@@ -126,7 +126,7 @@ async fn prepare(
                 let key = keyring.current_key(&device_id).expect("provisioned");
                 let readings = (0..args.readings_per_message)
                     .map(|s| Reading {
-                        sensor: format!("s-{s}"),
+                        sensor: format!("s-{s}").into(),
                         kind: "temperature".into(),
                         value: 20.0 + ((m * 7 + s) % 1000) as f64 / 100.0,
                         unit: "degC".into(),
