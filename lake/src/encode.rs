@@ -76,20 +76,16 @@ fn properties() -> WriterProperties {
         .build()
 }
 
-/// One readings file of a partition's messages. The rows are sorted by
-/// (device, seq, sensor) so that a file's content depends only on the set of
-/// readings, not on arrival order.
-pub fn readings_file(messages: &mut [DecodedMessage]) -> Result<Bytes> {
+/// The rows of a readings file, one per reading, sorted by (device, seq,
+/// sensor) so that a file's content depends only on the set of readings,
+/// not on arrival order.
+pub fn readings_batch(messages: &mut [DecodedMessage]) -> Result<RecordBatch> {
     // After dedupe (device, seq) is unique, so an unstable sort is deterministic.
     messages.sort_unstable_by(|a, b| (&a.device_id, a.seq).cmp(&(&b.device_id, b.seq)));
     for message in messages.iter_mut() {
         message.readings.sort_by(|a, b| a.sensor.cmp(&b.sensor));
     }
-    write(&READINGS_SCHEMA, &readings_batch(messages)?)
-}
-
-/// One row per reading, in the order given.
-pub fn readings_batch(messages: &[DecodedMessage]) -> Result<RecordBatch> {
+    let messages = &*messages;
     let rows: usize = messages.iter().map(|m| m.readings.len()).sum();
     let each = || messages.iter().flat_map(|m| m.readings.iter().map(move |r| (m, r)));
     let strings = |f: for<'a> fn(&'a DecodedMessage, &'a Reading) -> &'a str| -> ArrayRef {

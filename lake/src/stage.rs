@@ -184,10 +184,18 @@ fn encode_batch(
     });
     let runs: Vec<&mut [DecodedMessage]> =
         accepted.chunk_by_mut(|a, b| a.company == b.company && hour_of(a.ts) == hour_of(b.ts)).collect();
-    let readings = runs.into_par_iter().map(|run| {
-        let dir = HourPartition::of(&run[0].company, run[0].ts).dir();
-        Ok((dir.join(name), encode::readings_file(run)?))
-    });
+    let tables = runs
+        .into_par_iter()
+        .map(|run| {
+            let dir = HourPartition::of(&run[0].company, run[0].ts).dir();
+            Ok((dir.join(name), encode::readings_batch(run)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The rows are in the tables now; the messages need not wait for the encoding.
+    drop(accepted);
+    let readings = tables
+        .into_par_iter()
+        .map(|(path, table)| Ok((path, encode::write(&encode::READINGS_SCHEMA, &table)?)));
     let quarantined =
         quarantine.par_iter().map(|(dir, rows)| Ok((dir.clone().join(name), encode::quarantine_file(rows)?)));
     let files = readings.chain(quarantined).collect::<Result<EncodedFiles>>()?;
