@@ -43,6 +43,16 @@ pub enum Error {
     /// connection) or will keep failing (corruption, bad arguments).
     #[error("stream backend: {message}")]
     Stream { message: String, retryable: bool },
+    /// A queue backend failed; `retryable` as for `Stream`.
+    #[error("queue backend: {message}")]
+    Queue { message: String, retryable: bool },
+    /// A table store backend failed; `retryable` as for `Stream`.
+    #[error("table store: {message}")]
+    Table { message: String, retryable: bool },
+    /// A conditional write found the item not in the expected state: someone
+    /// else wrote it first. Read it again and retry.
+    #[error("condition failed: {0}")]
+    ConditionFailed(String),
 
     #[error("I/O on {path}: {source}")]
     Io {
@@ -71,7 +81,23 @@ impl Error {
             Error::Config(_) => "config",
             Error::InvalidTopic(_) => "invalid_topic",
             Error::Stream { .. } => "stream",
+            Error::Queue { .. } => "queue",
+            Error::Table { .. } => "table",
+            Error::ConditionFailed(_) => "condition_failed",
             Error::Io { .. } => "io",
+        }
+    }
+}
+
+impl Error {
+    /// Whether the same call may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Stream { retryable, .. }
+            | Error::Queue { retryable, .. }
+            | Error::Table { retryable, .. } => *retryable,
+            Error::ConditionFailed(_) => true,
+            _ => false,
         }
     }
 }

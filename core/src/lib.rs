@@ -11,6 +11,9 @@
 //!   in a file only its owner may read;
 //! * [`stream`]: the port of the durable, replayable stream (Kinesis on AWS, an
 //!   embedded log on one machine);
+//! * [`queue`]: the port of the jobs queue (SQS on AWS, embedded on one machine);
+//! * [`table`]: the port of the table store (DynamoDB on AWS, embedded on one
+//!   machine), for stats rollups and alarm state;
 //! * [`fleet`]: the provisioning file a fleet of devices (or the simulator) holds;
 //! * [`topic`]: the MQTT topic layout `wenu/{device_id}/telemetry`.
 
@@ -18,8 +21,10 @@ pub mod envelope;
 pub mod error;
 pub mod fleet;
 pub mod keyring;
+pub mod queue;
 pub mod reading;
 pub mod stream;
+pub mod table;
 pub mod topic;
 
 pub use error::{Error, Result};

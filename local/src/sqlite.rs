@@ -30,10 +30,16 @@ pub(crate) fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
 /// Maps SQLite failures onto the port's error: a full disk, a busy database or
 /// an I/O error may go away, so callers may retry; anything else won't.
 pub(crate) fn stream_error(err: rusqlite::Error) -> Error {
+    let (message, retryable) = classify(err);
+    Error::Stream { message, retryable }
+}
+
+/// The message of a SQLite failure and whether it may go away.
+pub(crate) fn classify(err: rusqlite::Error) -> (String, bool) {
     use rusqlite::ErrorCode::*;
     let retryable = matches!(
         err.sqlite_error_code(),
         Some(DiskFull | DatabaseBusy | DatabaseLocked | SystemIoFailure | OutOfMemory | CannotOpen)
     );
-    Error::Stream { message: err.to_string(), retryable }
+    (err.to_string(), retryable)
 }

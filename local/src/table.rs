@@ -1,0 +1,198 @@
+//! The embedded table store: `wenu_core::table` in one SQLite table.
+//!
+//! Expired items are invisible at once and removed by [`SqliteTable::sweep`],
+//! which `wenu serve` runs periodically (DynamoDB's TTL deletion does the
+//! same on AWS, lazily).
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use wenu_core::table::{Expect, Item, ItemKey, Page, TableStore, Write};
+use wenu_core::{Error, Result};
+
+use crate::sqlite::{self, open_durable};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    partition  TEXT    NOT NULL,
+    sort       INTEGER NOT NULL,
+    value      BLOB    NOT NULL,
+    version    INTEGER NOT NULL,
+    expires_at INTEGER,
+    PRIMARY KEY (partition, sort)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
+";
+
+/// A table; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteTable {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteTable {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = open_durable(path).map_err(table_error)?;
+        conn.execute_batch(SCHEMA).map_err(table_error)?;
+        Ok(SqliteTable { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Deletes the items that expired before `now` (unix seconds); returns how many.
+    pub async fn sweep(&self, now: i64) -> Result<u64> {
+        self.with_conn(move |conn| {
+            conn.execute("DELETE FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
+                .map(|n| n as u64)
+                .map_err(table_error)
+        })
+        .await
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Table { message: format!("table task failed: {e}"), retryable: false })?
+    }
+}
+
+#[async_trait]
+impl TableStore for SqliteTable {
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>> {
+        let key = key.clone();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT value, version, expires_at FROM items
+                 WHERE partition = ?1 AND sort = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                params![key.partition, key.sort, now_secs()],
+                |r| {
+                    Ok(Item {
+                        key: key.clone(),
+                        value: r.get::<_, Vec<u8>>(0)?.into(),
+                        version: r.get(1)?,
+                        expires_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(table_error)
+        })
+        .await
+    }
+
+    async fn put(&self, key: &ItemKey, value: Bytes, expires_at: Option<i64>, expect: Expect) -> Result<u64> {
+        let write = Write { key: key.clone(), value, expires_at, expect };
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(table_error)?;
+            let version = apply(&tx, &write)?;
+            tx.commit().map_err(table_error)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<()> {
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(table_error)?;
+            for write in &writes {
+                apply(&tx, write)?;
+            }
+            tx.commit().map_err(table_error)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &ItemKey) -> Result<()> {
+        let key = key.clone();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "DELETE FROM items WHERE partition = ?1 AND sort = ?2",
+                params![key.partition, key.sort],
+            )
+            .map(drop)
+            .map_err(table_error)
+        })
+        .await
+    }
+
+    async fn query(&self, partition: &str, sort: Range<i64>, limit: usize) -> Result<Page> {
+        let partition = partition.to_owned();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT sort, value, version, expires_at FROM items
+                     WHERE partition = ?1 AND sort >= ?2 AND sort < ?3 AND (expires_at IS NULL OR expires_at > ?4)
+                     ORDER BY sort LIMIT ?5",
+                )
+                .map_err(table_error)?;
+            let mut items = stmt
+                .query_map(params![partition, sort.start, sort.end, now_secs(), limit as i64 + 1], |r| {
+                    Ok(Item {
+                        key: ItemKey { partition: partition.clone(), sort: r.get(0)? },
+                        value: r.get::<_, Vec<u8>>(1)?.into(),
+                        version: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(table_error)?;
+            // One more than asked tells whether there is a next page, and where.
+            let next = (items.len() > limit).then(|| items.pop().map(|i| i.key.sort)).flatten();
+            Ok(Page { items, next })
+        })
+        .await
+    }
+}
+
+/// One write inside a transaction; returns the item's new version.
+fn apply(tx: &Transaction<'_>, write: &Write) -> Result<u64> {
+    let Write { key, value, expires_at, expect } = write;
+    let current: Option<u64> = tx
+        .query_row(
+            "SELECT version FROM items
+             WHERE partition = ?1 AND sort = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+            params![key.partition, key.sort, now_secs()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(table_error)?;
+    match (expect, current) {
+        (Expect::Anything, _) | (Expect::Absent, None) => {}
+        (Expect::Version(v), Some(c)) if *v == c => {}
+        (expect, current) => {
+            return Err(Error::ConditionFailed(format!(
+                "{}/{}: expected {expect:?}, found version {current:?}",
+                key.partition, key.sort
+            )));
+        }
+    }
+    let version = current.unwrap_or(0) + 1;
+    tx.execute(
+        "INSERT INTO items (partition, sort, value, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (partition, sort) DO UPDATE SET value = ?3, version = ?4, expires_at = ?5",
+        params![key.partition, key.sort, value.as_ref(), version, expires_at],
+    )
+    .map_err(table_error)?;
+    Ok(version)
+}
+
+fn table_error(err: rusqlite::Error) -> Error {
+    let (message, retryable) = sqlite::classify(err);
+    Error::Table { message, retryable }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,111 @@
+//! The queue port's conformance suite, written once and run against every
+//! backend (the embedded queue now, SQS on moto with the AWS adapter).
+//!
+//! Each check takes a fresh, empty queue whose max receive count is
+//! [`MAX_RECEIVE_COUNT`]. Redelivery is driven with `change_visibility(0)`,
+//! never by waiting for a timeout, so the suite runs without sleeping.
+
+use std::time::Duration;
+
+use wenu_core::queue::{NewMessage, Queue, Received};
+
+/// The `maxReceiveCount` the suite expects its queues to have.
+pub const MAX_RECEIVE_COUNT: u32 = 3;
+
+const LONG: Duration = Duration::from_secs(300);
+
+fn message(group: &str, body: &str) -> NewMessage {
+    NewMessage { group: group.into(), body: body.as_bytes().to_vec().into() }
+}
+
+fn bodies(received: &[Received]) -> Vec<String> {
+    received.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect()
+}
+
+/// Receives until a call returns nothing (backends may return fewer than asked).
+async fn receive_all(queue: &dyn Queue) -> Vec<Received> {
+    let mut all = Vec::new();
+    loop {
+        let batch = queue.receive(10, LONG).await.expect("receive");
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
+/// Sent messages come back once each; deleted ones are gone.
+pub async fn send_receive_delete(queue: &dyn Queue) {
+    let sent: Vec<_> = (0..5).map(|i| message(&format!("g{i}"), &format!("m{i}"))).collect();
+    queue.send_batch(sent).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap().visible, 5);
+    let received = receive_all(queue).await;
+    let mut got = bodies(&received);
+    got.sort();
+    assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(received.iter().all(|r| r.receive_count == 1));
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (0, 5));
+    for r in &received {
+        queue.delete(&r.receipt).await.unwrap();
+    }
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight, depth.dead), (0, 0, 0));
+    assert!(queue.receive(10, LONG).await.unwrap().is_empty());
+}
+
+/// An in-flight message is hidden until it is given back, then redelivered
+/// with a higher receive count.
+pub async fn visibility_timeout(queue: &dyn Queue) {
+    queue.send_batch(vec![message("g", "job")]).await.unwrap();
+    let first = queue.receive(10, LONG).await.unwrap();
+    assert_eq!(bodies(&first), ["job"]);
+    assert!(queue.receive(10, LONG).await.unwrap().is_empty(), "in flight, so hidden");
+    queue.change_visibility(&first[0].receipt, Duration::ZERO).await.unwrap();
+    let second = queue.receive(10, LONG).await.unwrap();
+    assert_eq!(bodies(&second), ["job"]);
+    assert_eq!((second[0].id.as_str(), second[0].receive_count), (first[0].id.as_str(), 2));
+    queue.delete(&second[0].receipt).await.unwrap();
+    assert!(queue.receive(10, LONG).await.unwrap().is_empty());
+}
+
+/// A group's messages come out in order, and none while one is in flight;
+/// other groups are not held up.
+pub async fn one_in_flight_per_group(queue: &dyn Queue) {
+    let sent = vec![message("a", "a1"), message("a", "a2"), message("b", "b1"), message("a", "a3")];
+    queue.send_batch(sent).await.unwrap();
+    let first = queue.receive(1, LONG).await.unwrap();
+    assert_eq!(bodies(&first), ["a1"]);
+    let others = receive_all(queue).await;
+    assert_eq!(bodies(&others), ["b1"], "group a is in flight");
+    queue.delete(&first[0].receipt).await.unwrap();
+    queue.delete(&others[0].receipt).await.unwrap();
+    let rest = receive_all(queue).await;
+    assert_eq!(bodies(&rest), ["a2", "a3"], "in order");
+    for r in &rest {
+        queue.delete(&r.receipt).await.unwrap();
+    }
+}
+
+/// A message that keeps failing ends in the dead-letter queue after the max
+/// receive count, stops blocking its group, and a redrive brings it back.
+pub async fn dead_letters_and_redrive(queue: &dyn Queue) {
+    queue.send_batch(vec![message("poison", "bad"), message("poison", "next")]).await.unwrap();
+    for attempt in 1..=MAX_RECEIVE_COUNT {
+        let got = queue.receive(1, LONG).await.unwrap();
+        assert_eq!(bodies(&got), ["bad"], "attempt {attempt}");
+        assert_eq!(got[0].receive_count, attempt);
+        queue.change_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
+    }
+    let after = receive_all(queue).await;
+    assert_eq!(bodies(&after), ["next"], "the poison message is dead, its group moves on");
+    queue.delete(&after[0].receipt).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap().dead, 1);
+
+    assert_eq!(queue.redrive(None).await.unwrap(), 1);
+    assert_eq!(queue.depth().await.unwrap().dead, 0);
+    let redriven = receive_all(queue).await;
+    assert_eq!(bodies(&redriven), ["bad"]);
+    assert_eq!(redriven[0].receive_count, 1, "a redriven message starts over");
+    queue.delete(&redriven[0].receipt).await.unwrap();
+}
