@@ -1,0 +1,168 @@
+//! Stats jobs: what enrich queues per series, and the worker's handler that
+//! folds a job into the table store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wenu_core::table::{Expect, ItemKey, TableStore, Write, query_all};
+
+use crate::resolution::Resolution;
+use crate::rollup::Rollup;
+use crate::{Error, Result};
+
+/// One time series: a sensor of a device of a company.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    pub company: String,
+    pub device: String,
+    pub sensor: String,
+}
+
+impl SeriesKey {
+    /// The table partition of this series at `resolution` (DESIGN.md §6).
+    pub fn partition(&self, resolution: Resolution) -> String {
+        format!("{}#{}#{}#{}", self.company, self.device, self.sensor, resolution.label())
+    }
+
+    /// The queue group: one worker at a time per series.
+    pub fn group(&self) -> String {
+        format!("{}#{}#{}", self.company, self.device, self.sensor)
+    }
+}
+
+/// One normalised reading of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The device's message sequence number: the reading's identity in its series.
+    pub seq: u64,
+    /// Event time, unix ms.
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// Readings of one series, as enrich queues them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub series: SeriesKey,
+    pub points: Vec<Point>,
+}
+
+impl Job {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a job always serializes")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::BadJob(e.to_string()))
+    }
+}
+
+/// How long each resolution's buckets are kept (a company's setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub minute: Duration,
+    pub hour: Duration,
+    pub day: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            minute: Resolution::Minute.default_retention(),
+            hour: Resolution::Hour.default_retention(),
+            day: Resolution::Day.default_retention(),
+        }
+    }
+}
+
+impl Retention {
+    pub fn of(&self, resolution: Resolution) -> Duration {
+        match resolution {
+            Resolution::Minute => self.minute,
+            Resolution::Hour => self.hour,
+            Resolution::Day => self.day,
+        }
+    }
+
+    /// When the bucket starting at `bucket_start` (unix ms) expires, unix seconds.
+    pub fn expires_at(&self, resolution: Resolution, bucket_start: i64) -> i64 {
+        (bucket_start + resolution.width_ms()) / 1000 + self.of(resolution).as_secs() as i64
+    }
+}
+
+/// What applying a job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobReport {
+    /// Readings counted for the first time (per resolution, so up to 3 per point).
+    pub counted: u64,
+    /// Readings the buckets already had: redelivered.
+    pub already_counted: u64,
+    pub buckets_written: u64,
+}
+
+/// How often a job is re-read and retried when another writer got to a
+/// bucket first (only possible when the queue redelivered a job that was
+/// still being worked on).
+const MAX_ATTEMPTS: usize = 8;
+
+/// Folds `job` into its buckets: the stats worker's handler, the same on one
+/// machine and in the stats Lambda. Idempotent: applying a job again, or
+/// after a partial application, counts nothing twice.
+pub async fn apply_job(table: &dyn TableStore, job: &Job, retention: &Retention) -> Result<JobReport> {
+    let mut buckets: BTreeMap<(Resolution, i64), Vec<&Point>> = BTreeMap::new();
+    for resolution in Resolution::ALL {
+        for point in &job.points {
+            buckets.entry((resolution, resolution.bucket_start(point.ts))).or_default().push(point);
+        }
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut report = JobReport::default();
+        let mut writes = Vec::new();
+        for (&(resolution, start), points) in &buckets {
+            let key = ItemKey { partition: job.series.partition(resolution), sort: start };
+            let (mut rollup, expect) = match table.get(&key).await? {
+                Some(item) => (Rollup::from_bytes(&item.value)?, Expect::Version(item.version)),
+                None => (Rollup::default(), Expect::Absent),
+            };
+            let before = rollup.count;
+            for point in points {
+                if !rollup.add(point.seq, point.ts, point.value) {
+                    report.already_counted += 1;
+                }
+            }
+            if rollup.count == before {
+                continue;
+            }
+            report.counted += rollup.count - before;
+            report.buckets_written += 1;
+            let expires_at = Some(retention.expires_at(resolution, start));
+            writes.push(Write { key, value: rollup.to_bytes().into(), expires_at, expect });
+        }
+        if writes.is_empty() {
+            return Ok(report);
+        }
+        match table.transact(writes).await {
+            Ok(()) => return Ok(report),
+            Err(wenu_core::Error::ConditionFailed(_)) if attempt < MAX_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The buckets of a series at `resolution` that start in `from..to` (unix ms).
+pub async fn read_series(
+    table: &dyn TableStore,
+    series: &SeriesKey,
+    resolution: Resolution,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Rollup)>> {
+    query_all(table, &series.partition(resolution), from..to)
+        .await?
+        .into_iter()
+        .map(|item| Ok((item.key.sort, Rollup::from_bytes(&item.value)?)))
+        .collect()
+}
