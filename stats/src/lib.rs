@@ -18,13 +18,15 @@
 //! * [`resolution`]: buckets and default retention;
 //! * [`rollup`]: one bucket's aggregate, with its stored form;
 //! * [`seqset`]: sets of sequence numbers as ranges;
-//! * [`job`]: what enrich sends, and [`apply_job`], the stats worker's handler.
+//! * [`job`]: what enrich sends, and [`apply_job`], the stats worker's handler;
+//! * [`worker`]: the embedded runtime's pool of stats workers on the jobs queue.
 
 pub mod error;
 pub mod job;
 pub mod resolution;
 pub mod rollup;
 pub mod seqset;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use job::{Job, JobReport, Point, Retention, SeriesKey, apply_job, read_series};

@@ -1,0 +1,126 @@
+//! The embedded runtime's stats workers: a pool of tasks that receive jobs
+//! from the queue and apply them. (On AWS the stats Lambda is the pool: it
+//! calls the same [`apply_job`] for each SQS message.)
+//!
+//! A job is deleted from the queue only after it is applied. One that
+//! fails is given back after a backoff and, after the queue's max receive
+//! count, lands in the dead-letter queue, where `wenu queue redrive` finds it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use wenu_core::queue::{Queue, Received};
+use wenu_core::table::TableStore;
+
+use crate::Result;
+use crate::job::{Job, JobReport, Retention, apply_job};
+
+/// What a worker does with a job.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, job: &Job) -> Result<JobReport>;
+}
+
+/// The real handler: fold the job into the table store.
+pub struct TableHandler {
+    pub table: Arc<dyn TableStore>,
+    pub retention: Retention,
+}
+
+#[async_trait]
+impl Handler for TableHandler {
+    async fn handle(&self, job: &Job) -> Result<JobReport> {
+        apply_job(self.table.as_ref(), job, &self.retention).await
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerOptions {
+    /// Concurrent workers; each series is on one worker at a time.
+    pub workers: usize,
+    /// Messages per receive (SQS allows up to 10).
+    pub batch: usize,
+    /// How long a received job stays hidden while it is worked on.
+    pub visibility: Duration,
+    /// Wait before a failed job is tried again; doubles per receive, up to a minute.
+    pub retry_backoff: Duration,
+    /// Pause when the queue is empty.
+    pub idle_poll: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            workers: 2,
+            batch: 10,
+            visibility: Duration::from_secs(30),
+            retry_backoff: Duration::from_secs(1),
+            idle_poll: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Runs the pool until `shutdown` turns true; jobs in hand are finished first.
+pub async fn run_workers(
+    queue: Arc<dyn Queue>,
+    handler: Arc<dyn Handler>,
+    options: WorkerOptions,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut workers = JoinSet::new();
+    for _ in 0..options.workers.max(1) {
+        let (queue, handler, mut shutdown) = (queue.clone(), handler.clone(), shutdown.clone());
+        workers.spawn(async move {
+            while !*shutdown.borrow() {
+                let received = match queue.receive(options.batch, options.visibility).await {
+                    Ok(received) => received,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stats worker cannot receive");
+                        Vec::new()
+                    }
+                };
+                if received.is_empty() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(options.idle_poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                for message in received {
+                    work_on(queue.as_ref(), handler.as_ref(), &message, &options).await;
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+async fn work_on(queue: &dyn Queue, handler: &dyn Handler, message: &Received, options: &WorkerOptions) {
+    let outcome = match Job::from_bytes(&message.body) {
+        Ok(job) => handler.handle(&job).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(report) => {
+            metrics::counter!("wenu_stats_jobs_total", "outcome" => "applied").increment(1);
+            metrics::counter!("wenu_stats_readings_counted_total").increment(report.counted);
+            metrics::counter!("wenu_stats_readings_already_counted_total").increment(report.already_counted);
+            if let Err(e) = queue.delete(&message.receipt).await {
+                // The job will come back and count nothing twice.
+                tracing::warn!(error = %e, message = %message.id, "applied job could not be deleted");
+            }
+        }
+        Err(e) => {
+            metrics::counter!("wenu_stats_jobs_total", "outcome" => "failed").increment(1);
+            tracing::warn!(error = %e, message = %message.id, group = %message.group, receives = message.receive_count, "stats job failed; it will be retried");
+            let backoff =
+                (options.retry_backoff * (1 << message.receive_count.min(6))).min(Duration::from_secs(60));
+            if let Err(e) = queue.change_visibility(&message.receipt, backoff).await {
+                tracing::warn!(error = %e, message = %message.id, "failed job could not be given back; it returns after its visibility timeout");
+            }
+        }
+    }
+}
