@@ -8,13 +8,12 @@
 //! rewritten rather than duplicated under another name.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use wenu_core::stream::Position;
 use wenu_core::{Error, Result};
 
-use crate::sqlite::{open_durable, open_read_only, stream_error};
+use crate::sqlite::{SharedConnection, now_ms, open_durable, open_read_only, stream_error};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS consumers (
@@ -41,14 +40,14 @@ pub struct SavedConsumer {
 /// The consumers' table, shared by all consumers of one process.
 #[derive(Clone)]
 pub struct ConsumerStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
 }
 
 impl ConsumerStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = open_durable(path).map_err(stream_error)?;
         conn.execute_batch(SCHEMA).map_err(stream_error)?;
-        Ok(ConsumerStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(ConsumerStore { conn: SharedConnection::new(conn) })
     }
 
     /// Every consumer's saved row, read-only: for `wenu status`, with or
@@ -117,16 +116,9 @@ impl ConsumerStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&conn).map_err(stream_error)
-        })
-        .await
-        .map_err(|e| Error::Stream {
-            message: format!("consumer store task failed: {e}"),
-            retryable: false,
-        })?
+        let task_failed =
+            |why| Error::Stream { message: format!("consumer store task failed: {why}"), retryable: false };
+        self.conn.run(move |conn| f(conn).map_err(stream_error), task_failed).await
     }
 }
 
@@ -140,11 +132,4 @@ fn saved_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SavedCon
         pending: first.zip(last).map(|(f, l)| (Position(f as u64), Position(l as u64))),
         state: r.get(at + 3)?,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -8,7 +8,6 @@
 //! letters stay in the table with `dead = 1`, in their original order.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +15,7 @@ use rusqlite::{Connection, params};
 use wenu_core::queue::{NewMessage, Queue, QueueDepth, Received};
 use wenu_core::{Error, Result};
 
-use crate::sqlite::{self, open_durable};
+use crate::sqlite::{self, SharedConnection, now_ms, open_durable};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -48,7 +47,7 @@ impl Default for QueueOptions {
 /// The queue; cheap to clone.
 #[derive(Clone)]
 pub struct SqliteQueue {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
     options: QueueOptions,
 }
 
@@ -56,7 +55,7 @@ impl SqliteQueue {
     pub fn open(path: &Path, options: QueueOptions) -> Result<Self> {
         let conn = open_durable(path).map_err(queue_error)?;
         conn.execute_batch(SCHEMA).map_err(queue_error)?;
-        Ok(SqliteQueue { conn: Arc::new(Mutex::new(conn)), options })
+        Ok(SqliteQueue { conn: SharedConnection::new(conn), options })
     }
 
     pub fn default_path(data_dir: &Path) -> PathBuf {
@@ -67,13 +66,9 @@ impl SqliteQueue {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Error::Queue { message: format!("queue task failed: {e}"), retryable: false })?
+        self.conn
+            .run(f, |why| Error::Queue { message: format!("queue task failed: {why}"), retryable: false })
+            .await
     }
 }
 
@@ -231,11 +226,4 @@ fn parse_receipt(receipt: &str) -> Result<(i64, u32)> {
 fn queue_error(err: rusqlite::Error) -> Error {
     let (message, retryable) = sqlite::classify(err);
     Error::Queue { message, retryable }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

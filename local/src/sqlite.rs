@@ -1,6 +1,7 @@
 //! SQLite settings and error mapping shared by the embedded stores.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -42,4 +43,37 @@ pub(crate) fn classify(err: rusqlite::Error) -> (String, bool) {
         Some(DiskFull | DatabaseBusy | DatabaseLocked | SystemIoFailure | OutOfMemory | CannotOpen)
     );
     (err.to_string(), retryable)
+}
+
+/// One connection shared by all handles on a store; each call runs on a
+/// blocking thread, so the async workers never wait on SQLite.
+#[derive(Clone)]
+pub(crate) struct SharedConnection(Arc<Mutex<Connection>>);
+
+impl SharedConnection {
+    pub(crate) fn new(conn: Connection) -> Self {
+        SharedConnection(Arc::new(Mutex::new(conn)))
+    }
+
+    /// Runs `f`; a task that panicked or was cancelled becomes `task_failed(why)`.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+        task_failed: fn(String) -> Error,
+    ) -> Result<T, Error> {
+        let conn = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| task_failed(e.to_string()))?
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -6,7 +6,6 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use wenu_core::table::{Expect, Item, ItemKey, Page, TableStore, Write};
 use wenu_core::{Error, Result};
 
-use crate::sqlite::{self, open_durable};
+use crate::sqlite::{self, SharedConnection, open_durable};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -31,14 +30,14 @@ CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at I
 /// A table; cheap to clone.
 #[derive(Clone)]
 pub struct SqliteTable {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
 }
 
 impl SqliteTable {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = open_durable(path).map_err(table_error)?;
         conn.execute_batch(SCHEMA).map_err(table_error)?;
-        Ok(SqliteTable { conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteTable { conn: SharedConnection::new(conn) })
     }
 
     /// Deletes the items that expired before `now` (unix seconds); returns how many.
@@ -55,13 +54,9 @@ impl SqliteTable {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Error::Table { message: format!("table task failed: {e}"), retryable: false })?
+        self.conn
+            .run(f, |why| Error::Table { message: format!("table task failed: {why}"), retryable: false })
+            .await
     }
 }
 
