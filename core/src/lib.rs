@@ -14,9 +14,11 @@
 //! * [`queue`]: the port of the jobs queue (SQS on AWS, embedded on one machine);
 //! * [`table`]: the port of the table store (DynamoDB on AWS, embedded on one
 //!   machine), for stats rollups and alarm state;
+//! * [`catalog`]: sites, sensors and company settings as the registry holds them;
 //! * [`fleet`]: the provisioning file a fleet of devices (or the simulator) holds;
 //! * [`topic`]: the MQTT topic layout `wenu/{device_id}/telemetry`.
 
+pub mod catalog;
 pub mod envelope;
 pub mod error;
 pub mod fleet;

@@ -40,10 +40,11 @@ impl Directory {
 
 /// Where a stage gets its keyring and directory from, and learns that they
 /// changed (a device provisioned, a key rotated or retired).
+#[async_trait::async_trait]
 pub trait KeySource: Send + Sync + 'static {
     /// New snapshots when something changed since the last call (always on
     /// the first call), `None` when nothing did.
-    fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String>;
+    async fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String>;
 }
 
 /// Snapshots that never change: for tests, benchmarks and replays.
@@ -55,8 +56,9 @@ impl FixedKeys {
     }
 }
 
+#[async_trait::async_trait]
 impl KeySource for FixedKeys {
-    fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String> {
+    async fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String> {
         Ok(self.0.take())
     }
 }

@@ -14,4 +14,4 @@ mod signal;
 
 pub use error::{Error, Result};
 pub use fleet_run::{FleetReport, SimConfig, SimTls, run_fleet};
-pub use signal::{Fault, SensorSignal};
+pub use signal::{Fault, SensorSignal, sensor_specs};

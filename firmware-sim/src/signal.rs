@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use rand::Rng;
 use rand::rngs::SmallRng;
+use wenu_core::catalog::SensorSpec;
 use wenu_core::reading::Reading;
 
 /// Ways a simulated device misbehaves, for the later stages to detect.
@@ -39,6 +40,35 @@ impl FromStr for Fault {
     }
 }
 
+/// (sensor, kind, unit, base, amplitude, noise, plausible range).
+type SensorTemplate = (&'static str, &'static str, &'static str, f64, f64, f64, (f64, f64));
+
+/// Every sensor a simulated device may have.
+const SENSORS: [SensorTemplate; 4] = [
+    ("temp-1", "temperature", "degC", 21.0, 4.0, 0.2, (-40.0, 85.0)),
+    ("hum-1", "humidity", "%RH", 45.0, 10.0, 1.0, (0.0, 100.0)),
+    ("pres-1", "pressure", "hPa", 1013.0, 6.0, 0.3, (300.0, 1100.0)),
+    ("vib-1", "vibration", "mm/s", 2.0, 1.0, 0.5, (0.0, 50.0)),
+];
+
+fn sensor_count(index: usize) -> usize {
+    2 + index % 3
+}
+
+/// How the registry should define the sensors of the `index`-th simulated
+/// device: what provisioning a simulated fleet registers.
+pub fn sensor_specs(index: usize, device_id: &str) -> Vec<SensorSpec> {
+    SENSORS
+        .iter()
+        .take(sensor_count(index))
+        .map(|&(sensor, kind, unit, .., (min, max))| SensorSpec {
+            valid_min: Some(min),
+            valid_max: Some(max),
+            ..SensorSpec::new(device_id, sensor, kind, unit)
+        })
+        .collect()
+}
+
 /// One sensor of a device: a daily-ish cycle plus noise around a base value.
 #[derive(Debug, Clone)]
 pub struct SensorSignal {
@@ -56,16 +86,10 @@ impl SensorSignal {
     /// The sensors of the `index`-th device: two to four of temperature,
     /// humidity, pressure and vibration, with device-specific offsets.
     pub fn for_device(index: usize, rng: &mut SmallRng) -> Vec<SensorSignal> {
-        let all = [
-            ("temp-1", "temperature", "degC", 21.0, 4.0, 0.2),
-            ("hum-1", "humidity", "%RH", 45.0, 10.0, 1.0),
-            ("pres-1", "pressure", "hPa", 1013.0, 6.0, 0.3),
-            ("vib-1", "vibration", "mm/s", 2.0, 1.0, 0.5),
-        ];
-        let count = 2 + index % 3;
-        all.iter()
-            .take(count)
-            .map(|&(sensor, kind, unit, base, amplitude, noise)| SensorSignal {
+        SENSORS
+            .iter()
+            .take(sensor_count(index))
+            .map(|&(sensor, kind, unit, base, amplitude, noise, _)| SensorSignal {
                 sensor,
                 kind,
                 unit,

@@ -103,26 +103,20 @@ impl EdgeHooks {
             }
             Identity::Certificate(device) => (device.to_owned(), None),
         };
-        let lookup_id = device_id.clone();
         let _permit =
             self.password_checks.acquire().await.map_err(|_| ConnectRefusal::RegistryUnavailable)?;
-        // Argon2 verification is deliberately slow: keep it off the I/O threads.
-        let outcome = tokio::task::spawn_blocking(move || match password {
-            Some(password) => registry.authenticate(&lookup_id, &password),
-            None => registry.authenticate_by_certificate(&lookup_id),
-        })
-        .await;
+        // Argon2 verification is deliberately slow; the registry runs it on a blocking thread.
+        let outcome = match password {
+            Some(password) => registry.authenticate(&device_id, password).await,
+            None => registry.authenticate_by_certificate(&device_id).await,
+        };
         match outcome {
-            Ok(Ok(AuthOutcome::Allowed(_))) => Ok(device_id),
-            Ok(Ok(AuthOutcome::UnknownDevice)) => Err(ConnectRefusal::UnknownDevice),
-            Ok(Ok(AuthOutcome::BadPassword)) => Err(ConnectRefusal::BadPassword),
-            Ok(Ok(AuthOutcome::Disabled)) => Err(ConnectRefusal::Disabled),
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, "registry lookup failed");
-                Err(ConnectRefusal::RegistryUnavailable)
-            }
+            Ok(AuthOutcome::Allowed) => Ok(device_id),
+            Ok(AuthOutcome::UnknownDevice) => Err(ConnectRefusal::UnknownDevice),
+            Ok(AuthOutcome::BadPassword) => Err(ConnectRefusal::BadPassword),
+            Ok(AuthOutcome::Disabled) => Err(ConnectRefusal::Disabled),
             Err(err) => {
-                tracing::error!(error = %err, "registry lookup task failed");
+                tracing::error!(error = %err, "registry lookup failed");
                 Err(ConnectRefusal::RegistryUnavailable)
             }
         }

@@ -81,7 +81,7 @@ impl LakeStage {
         };
         let name = part_name(first.position.0, last.position.0);
         let mut decoder = self.decoder.take().expect("decoder present between batches");
-        if let Some((keyring, directory)) = self.keys.refresh().map_err(Error::Keys)? {
+        if let Some((keyring, directory)) = self.keys.refresh().await.map_err(Error::Keys)? {
             decoder.refresh(keyring, directory);
         }
         // Decryption and Parquet encoding are CPU work: keep them off the async workers.

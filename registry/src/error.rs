@@ -3,13 +3,17 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("registry database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] sqlx::Error),
     #[error("registry schema migration: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unknown company {0}")]
     UnknownCompany(String),
     #[error("unknown device {0}")]
     UnknownDevice(String),
+    #[error("unknown site {0}")]
+    UnknownSite(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
     #[error("device {0} already exists")]
     DeviceExists(String),
     #[error("invalid id {0:?}: use 1-64 ASCII letters, digits, '-' or '_'")]

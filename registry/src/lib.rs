@@ -1,17 +1,24 @@
-//! Wenu's registry: companies and their devices, the business logic that the
-//! pipeline looks devices up in (seed element 17).
+//! Wenu's registry: companies, sites, devices, sensors and company settings,
+//! the business logic that the pipeline looks devices up in (seed element 17).
 //!
-//! On one machine it is an SQLite file in WAL mode; the schema evolves through
-//! numbered migrations ([`schema`]), so every later issue adds tables (sites,
-//! sensors, rules, tokens) without breaking existing data directories.
+//! One code path on two databases through sqlx: an SQLite file in WAL mode on
+//! one machine, PostgreSQL (RDS) on AWS. The schema evolves through numbered
+//! migrations ([`schema`]) written once for both, so later issues add tables
+//! (rules, tokens) without breaking existing data directories. Every change
+//! bumps a revision number, which is how stages holding a [`Snapshot`] learn
+//! that they should reload.
 
+mod catalog;
+mod devices;
 mod error;
 mod password;
 mod provision;
 mod schema;
 mod store;
 
+pub use catalog::Snapshot;
+pub use devices::{AuthOutcome, Device};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};
 pub use provision::{provision_fleet, rotate_key};
-pub use store::{AuthOutcome, Device, Registry};
+pub use store::Registry;

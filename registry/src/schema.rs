@@ -1,36 +1,89 @@
-//! The registry schema, as an append-only list of migrations. Never edit a
-//! migration that has shipped: add a new one.
+//! The registry schema, as an append-only list of migrations run by sqlx's
+//! migrator. Never edit a migration that has shipped: add a new one.
+//!
+//! The SQL is written once for SQLite and PostgreSQL: `TEXT`, `BIGINT`,
+//! `DOUBLE PRECISION` and `BOOLEAN` columns, `ON CONFLICT` upserts, no
+//! engine-specific functions.
 
-use rusqlite_migration::{M, Migrations};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
 
-pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE companies (
-            id         TEXT    PRIMARY KEY,
-            created_at INTEGER NOT NULL
+/// (version, description, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "companies devices keys",
+        // `IF NOT EXISTS`: registries created before sqlx already hold these tables.
+        "CREATE TABLE IF NOT EXISTS companies (
+            id         TEXT   PRIMARY KEY,
+            created_at BIGINT NOT NULL
         );
-        CREATE TABLE devices (
+        CREATE TABLE IF NOT EXISTS devices (
             id            TEXT    PRIMARY KEY,
             company_id    TEXT    NOT NULL REFERENCES companies (id),
             password_hash TEXT    NOT NULL,
-            enabled       INTEGER NOT NULL DEFAULT 1,
-            created_at    INTEGER NOT NULL
+            enabled       BOOLEAN NOT NULL DEFAULT TRUE,
+            created_at    BIGINT  NOT NULL
         );
-        CREATE INDEX devices_by_company ON devices (company_id);
-        CREATE TABLE device_keys (
-            device_id  TEXT    NOT NULL REFERENCES devices (id),
-            key_id     INTEGER NOT NULL,
-            created_at INTEGER NOT NULL,
-            retired_at INTEGER,
+        CREATE INDEX IF NOT EXISTS devices_by_company ON devices (company_id);
+        CREATE TABLE IF NOT EXISTS device_keys (
+            device_id  TEXT   NOT NULL REFERENCES devices (id),
+            key_id     BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            retired_at BIGINT,
             PRIMARY KEY (device_id, key_id)
         );",
-    )])
-}
+    ),
+    (
+        2,
+        "sites sensors company settings revision",
+        "CREATE TABLE sites (
+            company_id TEXT   NOT NULL REFERENCES companies (id),
+            id         TEXT   NOT NULL,
+            name       TEXT   NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (company_id, id)
+        );
+        ALTER TABLE devices ADD COLUMN site_id TEXT;
+        CREATE TABLE sensors (
+            device_id  TEXT             NOT NULL REFERENCES devices (id),
+            name       TEXT             NOT NULL,
+            kind       TEXT             NOT NULL,
+            unit       TEXT             NOT NULL,
+            scale      DOUBLE PRECISION NOT NULL DEFAULT 1,
+            ofs        DOUBLE PRECISION NOT NULL DEFAULT 0,
+            valid_min  DOUBLE PRECISION,
+            valid_max  DOUBLE PRECISION,
+            updated_at BIGINT           NOT NULL,
+            PRIMARY KEY (device_id, name)
+        );
+        CREATE TABLE company_settings (
+            company_id                  TEXT   PRIMARY KEY REFERENCES companies (id),
+            stats_retention_minute_days BIGINT,
+            stats_retention_hour_days   BIGINT,
+            stats_retention_day_days    BIGINT
+        );
+        CREATE TABLE revision (
+            id    BIGINT PRIMARY KEY,
+            value BIGINT NOT NULL
+        );
+        INSERT INTO revision (id, value) VALUES (1, 1);",
+    ),
+];
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn migrations_are_valid() {
-        super::migrations().validate().unwrap();
-    }
+pub(crate) fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    AssertSqlSafe(sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }

@@ -41,11 +41,15 @@ pub struct Point {
     pub value: f64,
 }
 
-/// Readings of one series, as enrich queues them.
+/// Readings of one series, as enrich queues them, with how long their
+/// company keeps stats: the worker needs nothing else (no registry lookup
+/// in the stats Lambda).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub series: SeriesKey,
     pub points: Vec<Point>,
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 impl Job {
@@ -59,11 +63,28 @@ impl Job {
 }
 
 /// How long each resolution's buckets are kept (a company's setting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
+    #[serde(with = "seconds", rename = "minute_s")]
     pub minute: Duration,
+    #[serde(with = "seconds", rename = "hour_s")]
     pub hour: Duration,
+    #[serde(with = "seconds", rename = "day_s")]
     pub day: Duration,
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 impl Default for Retention {
@@ -77,6 +98,19 @@ impl Default for Retention {
 }
 
 impl Retention {
+    /// A company's retention in days per resolution; `None`s take the defaults.
+    pub fn from_days(minute: Option<u32>, hour: Option<u32>, day: Option<u32>) -> Self {
+        let days = |d: Option<u32>, default: Duration| {
+            d.map_or(default, |d| Duration::from_secs(u64::from(d) * 86_400))
+        };
+        let defaults = Retention::default();
+        Retention {
+            minute: days(minute, defaults.minute),
+            hour: days(hour, defaults.hour),
+            day: days(day, defaults.day),
+        }
+    }
+
     pub fn of(&self, resolution: Resolution) -> Duration {
         match resolution {
             Resolution::Minute => self.minute,
@@ -109,7 +143,8 @@ const MAX_ATTEMPTS: usize = 8;
 /// Folds `job` into its buckets: the stats worker's handler, the same on one
 /// machine and in the stats Lambda. Idempotent: applying a job again, or
 /// after a partial application, counts nothing twice.
-pub async fn apply_job(table: &dyn TableStore, job: &Job, retention: &Retention) -> Result<JobReport> {
+pub async fn apply_job(table: &dyn TableStore, job: &Job) -> Result<JobReport> {
+    let retention = &job.retention;
     let mut buckets: BTreeMap<(Resolution, i64), Vec<&Point>> = BTreeMap::new();
     for resolution in Resolution::ALL {
         for point in &job.points {

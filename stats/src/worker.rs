@@ -16,7 +16,7 @@ use wenu_core::queue::{Queue, Received};
 use wenu_core::table::TableStore;
 
 use crate::Result;
-use crate::job::{Job, JobReport, Retention, apply_job};
+use crate::job::{Job, JobReport, apply_job};
 
 /// What a worker does with a job.
 #[async_trait]
@@ -27,13 +27,12 @@ pub trait Handler: Send + Sync + 'static {
 /// The real handler: fold the job into the table store.
 pub struct TableHandler {
     pub table: Arc<dyn TableStore>,
-    pub retention: Retention,
 }
 
 #[async_trait]
 impl Handler for TableHandler {
     async fn handle(&self, job: &Job) -> Result<JobReport> {
-        apply_job(self.table.as_ref(), job, &self.retention).await
+        apply_job(self.table.as_ref(), job).await
     }
 }
 

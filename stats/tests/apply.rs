@@ -73,14 +73,16 @@ fn assert_same(
 #[tokio::test]
 async fn a_redelivered_job_counts_nothing_twice() {
     let (_dir, table) = table();
-    let job = Job { series: series(), points: (1..=200).map(point).collect() };
-    let first = apply_job(&table, &job, &Retention::default()).await.unwrap();
+    let job =
+        Job { series: series(), points: (1..=200).map(point).collect(), retention: Retention::default() };
+    let first = apply_job(&table, &job).await.unwrap();
     assert_eq!((first.counted, first.already_counted), (600, 0));
-    let again = apply_job(&table, &job, &Retention::default()).await.unwrap();
+    let again = apply_job(&table, &job).await.unwrap();
     assert_eq!((again.counted, again.already_counted, again.buckets_written), (0, 600, 0));
     // A job overlapping the first: only its new readings count.
-    let overlap = Job { series: series(), points: (150..=250).map(point).collect() };
-    let report = apply_job(&table, &overlap, &Retention::default()).await.unwrap();
+    let overlap =
+        Job { series: series(), points: (150..=250).map(point).collect(), retention: Retention::default() };
+    let report = apply_job(&table, &overlap).await.unwrap();
     assert_eq!((report.counted, report.already_counted), (150, 153));
     for resolution in Resolution::ALL {
         assert_same(&stored(&table, resolution).await, &expected(1..=250, resolution));
@@ -92,13 +94,12 @@ async fn late_readings_update_their_old_bucket_and_buckets_expire() {
     let (_dir, table) = table();
     apply_job(
         &table,
-        &Job { series: series(), points: (100..=120).map(point).collect() },
-        &Retention::default(),
+        &Job { series: series(), points: (100..=120).map(point).collect(), retention: Retention::default() },
     )
     .await
     .unwrap();
-    let late = Job { series: series(), points: vec![point(3)] };
-    apply_job(&table, &late, &Retention::default()).await.unwrap();
+    let late = Job { series: series(), points: vec![point(3)], retention: Retention::default() };
+    apply_job(&table, &late).await.unwrap();
     let minutes = stored(&table, Resolution::Minute).await;
     assert_eq!(minutes[&Resolution::Minute.bucket_start(point(3).ts)].0, 1);
     assert_same(&minutes, &expected((100..=120).chain([3]), Resolution::Minute));
@@ -108,8 +109,8 @@ async fn late_readings_update_their_old_bucket_and_buckets_expire() {
     let retention = Retention { minute: Duration::ZERO, ..Retention::default() };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let two_hours_ago =
-        Job { series: series(), points: vec![Point { seq: 1, ts: now - 7_200_000, value: 1.0 }] };
-    apply_job(&short, &two_hours_ago, &retention).await.unwrap();
+        Job { series: series(), points: vec![Point { seq: 1, ts: now - 7_200_000, value: 1.0 }], retention };
+    apply_job(&short, &two_hours_ago).await.unwrap();
     let key = series();
     let all = |r| read_series(&short, &key, r, 0, i64::MAX);
     assert!(all(Resolution::Minute).await.unwrap().is_empty());
@@ -130,8 +131,8 @@ proptest! {
         runtime.block_on(async {
             let (_dir, table) = table();
             for seqs in &deliveries {
-                let job = Job { series: series(), points: seqs.iter().copied().map(point).collect() };
-                apply_job(&table, &job, &Retention::default()).await.unwrap();
+                let job = Job { series: series(), points: seqs.iter().copied().map(point).collect(), retention: Retention::default() };
+                apply_job(&table, &job).await.unwrap();
             }
             let all = deliveries.iter().flatten().copied();
             for resolution in Resolution::ALL {

@@ -60,7 +60,7 @@ async fn jobs_are_applied_in_parallel_and_a_poison_job_is_dead_lettered_then_red
         SqliteQueue::open(&dir.path().join("queue.db"), QueueOptions { max_receive_count: 3 }).unwrap();
     let table = Arc::new(SqliteTable::open(&dir.path().join("stats.db")).unwrap());
     let hook = Arc::new(TestHook {
-        inner: TableHandler { table: table.clone(), retention: Retention::default() },
+        inner: TableHandler { table: table.clone() },
         poison: series(7),
         poisoned: AtomicBool::new(true),
         busy: Mutex::default(),
@@ -74,7 +74,7 @@ async fn jobs_are_applied_in_parallel_and_a_poison_job_is_dead_lettered_then_red
                 .map(|k| round * 10 + k)
                 .map(|seq| Point { seq, ts: NOW + seq as i64 * 1000, value: seq as f64 })
                 .collect();
-            let job = Job { series: series(i), points };
+            let job = Job { series: series(i), points, retention: Retention::default() };
             let message = NewMessage { group: job.series.group(), body: job.to_bytes().into() };
             messages.push(message.clone());
             messages.push(message);

@@ -54,9 +54,10 @@ impl TestEdge {
         adjust: impl FnOnce(&mut EdgeConfig),
     ) -> TestEdge {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(&dir.path().join("registry.db")).unwrap();
+        let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
         let mut keyring = Keyring::default();
-        let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "acme", devices).unwrap() };
+        let fleet =
+            Fleet { devices: provision_fleet(&registry, &mut keyring, "acme", devices).await.unwrap() };
         let certs = dir.path().join("certs");
         let ids: Vec<String> = fleet.devices.iter().map(|d| d.device_id.clone()).collect();
         wenu_ingest::certs::init_local_ca(&certs, &["localhost".into(), "127.0.0.1".into()], &ids).unwrap();

@@ -46,9 +46,9 @@ pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     config.http.listen = None;
 
     eprintln!("provisioning {} devices…", args.connections);
-    let registry = Registry::open(&Registry::default_path(&scratch))?;
+    let registry = Registry::open(&Registry::default_path(&scratch)).await?;
     let mut keyring = Keyring::default();
-    let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.connections)? };
+    let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.connections).await? };
     keyring.save(&scratch.join("keyring.json"))?;
 
     let server = Server::start(&config).await?;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use wenu_decrypt::DecodeLimits;
 use wenu_ingest::{EdgeConfig, TlsConfig};
 use wenu_local::BatchLimits;
+use wenu_registry::Registry;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +24,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub stream: StreamConfig,
     pub lake: LakeConfig,
+    pub registry: RegistryConfig,
+    pub stats: StatsConfig,
     pub http: HttpConfig,
 }
 
@@ -64,6 +67,29 @@ pub struct LakeConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `sqlite:/path/registry.db` or `postgres://user:password@host/db`;
+    /// `<data_dir>/registry.db` when unset.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Enrich hands a batch to the queue at this many MiB of envelopes...
+    pub batch_mib: usize,
+    /// ...or this many milliseconds after its first record (a Lambda's batching window).
+    pub batch_millis: u64,
+    /// Stats workers: each series is on one worker at a time.
+    pub workers: usize,
+    /// Receives before a failing job goes to the dead-letter queue (SQS maxReceiveCount).
+    pub max_receive_count: u32,
+    /// How often expired stats are swept from the table.
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Serves `/metrics` (Prometheus) and `/health`.
     pub listen: Option<SocketAddr>,
@@ -86,6 +112,14 @@ impl Default for Config {
                 max_bytes: None,
             },
             lake: LakeConfig { dir: None, buffer_mib: 128, buffer_secs: 60, max_future_secs: 600 },
+            registry: RegistryConfig { url: None },
+            stats: StatsConfig {
+                batch_mib: 4,
+                batch_millis: 500,
+                workers: 2,
+                max_receive_count: 5,
+                sweep_interval_secs: 600,
+            },
             http: HttpConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))) },
         }
     }
@@ -93,7 +127,7 @@ impl Default for Config {
 
 /// Sections whose keys may themselves contain `_`, longest first, so that
 /// `WENU_MQTT_TLS_CLIENT_CA` becomes `mqtt.tls.client_ca`.
-const SECTIONS: [&str; 5] = ["mqtt_tls", "mqtt", "stream", "lake", "http"];
+const SECTIONS: [&str; 7] = ["mqtt_tls", "mqtt", "stream", "lake", "registry", "stats", "http"];
 
 fn env_key_to_path(key: &str) -> String {
     let key = key.to_ascii_lowercase();
@@ -138,6 +172,29 @@ impl Config {
     /// The lake's batching, checked against Firehose's ranges.
     pub fn lake_batch(&self) -> anyhow::Result<BatchLimits> {
         Ok(BatchLimits::new(self.lake.buffer_mib * 1024 * 1024, Duration::from_secs(self.lake.buffer_secs))?)
+    }
+
+    /// Enrich's batching.
+    pub fn enrich_batch(&self) -> BatchLimits {
+        BatchLimits::unchecked(
+            self.stats.batch_mib.max(1) * 1024 * 1024,
+            Duration::from_millis(self.stats.batch_millis),
+        )
+    }
+
+    /// Connects to the registry (and migrates it).
+    pub async fn registry(&self) -> anyhow::Result<Registry> {
+        Ok(match &self.registry.url {
+            // The URL may hold a password: it is never logged or shown.
+            Some(url) => {
+                Registry::connect(url).await.context("connecting to the registry at registry.url")?
+            }
+            None => Registry::open(&Registry::default_path(&self.data_dir)).await?,
+        })
+    }
+
+    pub fn stats_path(&self) -> PathBuf {
+        self.data_dir.join("stats.db")
     }
 
     pub fn decode_limits(&self) -> DecodeLimits {

@@ -21,6 +21,10 @@ pub enum DevicesCommand {
         /// Fleet file to write (owner-only: it holds passwords and keys).
         #[arg(long)]
         out: PathBuf,
+        /// Also define in the registry the sensors that `wenu sim` gives
+        /// these devices (by their place in the fleet file).
+        #[arg(long)]
+        simulated: bool,
     },
     /// List devices.
     List {
@@ -38,24 +42,27 @@ pub enum DevicesCommand {
     },
 }
 
-pub fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
+pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
+    let registry = config.registry().await?;
     let keyring_path = config.keyring_path();
     match command {
-        DevicesCommand::Provision { company, count, out } => {
+        DevicesCommand::Provision { company, count, out, simulated } => {
             let mut keyring = Keyring::load_or_default(&keyring_path)?;
-            let devices = provision_fleet(&registry, &mut keyring, &company, count)?;
+            let devices = provision_fleet(&registry, &mut keyring, &company, count).await?;
             keyring.save(&keyring_path)?;
             let mut fleet = if out.exists() { Fleet::load(&out)? } else { Fleet::default() };
             for device in devices {
                 fleet.upsert(device);
             }
+            if simulated {
+                define_simulated_sensors(&registry, &fleet).await?;
+            }
             fleet.save(&out)?;
             eprintln!("provisioned {count} devices of {company}; fleet file {}", out.display());
         }
         DevicesCommand::List { company, json } => {
-            let devices = registry.list_devices(company.as_deref())?;
+            let devices = registry.list_devices(company.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&devices)?);
             } else {
@@ -67,7 +74,7 @@ pub fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
         }
         DevicesCommand::RotateKey { device, fleet } => {
             let mut keyring = Keyring::load_or_default(&keyring_path)?;
-            let key_id = rotate_key(&registry, &mut keyring, &device)?;
+            let key_id = rotate_key(&registry, &mut keyring, &device).await?;
             keyring.save(&keyring_path)?;
             if let Some(path) = fleet {
                 let mut fleet = Fleet::load(&path)?;
@@ -87,6 +94,16 @@ pub fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
                 fleet.save(&path)?;
             }
             eprintln!("{device} now encrypts with key {key_id}");
+        }
+    }
+    Ok(())
+}
+
+/// Defines, for every device of `fleet`, the sensors the simulator gives it.
+pub async fn define_simulated_sensors(registry: &Registry, fleet: &Fleet) -> anyhow::Result<()> {
+    for (index, device) in fleet.devices.iter().enumerate() {
+        for spec in wenu_firmware_sim::sensor_specs(index, &device.device_id) {
+            registry.upsert_sensor(&spec).await?;
         }
     }
     Ok(())

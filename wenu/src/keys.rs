@@ -1,44 +1,82 @@
-//! The keyring file and the registry as a [`KeySource`] for the stages that
-//! decrypt: reloaded when either file changes, so provisioning, rotating or
-//! disabling a device takes effect without a restart.
+//! The registry (and the keyring file) as the snapshot sources of the
+//! stages: reloaded when the registry's revision or the keyring file
+//! changes, so provisioning a device, rotating a key or defining a sensor
+//! takes effect without a restart.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use async_trait::async_trait;
 use wenu_core::keyring::Keyring;
 use wenu_decrypt::{DeviceEntry, Directory, KeySource};
+use wenu_enrich::{Catalog, CatalogSource, DevicePlacement};
 use wenu_registry::Registry;
 
+/// Keys and devices for the stages that decrypt.
 pub struct RegistryKeys {
     keyring: PathBuf,
     registry: Registry,
-    /// Files whose modification time says something changed.
-    watched: Vec<PathBuf>,
-    seen: Option<Vec<Option<SystemTime>>>,
+    /// Registry revision and keyring modification time last loaded.
+    seen: Option<(i64, Option<SystemTime>)>,
 }
 
 impl RegistryKeys {
-    pub fn new(keyring: PathBuf, registry_path: PathBuf, registry: Registry) -> Self {
-        // SQLite in WAL mode writes to the `-wal` file first.
-        let wal = PathBuf::from(format!("{}-wal", registry_path.display()));
-        RegistryKeys { watched: vec![keyring.clone(), registry_path, wal], keyring, registry, seen: None }
+    pub fn new(keyring: PathBuf, registry: Registry) -> Self {
+        RegistryKeys { keyring, registry, seen: None }
     }
 }
 
+#[async_trait]
 impl KeySource for RegistryKeys {
-    fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String> {
-        let stamps: Vec<_> =
-            self.watched.iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect();
-        if self.seen.as_ref() == Some(&stamps) {
+    async fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String> {
+        let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
+        let modified = std::fs::metadata(&self.keyring).and_then(|m| m.modified()).ok();
+        if self.seen == Some((revision, modified)) {
             return Ok(None);
         }
         let keyring = Keyring::load_or_default(&self.keyring).map_err(|e| e.to_string())?;
-        let devices = self.registry.list_devices(None).map_err(|e| e.to_string())?;
+        let devices = self.registry.list_devices(None).await.map_err(|e| e.to_string())?;
         let directory = Directory::new(devices.into_iter().map(|d| {
             (d.id, DeviceEntry { company: d.company, created_at: d.created_at, enabled: d.enabled })
         }));
-        tracing::debug!(devices = directory.len(), "keys and devices reloaded");
-        self.seen = Some(stamps);
+        tracing::debug!(devices = directory.len(), revision, "keys and devices reloaded");
+        self.seen = Some((revision, modified));
         Ok(Some((keyring, directory)))
+    }
+}
+
+/// Sites, sensors and settings for enrich.
+pub struct RegistryCatalog {
+    registry: Registry,
+    seen: Option<i64>,
+}
+
+impl RegistryCatalog {
+    pub fn new(registry: Registry) -> Self {
+        RegistryCatalog { registry, seen: None }
+    }
+}
+
+#[async_trait]
+impl CatalogSource for RegistryCatalog {
+    async fn refresh(&mut self) -> Result<Option<Catalog>, String> {
+        let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
+        if self.seen == Some(revision) {
+            return Ok(None);
+        }
+        let snapshot = self.registry.snapshot().await.map_err(|e| e.to_string())?;
+        let devices = snapshot.devices.into_iter().map(|d| DevicePlacement {
+            device: d.id,
+            company: d.company,
+            site: d.site,
+        });
+        self.seen = Some(snapshot.revision);
+        Ok(Some(Catalog::new(
+            snapshot.revision,
+            devices,
+            snapshot.sites,
+            snapshot.sensors,
+            snapshot.settings,
+        )))
     }
 }

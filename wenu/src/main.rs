@@ -1,9 +1,10 @@
 //! `wenu`: the whole Wenu pipeline on one machine, and its command line.
 //!
-//! `wenu serve` runs the embedded pipeline (for now: the MQTT edge writing to
-//! the durable stream, plus `/metrics`); the other commands manage the data
-//! directory (devices, certificates), inspect it (`status`), or drive load
-//! against a server (`sim`, `demo`, `bench`).
+//! `wenu serve` runs the embedded pipeline (the MQTT edge, the durable
+//! stream, the lake, enrich, the stats queue and workers, `/metrics`); the
+//! other commands manage the data directory (devices, sensors, companies,
+//! certificates), inspect it (`status`, `sql`, `stats`, `queue`), or drive
+//! load against a server (`sim`, `demo`, `bench`).
 
 mod bench;
 mod bench_ingest;
@@ -14,10 +15,12 @@ mod devices;
 mod http;
 mod keys;
 mod lake;
+mod registry_cmd;
 mod replay;
 mod serve;
 mod sim;
 mod sql;
+mod stats_cmd;
 mod status;
 
 use std::path::PathBuf;
@@ -45,13 +48,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline: MQTT edge, durable stream, metrics endpoint.
+    /// Run the pipeline: MQTT edge, durable stream, lake, enrich and stats, metrics endpoint.
     Serve(serve::ServeArgs),
     /// Show connections, accepted and refused messages and the log, from the data directory.
     Status(status::StatusArgs),
     /// Provision, list and rotate the keys of devices.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// Define and list the sensors of devices (unit, calibration, valid range).
+    #[command(subcommand)]
+    Sensors(registry_cmd::SensorsCommand),
+    /// Companies and their settings (stats retention).
+    #[command(subcommand)]
+    Companies(registry_cmd::CompaniesCommand),
+    /// Query company stats (rollups per sensor at 1 min, 1 h, 1 day).
+    #[command(subcommand)]
+    Stats(stats_cmd::StatsCommand),
+    /// The stats jobs queue: depth and dead letters.
+    #[command(subcommand)]
+    Queue(stats_cmd::QueueCommand),
     /// Make a local CA, a server certificate and device client certificates.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -99,8 +114,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(config, args).await,
-            Command::Status(args) => status::run(config, args),
-            Command::Devices(command) => devices::run(config, command),
+            Command::Status(args) => status::run(config, args).await,
+            Command::Devices(command) => devices::run(config, command).await,
+            Command::Sensors(command) => registry_cmd::run_sensors(config, command).await,
+            Command::Companies(command) => registry_cmd::run_companies(config, command).await,
+            Command::Stats(command) => stats_cmd::run(config, command).await,
+            Command::Queue(command) => stats_cmd::run_queue(config, command).await,
             Command::Certs(command) => certs::run(command),
             Command::Sim(args) => sim::run_sim(args).await,
             Command::Demo(args) => sim::run_demo(config, args).await,

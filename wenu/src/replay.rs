@@ -14,7 +14,6 @@ use object_store::local::LocalFileSystem;
 use wenu_core::stream::{Position, StartAt, Stream};
 use wenu_lake::LakeStage;
 use wenu_local::{SqliteStream, StreamOptions};
-use wenu_registry::Registry;
 
 use crate::config::Config;
 use crate::keys::RegistryKeys;
@@ -60,9 +59,8 @@ pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.into).with_context(|| format!("creating {}", args.into.display()))?;
     let objects = Arc::new(LocalFileSystem::new_with_prefix(&args.into)?);
-    let registry_path = Registry::default_path(&config.data_dir);
-    let keys =
-        RegistryKeys::new(config.keyring_path(), registry_path.clone(), Registry::open(&registry_path)?);
+    let registry = config.registry().await?;
+    let keys = RegistryKeys::new(config.keyring_path(), registry);
     let mut stage =
         LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&args.into)?;
 

@@ -9,14 +9,19 @@ use clap::Args;
 use object_store::local::LocalFileSystem;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use wenu_enrich::{EnrichStage, EnrichTotals};
 use wenu_ingest::Edge;
 use wenu_lake::{LakeStage, LakeTotals};
-use wenu_local::{Consumer, ConsumerOptions, ConsumerStore, SqliteStream, StreamOptions};
+use wenu_local::{
+    Consumer, ConsumerOptions, ConsumerStore, QueueOptions, SqliteQueue, SqliteStream, SqliteTable,
+    StreamOptions,
+};
 use wenu_registry::Registry;
+use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
 
 use crate::config::Config;
 use crate::http;
-use crate::keys::RegistryKeys;
+use crate::keys::{RegistryCatalog, RegistryKeys};
 
 #[derive(Args)]
 pub struct ServeArgs {}
@@ -34,6 +39,9 @@ pub struct Server {
     pub stream: SqliteStream,
     pub http_addr: Option<SocketAddr>,
     pub lake: Arc<LakeTotals>,
+    pub enrich: Arc<EnrichTotals>,
+    /// The stats jobs queue.
+    pub queue: SqliteQueue,
     tasks: Vec<JoinHandle<()>>,
     /// Consumers finish their batch and commit when this turns true.
     stop_consumers: watch::Sender<bool>,
@@ -56,15 +64,39 @@ impl Server {
             ..StreamOptions::default()
         };
         let stream = SqliteStream::open(&SqliteStream::default_path(&config.data_dir), options)?;
-        let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
-        let edge = Edge::start(config.edge(), Arc::new(stream.clone()), registry).await?;
+        let registry = config.registry().await?;
+        let edge = Edge::start(config.edge(), Arc::new(stream.clone()), registry.clone()).await?;
 
         let (stop_consumers, consumers_stopped) = watch::channel(false);
         let consumer_store = ConsumerStore::open(&ConsumerStore::default_path(&config.data_dir))?;
-        let (lake, lake_task) = start_lake(config, &stream, consumer_store, consumers_stopped)?;
-        let consumers = vec![lake_task];
+        let (lake, lake_task) =
+            start_lake(config, &registry, &stream, consumer_store.clone(), consumers_stopped.clone())?;
+        let queue = SqliteQueue::open(
+            &SqliteQueue::default_path(&config.data_dir),
+            QueueOptions { max_receive_count: config.stats.max_receive_count },
+        )?;
+        let stats = SqliteTable::open(&config.stats_path())?;
+        let (enrich, enrich_task) =
+            start_enrich(config, &registry, &stream, &queue, consumer_store, consumers_stopped.clone())?;
+        let options = WorkerOptions { workers: config.stats.workers, ..WorkerOptions::default() };
+        let handler = Arc::new(TableHandler { table: Arc::new(stats.clone()) });
+        let workers = tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, consumers_stopped));
+        let consumers = vec![lake_task, enrich_task, workers];
 
         let mut tasks = Vec::new();
+        let table = stats.clone();
+        let every = Duration::from_secs(config.stats.sweep_interval_secs.max(1));
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                match table.sweep(now_ms() / 1000).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(items = n, "expired stats swept"),
+                    Err(err) => tracing::warn!(error = %err, "stats sweep failed"),
+                }
+            }
+        }));
         let sweeper = stream.clone();
         let every = Duration::from_secs(config.stream.sweep_interval_secs.max(1));
         tasks.push(tokio::spawn(async move {
@@ -94,7 +126,7 @@ impl Server {
                 "http": http_addr,
             })
         );
-        Ok(Server { edge, stream, http_addr, lake, tasks, stop_consumers, consumers })
+        Ok(Server { edge, stream, http_addr, lake, enrich, queue, tasks, stop_consumers, consumers })
     }
 
     /// Stops taking connections, waits until every append already queued is
@@ -118,6 +150,7 @@ impl Server {
 /// closed by size or time.
 fn start_lake(
     config: &Config,
+    registry: &Registry,
     stream: &SqliteStream,
     store: ConsumerStore,
     stopped: watch::Receiver<bool>,
@@ -125,9 +158,7 @@ fn start_lake(
     let lake_dir = config.lake_dir();
     std::fs::create_dir_all(&lake_dir).with_context(|| format!("creating lake {}", lake_dir.display()))?;
     let objects = Arc::new(LocalFileSystem::new_with_prefix(&lake_dir)?);
-    let registry_path = Registry::default_path(&config.data_dir);
-    let keys =
-        RegistryKeys::new(config.keyring_path(), registry_path.clone(), Registry::open(&registry_path)?);
+    let keys = RegistryKeys::new(config.keyring_path(), registry.clone());
     let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&lake_dir)?;
     let totals = stage.totals();
     let options = ConsumerOptions::new(LAKE_CONSUMER, config.lake_batch()?);
@@ -140,8 +171,38 @@ fn start_lake(
     Ok((totals, task))
 }
 
-/// The lake consumer's checkpoint name.
+/// The enrich consumer: the stream to stats jobs on the queue, quarantining
+/// into the lake's directory what it cannot normalise.
+fn start_enrich(
+    config: &Config,
+    registry: &Registry,
+    stream: &SqliteStream,
+    queue: &SqliteQueue,
+    store: ConsumerStore,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<EnrichTotals>, JoinHandle<()>)> {
+    let quarantine = Arc::new(LocalFileSystem::new_with_prefix(config.lake_dir())?);
+    let stage = EnrichStage::new(
+        Box::new(RegistryKeys::new(config.keyring_path(), registry.clone())),
+        Box::new(RegistryCatalog::new(registry.clone())),
+        Arc::new(queue.clone()),
+        quarantine,
+        config.decode_limits(),
+    );
+    let totals = stage.totals();
+    let options = ConsumerOptions::new(ENRICH_CONSUMER, config.enrich_batch());
+    let consumer = Consumer::new(Arc::new(stream.clone()), store, options, stage);
+    let task = tokio::spawn(async move {
+        if let Err(err) = consumer.run(stopped).await {
+            tracing::error!(error = %err, "enrich consumer stopped; the stream keeps the records for a restart");
+        }
+    });
+    Ok((totals, task))
+}
+
+/// The consumers' checkpoint names.
 pub const LAKE_CONSUMER: &str = "lake";
+pub const ENRICH_CONSUMER: &str = "enrich";
 
 async fn shutdown_signal() {
     let mut terminate =

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 use wenu_firmware_sim::{Fault, SimConfig, SimTls, run_fleet};
-use wenu_registry::{Registry, provision_fleet};
+use wenu_registry::provision_fleet;
 
 use crate::config::Config;
 use crate::serve::Server;
@@ -127,7 +127,7 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
     config.lake.buffer_secs = args.lake_flush_secs;
     std::fs::create_dir_all(&config.data_dir)?;
     let fleet_path = config.data_dir.join("demo-fleet.json");
-    let fleet = demo_fleet(&config, &fleet_path, args.devices)?;
+    let fleet = demo_fleet(&config, &fleet_path, args.devices).await?;
     let server = Server::start(&config).await?;
     let mqtt = server.edge.tcp_addr().ok_or_else(|| anyhow::anyhow!("the demo needs mqtt.listen set"))?;
     eprintln!(
@@ -155,8 +155,10 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
         every_second.tick().await;
         let snapshot = server.edge.counters().snapshot(0);
         let info = wenu_core::stream::Stream::info(&server.stream).await?;
+        let jobs = wenu_core::queue::Queue::depth(&server.queue).await?;
         progress.set_message(format!(
-            "connections {} | accepted {} ({}/s) | refused {} | log {} records | lake {} rows in {} files, {} quarantined",
+            "connections {} | accepted {} ({}/s) | refused {} | log {} records | lake {} rows in {} files, {} quarantined \
+             | stats {} readings enriched, {} set aside, {} jobs queued, {} dead",
             snapshot.connections,
             snapshot.publishes_accepted,
             snapshot.publishes_accepted - last,
@@ -165,6 +167,10 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
             server.lake.rows.load(Ordering::Relaxed),
             server.lake.files.load(Ordering::Relaxed),
             server.lake.quarantined.load(Ordering::Relaxed),
+            server.enrich.readings.load(Ordering::Relaxed),
+            server.enrich.quarantined.load(Ordering::Relaxed),
+            jobs.visible + jobs.in_flight,
+            jobs.dead,
         ));
         progress.tick();
         last = snapshot.publishes_accepted;
@@ -175,21 +181,31 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
     server.stop().await
 }
 
-/// Provisions the demo company on first run; later runs reuse its fleet.
-fn demo_fleet(config: &Config, fleet_path: &std::path::Path, devices: usize) -> anyhow::Result<Fleet> {
+/// Provisions the demo company on first run, with three sites and the
+/// simulator's sensors defined in the registry; later runs reuse its fleet.
+async fn demo_fleet(config: &Config, fleet_path: &std::path::Path, devices: usize) -> anyhow::Result<Fleet> {
     let mut fleet = if fleet_path.exists() { Fleet::load(fleet_path)? } else { Fleet::default() };
     if fleet.devices.len() >= devices {
         fleet.devices.truncate(devices);
         return Ok(fleet);
     }
-    let registry = Registry::open(&Registry::default_path(&config.data_dir))?;
+    let registry = config.registry().await?;
     let keyring_path = config.keyring_path();
     let mut keyring = Keyring::load_or_default(&keyring_path)?;
-    let have = registry.list_devices(Some("demo"))?.len();
-    for device in provision_fleet(&registry, &mut keyring, "demo", devices.saturating_sub(have))? {
+    let have = registry.list_devices(Some("demo")).await?.len();
+    for device in provision_fleet(&registry, &mut keyring, "demo", devices.saturating_sub(have)).await? {
         fleet.upsert(device);
     }
     keyring.save(&keyring_path)?;
+    const SITES: [(&str, &str); 3] =
+        [("north", "North plant"), ("south", "South depot"), ("harbour", "Harbour")];
+    for (id, name) in SITES {
+        registry.upsert_site("demo", id, name).await?;
+    }
+    for (index, device) in fleet.devices.iter().enumerate() {
+        registry.set_device_site(&device.device_id, Some(SITES[index % SITES.len()].0)).await?;
+    }
+    crate::devices::define_simulated_sensors(&registry, &fleet).await?;
     fleet.save(fleet_path)?;
     Ok(fleet)
 }

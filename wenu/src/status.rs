@@ -6,7 +6,6 @@ use wenu_decrypt::SequenceTracker;
 use wenu_ingest::EdgeSnapshot;
 use wenu_lake::inventory;
 use wenu_local::{ConsumerStore, SqliteStream};
-use wenu_registry::Registry;
 
 use crate::config::Config;
 use crate::serve::{LAKE_CONSUMER, now_ms};
@@ -21,7 +20,7 @@ pub struct StatusArgs {
 /// A server refreshes `edge.json` every second; older than this, it isn't running.
 const RUNNING_IF_FRESHER_THAN_MS: i64 = 5_000;
 
-pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     anyhow::ensure!(
         dir.exists(),
@@ -35,7 +34,7 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
         if stream_path.exists() { SqliteStream::inspect(&stream_path)? } else { Default::default() };
     let (log, checkpoints, retention) =
         (inspection.info, inspection.checkpoints, inspection.retention_totals);
-    let devices = Registry::open(&Registry::default_path(dir))?.count_devices()?;
+    let devices = config.registry().await?.count_devices().await?;
     let consumers_path = ConsumerStore::default_path(dir);
     let consumers = if consumers_path.exists() { ConsumerStore::inspect(&consumers_path)? } else { vec![] };
     let newest = log.newest.map_or(0, |p| p.0);

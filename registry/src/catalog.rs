@@ -1,0 +1,233 @@
+//! Sites, sensors and company settings: the business data enrich uses.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use wenu_core::catalog::{CompanySettings, SensorSpec, Site, StatsRetentionDays};
+
+use crate::devices::check_id;
+use crate::store::{bump_revision, now_ms};
+use crate::{Device, Error, Registry, Result};
+
+/// Everything a stage needs from the registry at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub devices: Vec<Device>,
+    pub sites: Vec<Site>,
+    pub sensors: Vec<SensorSpec>,
+    pub settings: Vec<CompanySettings>,
+}
+
+const SENSOR_COLUMNS: &str = "device_id, name, kind, unit, scale, ofs, valid_min, valid_max";
+
+impl Registry {
+    /// Creates or renames a site of `company`.
+    pub async fn upsert_site(&self, company: &str, site: &str, name: &str) -> Result<()> {
+        check_id(site)?;
+        let mut tx = self.pool.begin().await?;
+        let company_exists = sqlx::query("SELECT 1 FROM companies WHERE id = $1")
+            .bind(company)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if company_exists.is_none() {
+            return Err(Error::UnknownCompany(company.to_owned()));
+        }
+        sqlx::query(
+            "INSERT INTO sites (company_id, id, name, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (company_id, id) DO UPDATE SET name = excluded.name",
+        )
+        .bind(company)
+        .bind(site)
+        .bind(name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn sites(&self, company: &str) -> Result<Vec<Site>> {
+        let rows = sqlx::query("SELECT company_id, id, name FROM sites WHERE company_id = $1 ORDER BY id")
+            .bind(company)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(site_from_row).collect()
+    }
+
+    /// Defines a sensor of a device, or changes its definition.
+    pub async fn upsert_sensor(&self, spec: &SensorSpec) -> Result<()> {
+        validate_sensor(spec)?;
+        let mut tx = self.pool.begin().await?;
+        let device_exists = sqlx::query("SELECT 1 FROM devices WHERE id = $1")
+            .bind(&spec.device)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if device_exists.is_none() {
+            return Err(Error::UnknownDevice(spec.device.clone()));
+        }
+        sqlx::query(
+            "INSERT INTO sensors (device_id, name, kind, unit, scale, ofs, valid_min, valid_max, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (device_id, name) DO UPDATE SET kind = excluded.kind, unit = excluded.unit,
+                 scale = excluded.scale, ofs = excluded.ofs, valid_min = excluded.valid_min,
+                 valid_max = excluded.valid_max, updated_at = excluded.updated_at",
+        )
+        .bind(&spec.device)
+        .bind(&spec.sensor)
+        .bind(&spec.kind)
+        .bind(&spec.unit)
+        .bind(spec.scale)
+        .bind(spec.offset)
+        .bind(spec.valid_min)
+        .bind(spec.valid_max)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// The sensors of one device, or of all devices.
+    pub async fn sensors(&self, device: Option<&str>) -> Result<Vec<SensorSpec>> {
+        let rows = match device {
+            Some(device) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SENSOR_COLUMNS} FROM sensors WHERE device_id = $1 ORDER BY name"
+                )))
+                .bind(device)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SENSOR_COLUMNS} FROM sensors ORDER BY device_id, name"
+                )))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(sensor_from_row).collect()
+    }
+
+    pub async fn set_company_settings(&self, settings: &CompanySettings) -> Result<()> {
+        let retention = settings.stats_retention;
+        for days in [retention.minute, retention.hour, retention.day].into_iter().flatten() {
+            if days == 0 {
+                return Err(Error::Invalid("a stats retention is at least one day".into()));
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let company_exists = sqlx::query("SELECT 1 FROM companies WHERE id = $1")
+            .bind(&settings.company)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if company_exists.is_none() {
+            return Err(Error::UnknownCompany(settings.company.clone()));
+        }
+        let days = |d: Option<u32>| d.map(i64::from);
+        sqlx::query(
+            "INSERT INTO company_settings
+                 (company_id, stats_retention_minute_days, stats_retention_hour_days, stats_retention_day_days)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (company_id) DO UPDATE SET
+                 stats_retention_minute_days = excluded.stats_retention_minute_days,
+                 stats_retention_hour_days = excluded.stats_retention_hour_days,
+                 stats_retention_day_days = excluded.stats_retention_day_days",
+        )
+        .bind(&settings.company)
+        .bind(days(retention.minute))
+        .bind(days(retention.hour))
+        .bind(days(retention.day))
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// A company's settings; defaults where it has none.
+    pub async fn company_settings(&self, company: &str) -> Result<CompanySettings> {
+        Ok(self
+            .all_company_settings()
+            .await?
+            .into_iter()
+            .find(|s| s.company == company)
+            .unwrap_or_else(|| CompanySettings { company: company.to_owned(), ..Default::default() }))
+    }
+
+    async fn all_company_settings(&self) -> Result<Vec<CompanySettings>> {
+        let rows = sqlx::query(
+            "SELECT company_id, stats_retention_minute_days, stats_retention_hour_days, stats_retention_day_days
+             FROM company_settings ORDER BY company_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let days = |i: usize| -> Result<Option<u32>> {
+                    Ok(row.try_get::<Option<i64>, _>(i)?.map(|d| d as u32))
+                };
+                Ok(CompanySettings {
+                    company: row.try_get(0)?,
+                    stats_retention: StatsRetentionDays { minute: days(1)?, hour: days(2)?, day: days(3)? },
+                })
+            })
+            .collect()
+    }
+
+    /// Everything at once, for stages that keep a snapshot.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        // The revision is read first: a change racing with the reads below
+        // bumps it again, so the next refresh reloads.
+        let revision = self.revision().await?;
+        let devices = self.list_devices(None).await?;
+        let sites = sqlx::query("SELECT company_id, id, name FROM sites ORDER BY company_id, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(site_from_row)
+            .collect::<Result<_>>()?;
+        Ok(Snapshot {
+            revision,
+            devices,
+            sites,
+            sensors: self.sensors(None).await?,
+            settings: self.all_company_settings().await?,
+        })
+    }
+}
+
+fn validate_sensor(spec: &SensorSpec) -> Result<()> {
+    check_id(&spec.sensor)?;
+    if spec.kind.is_empty() || spec.unit.is_empty() {
+        return Err(Error::Invalid(format!("sensor {}: kind and unit are required", spec.sensor)));
+    }
+    if !spec.scale.is_finite() || spec.scale == 0.0 || !spec.offset.is_finite() {
+        return Err(Error::Invalid(format!(
+            "sensor {}: scale must be finite and non-zero, offset finite",
+            spec.sensor
+        )));
+    }
+    if let (Some(min), Some(max)) = (spec.valid_min, spec.valid_max)
+        && min > max
+    {
+        return Err(Error::Invalid(format!("sensor {}: valid_min {min} > valid_max {max}", spec.sensor)));
+    }
+    Ok(())
+}
+
+fn site_from_row(row: &AnyRow) -> Result<Site> {
+    Ok(Site { company: row.try_get(0)?, id: row.try_get(1)?, name: row.try_get(2)? })
+}
+
+fn sensor_from_row(row: &AnyRow) -> Result<SensorSpec> {
+    Ok(SensorSpec {
+        device: row.try_get(0)?,
+        sensor: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        unit: row.try_get(3)?,
+        scale: row.try_get(4)?,
+        offset: row.try_get(5)?,
+        valid_min: row.try_get(6)?,
+        valid_max: row.try_get(7)?,
+    })
+}

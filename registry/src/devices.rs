@@ -1,0 +1,268 @@
+//! Companies, devices and their keys: who may connect and publish.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use wenu_core::topic::is_valid_device_id;
+
+use crate::password::verify_password;
+use crate::store::{bump_revision, now_ms};
+use crate::{Error, Registry, Result};
+
+/// A device as the registry knows it. The password hash stays inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub id: String,
+    pub company: String,
+    pub site: Option<String>,
+    pub enabled: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Key ids that still decrypt, oldest first.
+    pub live_key_ids: Vec<u32>,
+}
+
+/// Why a device may or may not connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Allowed,
+    UnknownDevice,
+    Disabled,
+    BadPassword,
+}
+
+pub(crate) fn check_id(id: &str) -> Result<()> {
+    if is_valid_device_id(id) { Ok(()) } else { Err(Error::InvalidId(id.to_owned())) }
+}
+
+// Booleans are selected as integers: SQLite has no boolean values, PostgreSQL does.
+const DEVICE_COLUMNS: &str =
+    "d.id, d.company_id, d.site_id, CASE WHEN d.enabled THEN 1 ELSE 0 END, d.created_at";
+
+impl Registry {
+    /// Creates the company if it doesn't exist yet.
+    pub async fn ensure_company(&self, company: &str) -> Result<()> {
+        check_id(company)?;
+        let mut tx = self.pool.begin().await?;
+        let inserted =
+            sqlx::query("INSERT INTO companies (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(company)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if inserted > 0 {
+            bump_revision(&mut tx).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn list_companies(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM companies ORDER BY id").fetch_all(&self.pool).await?)
+    }
+
+    /// Adds a device with an already hashed password.
+    pub async fn add_device(&self, company: &str, device_id: &str, password_hash: &str) -> Result<()> {
+        check_id(device_id)?;
+        let mut tx = self.pool.begin().await?;
+        let company_exists = sqlx::query("SELECT 1 FROM companies WHERE id = $1")
+            .bind(company)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !company_exists {
+            return Err(Error::UnknownCompany(company.to_owned()));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO devices (id, company_id, password_hash, enabled, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(device_id)
+        .bind(company)
+        .bind(password_hash)
+        .bind(true)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(Error::DeviceExists(device_id.to_owned()));
+        }
+        bump_revision(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Records that a device has a key with this id (the key itself lives in the keyring).
+    pub async fn add_key(&self, device_id: &str, key_id: u32) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO device_keys (device_id, key_id, created_at) VALUES ($1, $2, $3)")
+            .bind(device_id)
+            .bind(i64::from(key_id))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        bump_revision(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn retire_key(&self, device_id: &str, key_id: u32) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE device_keys SET retired_at = $3 WHERE device_id = $1 AND key_id = $2 AND retired_at IS NULL",
+        )
+        .bind(device_id)
+        .bind(i64::from(key_id))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(Error::Core(wenu_core::Error::UnknownKey {
+                device_id: device_id.to_owned(),
+                key_id,
+            }));
+        }
+        bump_revision(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn set_enabled(&self, device_id: &str, enabled: bool) -> Result<()> {
+        self.update_device(device_id, "UPDATE devices SET enabled = $2 WHERE id = $1", |q| q.bind(enabled))
+            .await
+    }
+
+    /// Places a device at one of its company's sites, or at none.
+    pub async fn set_device_site(&self, device_id: &str, site: Option<&str>) -> Result<()> {
+        if let Some(site) = site {
+            let device =
+                self.device(device_id).await?.ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))?;
+            if !self.sites(&device.company).await?.iter().any(|s| s.id == site) {
+                return Err(Error::UnknownSite(site.to_owned()));
+            }
+        }
+        let site = site.map(str::to_owned);
+        self.update_device(device_id, "UPDATE devices SET site_id = $2 WHERE id = $1", move |q| q.bind(site))
+            .await
+    }
+
+    async fn update_device<'q>(
+        &self,
+        device_id: &'q str,
+        sql: &'static str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let changed = bind(sqlx::query(sql).bind(device_id)).execute(&mut *tx).await?.rows_affected();
+        if changed == 0 {
+            return Err(Error::UnknownDevice(device_id.to_owned()));
+        }
+        bump_revision(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn device(&self, device_id: &str) -> Result<Option<Device>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.id = $1"
+        )))
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut device = device_from_row(&row)?;
+        device.live_key_ids = sqlx::query_scalar::<_, i64>(
+            "SELECT key_id FROM device_keys WHERE device_id = $1 AND retired_at IS NULL ORDER BY key_id",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|k| k as u32)
+        .collect();
+        Ok(Some(device))
+    }
+
+    /// All devices, or a company's, ordered by id.
+    pub async fn list_devices(&self, company: Option<&str>) -> Result<Vec<Device>> {
+        let (filter, key_filter) = match company {
+            Some(_) => ("WHERE d.company_id = $1", "AND d.company_id = $1"),
+            None => ("", ""),
+        };
+        let devices = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d {filter} ORDER BY d.id"
+        )));
+        let keys = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT k.device_id, k.key_id FROM device_keys k JOIN devices d ON d.id = k.device_id
+             WHERE k.retired_at IS NULL {key_filter} ORDER BY k.key_id"
+        )));
+        let (devices, keys) = match company {
+            Some(company) => (devices.bind(company), keys.bind(company)),
+            None => (devices, keys),
+        };
+        let mut devices =
+            devices.fetch_all(&self.pool).await?.iter().map(device_from_row).collect::<Result<Vec<_>>>()?;
+        let mut keys_of: std::collections::HashMap<String, Vec<u32>> = Default::default();
+        for row in keys.fetch_all(&self.pool).await? {
+            keys_of.entry(row.try_get(0)?).or_default().push(row.try_get::<i64, _>(1)? as u32);
+        }
+        for device in &mut devices {
+            device.live_key_ids = keys_of.remove(&device.id).unwrap_or_default();
+        }
+        Ok(devices)
+    }
+
+    pub async fn count_devices(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(&self.pool).await?;
+        Ok(count as u64)
+    }
+
+    /// Decides whether `device_id` may connect with `password`.
+    ///
+    /// The Argon2 check is slow by design, so it runs on a blocking thread.
+    pub async fn authenticate(&self, device_id: &str, password: String) -> Result<AuthOutcome> {
+        let row = sqlx::query(
+            "SELECT password_hash, CASE WHEN enabled THEN 1 ELSE 0 END FROM devices WHERE id = $1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(AuthOutcome::UnknownDevice) };
+        let hash: String = row.try_get(0)?;
+        let enabled = row.try_get::<i64, _>(1)? != 0;
+        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| Error::PasswordHash(e.to_string()))?;
+        Ok(match (matches, enabled) {
+            (false, _) => AuthOutcome::BadPassword,
+            (true, false) => AuthOutcome::Disabled,
+            (true, true) => AuthOutcome::Allowed,
+        })
+    }
+
+    /// Decides whether a device that proved its identity by a client
+    /// certificate may connect.
+    pub async fn authenticate_by_certificate(&self, device_id: &str) -> Result<AuthOutcome> {
+        let enabled: Option<i64> =
+            sqlx::query_scalar("SELECT CASE WHEN enabled THEN 1 ELSE 0 END FROM devices WHERE id = $1")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match enabled {
+            None => AuthOutcome::UnknownDevice,
+            Some(0) => AuthOutcome::Disabled,
+            Some(_) => AuthOutcome::Allowed,
+        })
+    }
+}
+
+fn device_from_row(row: &AnyRow) -> Result<Device> {
+    Ok(Device {
+        id: row.try_get(0)?,
+        company: row.try_get(1)?,
+        site: row.try_get(2)?,
+        enabled: row.try_get::<i64, _>(3)? != 0,
+        created_at: row.try_get(4)?,
+        live_key_ids: Vec::new(),
+    })
+}

@@ -1,0 +1,172 @@
+//! One suite, run on an SQLite file and on a real PostgreSQL server.
+//!
+//! PostgreSQL comes from `POSTGRES_TEST_URL` (the test command starts a
+//! server on loopback and sets it); each test gets a database of its own.
+
+use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
+use wenu_core::keyring::Keyring;
+use wenu_registry::{AuthOutcome, Error, Registry, provision_fleet, rotate_key};
+
+async fn sqlite() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
+    (dir, registry)
+}
+
+/// A new, empty database on the test PostgreSQL server.
+async fn postgres() -> Registry {
+    let admin_url = std::env::var("POSTGRES_TEST_URL")
+        .expect("POSTGRES_TEST_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL");
+    let name = format!("wenu_test_{}", rand::random::<u64>());
+    sqlx::any::install_default_drivers();
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
+    sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("a URL with a database name");
+    Registry::connect(&format!("{base}/{name}")).await.unwrap()
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test] async fn $name() { let (_dir, registry) = super::sqlite().await; super::$name(registry).await; })*
+        }
+        mod on_postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::postgres().await).await; })*
+        }
+    };
+}
+
+on_both!(devices_authenticate_and_rotate_keys, sites_sensors_and_settings, revision_grows_with_each_change);
+
+async fn devices_authenticate_and_rotate_keys(registry: Registry) {
+    let mut keyring = Keyring::default();
+    let fleet = provision_fleet(&registry, &mut keyring, "acme", 3).await.unwrap();
+    assert_eq!(
+        fleet.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(),
+        ["acme-00001", "acme-00002", "acme-00003"]
+    );
+    let more = provision_fleet(&registry, &mut keyring, "acme", 1).await.unwrap();
+    assert_eq!(more[0].device_id, "acme-00004");
+    provision_fleet(&registry, &mut keyring, "globex", 1).await.unwrap();
+    assert_eq!(registry.list_devices(Some("acme")).await.unwrap().len(), 4);
+    assert_eq!(registry.count_devices().await.unwrap(), 5);
+    assert_eq!(registry.list_companies().await.unwrap(), ["acme", "globex"]);
+
+    let dev = &fleet[0];
+    assert_eq!(
+        registry.authenticate(&dev.device_id, dev.password.0.clone()).await.unwrap(),
+        AuthOutcome::Allowed
+    );
+    assert_eq!(
+        registry.authenticate(&dev.device_id, fleet[1].password.0.clone()).await.unwrap(),
+        AuthOutcome::BadPassword
+    );
+    assert_eq!(registry.authenticate("nobody", "x".to_owned()).await.unwrap(), AuthOutcome::UnknownDevice);
+    registry.set_enabled(&dev.device_id, false).await.unwrap();
+    assert_eq!(
+        registry.authenticate(&dev.device_id, dev.password.0.clone()).await.unwrap(),
+        AuthOutcome::Disabled
+    );
+    assert_eq!(registry.authenticate_by_certificate(&dev.device_id).await.unwrap(), AuthOutcome::Disabled);
+    assert_eq!(
+        registry.authenticate_by_certificate(&fleet[1].device_id).await.unwrap(),
+        AuthOutcome::Allowed
+    );
+    assert!(!registry.device(&dev.device_id).await.unwrap().unwrap().enabled);
+
+    assert_eq!(rotate_key(&registry, &mut keyring, &dev.device_id).await.unwrap(), 2);
+    assert_eq!(registry.device(&dev.device_id).await.unwrap().unwrap().live_key_ids, [1, 2]);
+    assert_eq!(keyring.current_key(&dev.device_id).unwrap().id, 2);
+    registry.retire_key(&dev.device_id, 1).await.unwrap();
+    let listed = registry.list_devices(None).await.unwrap();
+    assert_eq!(listed.iter().find(|d| d.id == dev.device_id).unwrap().live_key_ids, [2]);
+    assert_eq!(listed.iter().find(|d| d.id == fleet[1].device_id).unwrap().live_key_ids, [1]);
+    assert!(rotate_key(&registry, &mut keyring, "nobody").await.is_err());
+    assert!(matches!(registry.add_device("acme", "acme-00001", "h").await, Err(Error::DeviceExists(_))));
+    assert!(matches!(registry.add_device("nope", "x-1", "h").await, Err(Error::UnknownCompany(_))));
+    assert!(matches!(registry.add_device("acme", "bad id", "h").await, Err(Error::InvalidId(_))));
+}
+
+async fn sites_sensors_and_settings(registry: Registry) {
+    let mut keyring = Keyring::default();
+    let fleet = provision_fleet(&registry, &mut keyring, "acme", 2).await.unwrap();
+    let device = &fleet[0].device_id;
+    registry.upsert_site("acme", "north", "North plant").await.unwrap();
+    registry.upsert_site("acme", "north", "North plant (new hall)").await.unwrap();
+    assert_eq!(registry.sites("acme").await.unwrap()[0].name, "North plant (new hall)");
+    registry.set_device_site(device, Some("north")).await.unwrap();
+    assert_eq!(registry.device(device).await.unwrap().unwrap().site.as_deref(), Some("north"));
+    assert!(matches!(registry.set_device_site(device, Some("south")).await, Err(Error::UnknownSite(_))));
+    assert!(matches!(registry.upsert_site("nope", "x", "X").await, Err(Error::UnknownCompany(_))));
+
+    let mut spec = SensorSpec::new(device, "temp-1", "temperature", "degC");
+    spec.scale = 1.02;
+    spec.offset = -0.5;
+    spec.valid_min = Some(-40.0);
+    spec.valid_max = Some(85.0);
+    registry.upsert_sensor(&spec).await.unwrap();
+    registry.upsert_sensor(&SensorSpec::new(device, "hum-1", "humidity", "%RH")).await.unwrap();
+    assert_eq!(
+        registry.sensors(Some(device)).await.unwrap(),
+        [SensorSpec::new(device, "hum-1", "humidity", "%RH"), spec.clone()]
+    );
+    spec.valid_max = Some(60.0);
+    registry.upsert_sensor(&spec).await.unwrap();
+    assert_eq!(registry.sensors(Some(device)).await.unwrap()[1].valid_max, Some(60.0));
+
+    let mut bad = spec.clone();
+    bad.valid_min = Some(100.0);
+    assert!(matches!(registry.upsert_sensor(&bad).await, Err(Error::Invalid(_))));
+    bad = SensorSpec::new("nobody", "temp-1", "temperature", "degC");
+    assert!(matches!(registry.upsert_sensor(&bad).await, Err(Error::UnknownDevice(_))));
+
+    assert_eq!(
+        registry.company_settings("acme").await.unwrap().stats_retention,
+        StatsRetentionDays::default()
+    );
+    let settings = CompanySettings {
+        company: "acme".into(),
+        stats_retention: StatsRetentionDays { minute: Some(3), hour: None, day: Some(400) },
+    };
+    registry.set_company_settings(&settings).await.unwrap();
+    assert_eq!(registry.company_settings("acme").await.unwrap(), settings);
+    let zero = CompanySettings {
+        stats_retention: StatsRetentionDays { minute: Some(0), ..Default::default() },
+        ..settings
+    };
+    assert!(matches!(registry.set_company_settings(&zero).await, Err(Error::Invalid(_))));
+
+    let snapshot = registry.snapshot().await.unwrap();
+    assert_eq!(snapshot.devices.len(), 2);
+    assert_eq!(snapshot.sites.len(), 1);
+    assert_eq!(snapshot.sensors.len(), 2);
+    assert_eq!(snapshot.settings.len(), 1);
+}
+
+async fn revision_grows_with_each_change(registry: Registry) {
+    let start = registry.revision().await.unwrap();
+    registry.ensure_company("acme").await.unwrap();
+    let after_company = registry.revision().await.unwrap();
+    assert!(after_company > start);
+    registry.ensure_company("acme").await.unwrap();
+    assert_eq!(registry.revision().await.unwrap(), after_company, "no change, no new revision");
+    registry.upsert_site("acme", "north", "North").await.unwrap();
+    assert!(registry.revision().await.unwrap() > after_company);
+    // A failed change leaves the revision alone.
+    let before_failure = registry.revision().await.unwrap();
+    assert!(registry.set_enabled("nobody", false).await.is_err());
+    assert_eq!(registry.revision().await.unwrap(), before_failure);
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let mut keyring = Keyring::default();
+    let registry = Registry::open(&path).await.unwrap();
+    provision_fleet(&registry, &mut keyring, "acme", 2).await.unwrap();
+    registry.close().await;
+    assert_eq!(Registry::open(&path).await.unwrap().count_devices().await.unwrap(), 2);
+}

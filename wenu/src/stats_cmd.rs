@@ -1,0 +1,241 @@
+//! `wenu stats query` and `wenu queue status|redrive`: the stats path from
+//! the command line.
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use wenu_core::queue::Queue;
+use wenu_local::{QueueOptions, SqliteQueue, SqliteTable};
+use wenu_stats::{Resolution, SeriesKey, read_series};
+
+use crate::config::Config;
+use crate::serve::now_ms;
+
+#[derive(Subcommand)]
+pub enum StatsCommand {
+    /// Rollups of one sensor over a time range.
+    Query(QueryArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    #[arg(long)]
+    device: String,
+    #[arg(long)]
+    sensor: String,
+    /// Bucket width: 1m, 1h or 1d.
+    #[arg(long, default_value = "1m", value_parser = parse_resolution)]
+    res: Resolution,
+    /// Start: RFC 3339, unix ms, `now`, or relative like `-1h`, `-30m`, `-7d`.
+    #[arg(long, default_value = "-1h", allow_hyphen_values = true)]
+    from: String,
+    /// End (exclusive), in the same forms.
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
+    to: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Same as `--format json`.
+    #[arg(long)]
+    json: bool,
+    /// Same as `--format csv`.
+    #[arg(long)]
+    csv: bool,
+}
+
+fn parse_resolution(label: &str) -> Result<Resolution, String> {
+    Resolution::parse(label).ok_or_else(|| format!("{label:?}: expected 1m, 1h or 1d"))
+}
+
+/// A time as unix ms, from any of the forms `--from` and `--to` accept.
+fn parse_time(text: &str, now: i64) -> anyhow::Result<i64> {
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Some(relative) = text.strip_prefix('-') {
+        let unit_at = relative.find(|c: char| !c.is_ascii_digit()).unwrap_or(relative.len());
+        let (amount, unit) = relative.split_at(unit_at);
+        let ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => anyhow::bail!("{text:?}: a relative time is a number and s, m, h or d (`-1h`)"),
+        };
+        let amount: i64 = amount.parse().with_context(|| format!("{text:?}: no number"))?;
+        return Ok(now - amount * ms);
+    }
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("{text:?}: expected RFC 3339, unix ms, `now` or `-1h`"))?;
+    Ok(at.timestamp_millis())
+}
+
+#[derive(Serialize)]
+struct Row {
+    bucket: String,
+    bucket_ms: i64,
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    mean: Option<f64>,
+    last: Option<f64>,
+    p50: Option<f64>,
+    p95: Option<f64>,
+    p99: Option<f64>,
+}
+
+pub async fn run(config: Config, command: StatsCommand) -> anyhow::Result<()> {
+    let StatsCommand::Query(args) = command;
+    let now = now_ms();
+    let (from, to) = (parse_time(&args.from, now)?, parse_time(&args.to, now)?);
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let registry = config.registry().await?;
+    let device =
+        registry.device(&args.device).await?.with_context(|| format!("unknown device {}", args.device))?;
+    let path = config.stats_path();
+    anyhow::ensure!(
+        path.exists(),
+        "no stats at {} (is `wenu serve` running on this data directory?)",
+        path.display()
+    );
+    let table = SqliteTable::open(&path)?;
+    let series = SeriesKey { company: device.company, device: device.id, sensor: args.sensor };
+    let buckets = read_series(&table, &series, args.res, from, to).await?;
+    let rows: Vec<Row> = buckets
+        .iter()
+        .map(|(start, r)| Row {
+            bucket: chrono::DateTime::from_timestamp_millis(*start)
+                .map_or_else(|| start.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            bucket_ms: *start,
+            count: r.count,
+            min: r.min,
+            max: r.max,
+            sum: r.sum,
+            mean: r.mean(),
+            last: r.last.map(|l| l.value),
+            p50: r.quantile(0.5),
+            p95: r.quantile(0.95),
+            p99: r.quantile(0.99),
+        })
+        .collect();
+    let format = match (args.json, args.csv) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Csv,
+        _ => args.format,
+    };
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Csv => {
+            println!("bucket,bucket_ms,count,min,max,sum,mean,last,p50,p95,p99");
+            for r in &rows {
+                println!(
+                    "{},{},{},{},{},{},{},{},{},{},{}",
+                    r.bucket,
+                    r.bucket_ms,
+                    r.count,
+                    r.min,
+                    r.max,
+                    r.sum,
+                    opt(r.mean),
+                    opt(r.last),
+                    opt(r.p50),
+                    opt(r.p95),
+                    opt(r.p99)
+                );
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:<21} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "bucket", "count", "min", "max", "mean", "last", "p50", "p95", "p99"
+            );
+            for r in &rows {
+                println!(
+                    "{:<21} {:>7} {:>10.3} {:>10.3} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                    r.bucket,
+                    r.count,
+                    r.min,
+                    r.max,
+                    opt(r.mean),
+                    opt(r.last),
+                    opt(r.p50),
+                    opt(r.p95),
+                    opt(r.p99)
+                );
+            }
+            eprintln!("{} buckets of {}", rows.len(), series.group());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// Messages waiting, in flight and dead-lettered.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead-lettered jobs back to the queue, to be tried again.
+    Redrive {
+        /// At most this many (all when absent).
+        #[arg(long)]
+        max: Option<usize>,
+    },
+}
+
+pub async fn run_queue(config: Config, command: QueueCommand) -> anyhow::Result<()> {
+    let path = SqliteQueue::default_path(&config.data_dir);
+    anyhow::ensure!(path.exists(), "no queue at {}", path.display());
+    let queue = SqliteQueue::open(&path, QueueOptions { max_receive_count: config.stats.max_receive_count })?;
+    match command {
+        QueueCommand::Status { json } => {
+            let depth = queue.depth().await?;
+            if json {
+                let value = serde_json::json!({
+                    "visible": depth.visible, "in_flight": depth.in_flight, "dead": depth.dead,
+                });
+                println!("{value}");
+            } else {
+                println!(
+                    "visible {}  in flight {}  dead-lettered {}",
+                    depth.visible, depth.in_flight, depth.dead
+                );
+            }
+        }
+        QueueCommand::Redrive { max } => {
+            let moved = queue.redrive(max).await?;
+            eprintln!("{moved} dead-lettered jobs moved back to the queue");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_every_form() {
+        let now = 1_700_000_000_000;
+        assert_eq!(parse_time("now", now).unwrap(), now);
+        assert_eq!(parse_time("-1h", now).unwrap(), now - 3_600_000);
+        assert_eq!(parse_time("-30m", now).unwrap(), now - 1_800_000);
+        assert_eq!(parse_time("-2d", now).unwrap(), now - 172_800_000);
+        assert_eq!(parse_time("1699999999000", now).unwrap(), 1_699_999_999_000);
+        assert_eq!(parse_time("2023-11-14T22:13:20Z", now).unwrap(), now);
+        assert!(parse_time("-1w", now).is_err());
+        assert!(parse_time("yesterday", now).is_err());
+    }
+}
