@@ -1,8 +1,9 @@
 //! Once a device has its PUBACK, the reading is never lost: a simulated fleet
 //! publishes continuously while `wenu serve` is killed with SIGKILL and
 //! restarted several times; afterwards every acknowledged (device, seq) is in
-//! the log, and in the lake exactly once. The lake flushes after every read
-//! here, so kills land during batching and during file writes.
+//! the log, in the lake exactly once, and counted exactly once in the stats.
+//! The lake and enrich flush after every read here, so kills land during
+//! batching, file writes, job queueing and stats writes.
 
 mod support;
 
@@ -10,13 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use arrow::array::{Int64Array, StringArray};
-use support::{ServeProcess, acked_lines, drain_lake, free_loopback_port, provision, wenu};
+use support::{ServeProcess, acked_lines, drain, free_loopback_port, provision, wenu};
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 use wenu_core::stream::{StartAt, Stream};
 use wenu_firmware_sim::{SimConfig, run_fleet};
-use wenu_local::{SqliteStream, StreamOptions};
+use wenu_local::{SqliteStream, SqliteTable, StreamOptions};
+use wenu_stats::{Resolution, SeriesKey, read_series};
 
 const KILLS: usize = 8;
 const DEVICES: usize = 20;
@@ -39,7 +41,9 @@ async fn acknowledged_readings_survive_kill_9() {
     let port = free_loopback_port();
     let mqtt = format!("127.0.0.1:{port}");
     let acked_path = dir.path().join("acked.jsonl");
-    let start = || ServeProcess::start_with(&data, &mqtt, &[("WENU_LAKE_BUFFER_SECS", "0")]);
+    // Both consumers flush after every read, so kills land mid-batch, mid-file and mid-job.
+    let env = [("WENU_LAKE_BUFFER_SECS", "0"), ("WENU_STATS_BATCH_MILLIS", "0")];
+    let start = || ServeProcess::start_with(&data, &mqtt, &env);
     let mut server = start();
 
     let fleet = Fleet::load(&fleet_path).unwrap();
@@ -97,7 +101,7 @@ async fn acknowledged_readings_survive_kill_9() {
     assert!(in_log.len() >= acked.len());
 
     // The lake: every reading of the log once, whatever the kills interrupted.
-    drain_lake(&data, &mqtt).await;
+    drain(&data, &mqtt).await;
     let mut in_lake: BTreeMap<(String, u64, String), usize> = BTreeMap::new();
     for file in wenu_lake::inventory::parquet_files(&data.join("lake/readings")).unwrap() {
         for batch in wenu_lake::encode::read(std::fs::read(&file).unwrap().into()).unwrap() {
@@ -131,4 +135,30 @@ async fn acknowledged_readings_survive_kill_9() {
     assert_eq!(status["log"]["records"], records.len() as u64);
     assert_eq!(status["server_running"], false);
     assert_eq!(status["devices"], DEVICES as u64);
+
+    // The stats: each series counted every lake reading once, at every resolution.
+    let table = SqliteTable::open(&data.join("stats.db")).unwrap();
+    let mut per_series: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (device, _, sensor) in in_lake.keys() {
+        *per_series.entry((device.clone(), sensor.clone())).or_default() += 1;
+    }
+    let mut stats_total = 0;
+    for ((device, sensor), lake_count) in &per_series {
+        let series = SeriesKey { company: "acme".into(), device: device.clone(), sensor: sensor.clone() };
+        for resolution in Resolution::ALL {
+            let buckets = read_series(&table, &series, resolution, 0, i64::MAX).await.unwrap();
+            let counted: u64 = buckets.iter().map(|(_, rollup)| rollup.count).sum();
+            assert_eq!(counted, *lake_count, "{device} {sensor} at {}", resolution.label());
+            if resolution == Resolution::Minute {
+                stats_total += counted;
+            }
+        }
+    }
+    println!(
+        "crash test stats: series={} counted={stats_total} lake_rows={}",
+        per_series.len(),
+        in_lake.len()
+    );
+    assert_eq!(stats_total, in_lake.len() as u64);
+    assert_eq!(support::queue_status(&data)["dead"], 0);
 }

@@ -12,10 +12,20 @@ pub fn wenu(data_dir: &Path) -> Command {
     command
 }
 
-/// `wenu devices provision --company acme --count N --out FLEET`.
+/// `wenu devices provision --company acme --count N --out FLEET --simulated`
+/// (the registry defines the sensors the simulator gives each device).
 pub fn provision(data_dir: &Path, count: usize, fleet: &Path) -> std::process::Output {
     wenu(data_dir)
-        .args(["devices", "provision", "--company", "acme", "--count", &count.to_string(), "--out"])
+        .args([
+            "devices",
+            "provision",
+            "--company",
+            "acme",
+            "--count",
+            &count.to_string(),
+            "--simulated",
+            "--out",
+        ])
         .arg(fleet)
         .output()
         .unwrap()
@@ -89,24 +99,53 @@ pub fn status(data_dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Waits until the lake consumer has committed everything the log holds.
-pub async fn wait_for_lake(data_dir: &Path) {
+/// Waits until the consumer `name` has committed everything the log holds.
+pub async fn wait_for_consumer(data_dir: &Path, name: &str) {
     loop {
         let s = status(data_dir);
-        let lake =
-            s["consumers"].as_array().and_then(|c| c.iter().find(|c| c["consumer"] == "lake")).cloned();
-        if lake.is_some_and(|l| l["lag"] == 0 && l["flush_in_progress"] == false) {
+        let consumer =
+            s["consumers"].as_array().and_then(|c| c.iter().find(|c| c["consumer"] == name)).cloned();
+        if consumer.is_some_and(|l| l["lag"] == 0 && l["flush_in_progress"] == false) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
-/// Starts `wenu serve` with no load, lets the lake catch up with the log,
-/// then stops it cleanly.
-pub async fn drain_lake(data_dir: &Path, mqtt: &str) {
-    let server = ServeProcess::start_with(data_dir, mqtt, &[("WENU_LAKE_BUFFER_SECS", "0")]);
+pub async fn wait_for_lake(data_dir: &Path) {
+    wait_for_consumer(data_dir, "lake").await
+}
+
+/// `wenu queue status --json`.
+pub fn queue_status(data_dir: &Path) -> serde_json::Value {
+    let out = wenu(data_dir).args(["queue", "status", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until enrich has queued everything the log holds and the stats
+/// workers have applied (or dead-lettered) every job.
+pub async fn wait_for_stats(data_dir: &Path) {
+    wait_for_consumer(data_dir, "enrich").await;
+    loop {
+        let q = queue_status(data_dir);
+        if q["visible"] == 0 && q["in_flight"] == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `wenu serve` with no load, lets the lake and the stats catch up
+/// with the log, then stops it cleanly.
+pub async fn drain(data_dir: &Path, mqtt: &str) {
+    let server = ServeProcess::start_with(
+        data_dir,
+        mqtt,
+        &[("WENU_LAKE_BUFFER_SECS", "0"), ("WENU_STATS_BATCH_MILLIS", "0")],
+    );
     wait_for_lake(data_dir).await;
+    wait_for_stats(data_dir).await;
     server.terminate();
 }
 
