@@ -71,6 +71,10 @@ pub struct Page {
 pub trait TableStore: Send + Sync + 'static {
     async fn get(&self, key: &ItemKey) -> Result<Option<Item>>;
 
+    /// Several items at once, in the order of `keys` (DynamoDB
+    /// `BatchGetItem`; the AWS adapter splits by its limit of 100 keys).
+    async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Item>>>;
+
     /// Writes `value` if the item is as `expect`ed; returns the new version.
     async fn put(&self, key: &ItemKey, value: Bytes, expires_at: Option<i64>, expect: Expect) -> Result<u64>;
 

@@ -63,23 +63,33 @@ impl SqliteTable {
 #[async_trait]
 impl TableStore for SqliteTable {
     async fn get(&self, key: &ItemKey) -> Result<Option<Item>> {
-        let key = key.clone();
+        Ok(self.get_many(std::slice::from_ref(key)).await?.pop().flatten())
+    }
+
+    async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Item>>> {
+        let keys = keys.to_vec();
         self.with_conn(move |conn| {
-            conn.query_row(
-                "SELECT value, version, expires_at FROM items
-                 WHERE partition = ?1 AND sort = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-                params![key.partition, key.sort, now_secs()],
-                |r| {
-                    Ok(Item {
-                        key: key.clone(),
-                        value: r.get::<_, Vec<u8>>(0)?.into(),
-                        version: r.get(1)?,
-                        expires_at: r.get(2)?,
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT value, version, expires_at FROM items
+                     WHERE partition = ?1 AND sort = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                )
+                .map_err(table_error)?;
+            let now = now_secs();
+            keys.into_iter()
+                .map(|key| {
+                    stmt.query_row(params![key.partition, key.sort, now], |r| {
+                        Ok(Item {
+                            value: r.get::<_, Vec<u8>>(0)?.into(),
+                            version: r.get(1)?,
+                            expires_at: r.get(2)?,
+                            key: key.clone(),
+                        })
                     })
-                },
-            )
-            .optional()
-            .map_err(table_error)
+                    .optional()
+                    .map_err(table_error)
+                })
+                .collect()
         })
         .await
     }
@@ -152,13 +162,13 @@ impl TableStore for SqliteTable {
 fn apply(tx: &Transaction<'_>, write: &Write) -> Result<u64> {
     let Write { key, value, expires_at, expect } = write;
     let current: Option<u64> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT version FROM items
              WHERE partition = ?1 AND sort = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-            params![key.partition, key.sort, now_secs()],
-            |r| r.get(0),
         )
-        .optional()
+        .and_then(|mut stmt| {
+            stmt.query_row(params![key.partition, key.sort, now_secs()], |r| r.get(0)).optional()
+        })
         .map_err(table_error)?;
     match (expect, current) {
         (Expect::Anything, _) | (Expect::Absent, None) => {}
@@ -171,11 +181,11 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> Result<u64> {
         }
     }
     let version = current.unwrap_or(0) + 1;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO items (partition, sort, value, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (partition, sort) DO UPDATE SET value = ?3, version = ?4, expires_at = ?5",
-        params![key.partition, key.sort, value.as_ref(), version, expires_at],
     )
+    .and_then(|mut stmt| stmt.execute(params![key.partition, key.sort, value.as_ref(), version, expires_at]))
     .map_err(table_error)?;
     Ok(version)
 }

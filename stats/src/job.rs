@@ -156,9 +156,14 @@ pub async fn apply_job(table: &dyn TableStore, job: &Job) -> Result<JobReport> {
         attempt += 1;
         let mut report = JobReport::default();
         let mut writes = Vec::new();
-        for (&(resolution, start), points) in &buckets {
-            let key = ItemKey { partition: job.series.partition(resolution), sort: start };
-            let (mut rollup, expect) = match table.get(&key).await? {
+        let keys: Vec<ItemKey> = buckets
+            .keys()
+            .map(|&(resolution, start)| ItemKey { partition: job.series.partition(resolution), sort: start })
+            .collect();
+        let stored = table.get_many(&keys).await?;
+        for ((&(resolution, start), points), (key, item)) in buckets.iter().zip(keys.into_iter().zip(stored))
+        {
+            let (mut rollup, expect) = match item {
                 Some(item) => (Rollup::from_bytes(&item.value)?, Expect::Version(item.version)),
                 None => (Rollup::default(), Expect::Absent),
             };

@@ -29,6 +29,15 @@ pub async fn conditional_writes(table: &dyn TableStore) {
     assert_eq!(table.put(&k, Bytes::from("three"), None, Expect::Anything).await.unwrap(), 3);
     table.delete(&k).await.unwrap();
     assert_eq!(table.get(&k).await.unwrap(), None);
+
+    // Several at once, in the order asked, missing ones as None.
+    let (a, b) = (key("many", 1), key("many", 2));
+    table.put(&a, Bytes::from("a"), None, Expect::Absent).await.unwrap();
+    table.put(&b, Bytes::from("b"), None, Expect::Absent).await.unwrap();
+    let got = table.get_many(&[b.clone(), key("many", 3), a.clone()]).await.unwrap();
+    let values: Vec<_> = got.iter().map(|i| i.as_ref().map(|i| (i.key.clone(), i.value.clone()))).collect();
+    assert_eq!(values, [Some((b, Bytes::from("b"))), None, Some((a, Bytes::from("a")))]);
+    assert!(table.get_many(&[]).await.unwrap().is_empty());
 }
 
 /// A query returns a partition's sort key range in order, page by page.
@@ -66,6 +75,7 @@ pub async fn expired_items_are_gone(table: &dyn TableStore) {
     table.put(&old, Bytes::from("old"), Some(now_secs() - 10), Expect::Anything).await.unwrap();
     table.put(&live, Bytes::from("live"), Some(now_secs() + 3600), Expect::Anything).await.unwrap();
     assert_eq!(table.get(&old).await.unwrap(), None);
+    assert_eq!(table.get_many(std::slice::from_ref(&old)).await.unwrap(), [None]);
     let items = query_all(table, "ttl", 0..10).await.unwrap();
     assert_eq!(items.iter().map(|i| i.key.sort).collect::<Vec<_>>(), [2]);
     assert!(items[0].expires_at.is_some_and(|at| at > now_secs()));

@@ -11,11 +11,15 @@ pub enum BenchCommand {
     /// Decrypt + parse + Parquet rows/s over a prepared stream, against DuckDB
     /// writing Parquet from the same plaintext.
     Lake(crate::bench_lake::LakeArgs),
+    /// Readings/s through enrich → queue → stats, and a 1-day query of 1-minute
+    /// stats against DuckDB computing the same buckets from the lake.
+    Stats(crate::bench_stats::StatsArgs),
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => crate::bench_ingest::run(config, args).await,
         BenchCommand::Lake(args) => crate::bench_lake::run(args).await,
+        BenchCommand::Stats(args) => crate::bench_stats::run(args).await,
     }
 }

@@ -93,7 +93,7 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fleet(devices: u64) -> (Keyring, Directory) {
+pub(crate) fn fleet(devices: u64) -> (Keyring, Directory) {
     let mut keyring = Keyring::default();
     let created_at = now_ms() - 86_400_000;
     let entries = (0..devices).map(|d| {
@@ -153,7 +153,7 @@ async fn prepare(
 }
 
 /// Records from `next` until `max_bytes` of payload.
-async fn read_batch(
+pub(crate) async fn read_batch(
     stream: &SqliteStream,
     next: &mut StartAt,
     max_bytes: usize,
@@ -211,7 +211,7 @@ print(json.dumps({"rows": rows, "secs": secs, "rows_per_sec": round(rows / secs)
 }
 
 /// `VmHWM` of this process, KiB.
-fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
 }

@@ -80,3 +80,38 @@ impl CatalogSource for RegistryCatalog {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wenu_core::catalog::SensorSpec;
+    use wenu_registry::provision_fleet;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn snapshots_reload_only_after_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
+        let keyring_path = dir.path().join("keyring.json");
+        let mut keyring = Keyring::default();
+        let fleet = provision_fleet(&registry, &mut keyring, "acme", 1).await.unwrap();
+        keyring.save(&keyring_path).unwrap();
+        let device = &fleet[0].device_id;
+
+        let mut catalogs = RegistryCatalog::new(registry.clone());
+        let mut keys = RegistryKeys::new(keyring_path, registry.clone());
+        assert!(catalogs.refresh().await.unwrap().unwrap().sensor(device, "temp-1").is_none());
+        assert!(keys.refresh().await.unwrap().is_some());
+        assert!(catalogs.refresh().await.unwrap().is_none(), "nothing changed");
+        assert!(keys.refresh().await.unwrap().is_none(), "nothing changed");
+
+        // Another process (`wenu sensors set`) defines a sensor.
+        let other = Registry::open(&dir.path().join("registry.db")).await.unwrap();
+        other.upsert_sensor(&SensorSpec::new(device, "temp-1", "temperature", "degF")).await.unwrap();
+        let catalog = catalogs.refresh().await.unwrap().expect("reloaded");
+        assert_eq!(catalog.sensor(device, "temp-1").unwrap().unit, "degF");
+        other.set_enabled(device, false).await.unwrap();
+        let (_, directory) = keys.refresh().await.unwrap().expect("reloaded");
+        assert!(!directory.get(device).unwrap().enabled);
+    }
+}

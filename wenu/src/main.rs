@@ -9,6 +9,7 @@
 mod bench;
 mod bench_ingest;
 mod bench_lake;
+mod bench_stats;
 mod certs;
 mod config;
 mod devices;
