@@ -27,8 +27,12 @@ CREATE TABLE IF NOT EXISTS messages (
     receive_count INTEGER NOT NULL DEFAULT 0,
     dead          INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (dead, visible_at, id);
-CREATE INDEX IF NOT EXISTS messages_group ON messages (grp, dead, visible_at);
+-- Receiving walks live messages in id order and stops after `max`: a
+-- (dead, visible_at) index made it sort every visible message per receive.
+DROP INDEX IF EXISTS messages_ready;
+DROP INDEX IF EXISTS messages_group;
+CREATE INDEX IF NOT EXISTS messages_live ON messages (dead, id);
+CREATE INDEX IF NOT EXISTS messages_group_order ON messages (grp, dead, id);
 ";
 
 /// Like SQS's RedrivePolicy.
@@ -105,19 +109,25 @@ impl Queue for SqliteQueue {
             let now = now_ms();
             let hidden_until = now.saturating_add(visibility.as_millis() as i64);
             let mut received = Vec::new();
-            {
-                // The oldest visible messages of groups with nothing in flight.
+            // Dead-lettering a group's head makes its next message the head:
+            // look again, so the group does not wait a whole poll.
+            let mut look_again = true;
+            while look_again && received.len() < max {
+                look_again = false;
+                // Visible messages at the head of their group: a group's
+                // next message waits until the one before it is deleted or
+                // dead-lettered (first in, first out per group, as SQS FIFO).
                 let mut ready = tx
                     .prepare_cached(
                         "SELECT id, grp, body, receive_count FROM messages m
                          WHERE dead = 0 AND visible_at <= ?1
-                           AND NOT EXISTS (SELECT 1 FROM messages f
-                                           WHERE f.grp = m.grp AND f.dead = 0 AND f.visible_at > ?1)
+                           AND NOT EXISTS (SELECT 1 FROM messages o
+                                           WHERE o.grp = m.grp AND o.dead = 0 AND o.id < m.id)
                          ORDER BY id LIMIT ?2",
                     )
                     .map_err(queue_error)?;
                 let rows = ready
-                    .query_map(params![now, max as i64], |r| {
+                    .query_map(params![now, (max - received.len()) as i64], |r| {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, u32>(3)?))
                     })
                     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -127,6 +137,7 @@ impl Queue for SqliteQueue {
                         tx.execute("UPDATE messages SET dead = 1 WHERE id = ?1", [id]).map_err(queue_error)?;
                         tracing::warn!(message = id, group = %group, receives = count, "message moved to the dead-letter queue");
                         metrics::counter!("wenu_queue_dead_lettered_total").increment(1);
+                        look_again = true;
                         continue;
                     }
                     tx.execute(

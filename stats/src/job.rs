@@ -144,48 +144,75 @@ const MAX_ATTEMPTS: usize = 8;
 /// machine and in the stats Lambda. Idempotent: applying a job again, or
 /// after a partial application, counts nothing twice.
 pub async fn apply_job(table: &dyn TableStore, job: &Job) -> Result<JobReport> {
-    let retention = &job.retention;
-    let mut buckets: BTreeMap<(Resolution, i64), Vec<&Point>> = BTreeMap::new();
-    for resolution in Resolution::ALL {
-        for point in &job.points {
-            buckets.entry((resolution, resolution.bucket_start(point.ts))).or_default().push(point);
-        }
+    Ok(apply_jobs(table, &[job]).await?.pop().unwrap_or_default())
+}
+
+/// The buckets one job touches, with its points in each.
+type Plan<'a> = BTreeMap<(Resolution, i64), Vec<&'a Point>>;
+
+/// Folds several jobs of *different* series in one read and one
+/// transaction: one commit for all of them instead of one each (group
+/// commit). All or nothing, like [`apply_job`], and as idempotent.
+pub async fn apply_jobs(table: &dyn TableStore, jobs: &[&Job]) -> Result<Vec<JobReport>> {
+    let mut seen = std::collections::HashSet::new();
+    if !jobs.iter().all(|job| seen.insert(&job.series)) {
+        return Err(Error::BadJob("one call may hold only one job per series".into()));
     }
+    let plans: Vec<Plan> = jobs
+        .iter()
+        .map(|job| {
+            let mut plan = Plan::new();
+            for resolution in Resolution::ALL {
+                for point in &job.points {
+                    plan.entry((resolution, resolution.bucket_start(point.ts))).or_default().push(point);
+                }
+            }
+            plan
+        })
+        .collect();
+    let keys: Vec<ItemKey> = jobs
+        .iter()
+        .zip(&plans)
+        .flat_map(|(job, plan)| {
+            plan.keys().map(|&(resolution, start)| ItemKey { partition: job.series.partition(resolution), sort: start })
+        })
+        .collect();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut report = JobReport::default();
+        let mut stored = table.get_many(&keys).await?.into_iter();
+        let mut keys = keys.iter();
         let mut writes = Vec::new();
-        let keys: Vec<ItemKey> = buckets
-            .keys()
-            .map(|&(resolution, start)| ItemKey { partition: job.series.partition(resolution), sort: start })
-            .collect();
-        let stored = table.get_many(&keys).await?;
-        for ((&(resolution, start), points), (key, item)) in buckets.iter().zip(keys.into_iter().zip(stored))
-        {
-            let (mut rollup, expect) = match item {
-                Some(item) => (Rollup::from_bytes(&item.value)?, Expect::Version(item.version)),
-                None => (Rollup::default(), Expect::Absent),
-            };
-            let before = rollup.count;
-            for point in points {
-                if !rollup.add(point.seq, point.ts, point.value) {
-                    report.already_counted += 1;
+        let mut reports = Vec::with_capacity(jobs.len());
+        for (job, plan) in jobs.iter().zip(&plans) {
+            let mut report = JobReport::default();
+            for (&(resolution, start), points) in plan {
+                let (key, item) = (keys.next().expect("a key per bucket"), stored.next().flatten());
+                let (mut rollup, expect) = match item {
+                    Some(item) => (Rollup::from_bytes(&item.value)?, Expect::Version(item.version)),
+                    None => (Rollup::default(), Expect::Absent),
+                };
+                let before = rollup.count;
+                for point in points {
+                    if !rollup.add(point.seq, point.ts, point.value) {
+                        report.already_counted += 1;
+                    }
                 }
+                if rollup.count == before {
+                    continue;
+                }
+                report.counted += rollup.count - before;
+                report.buckets_written += 1;
+                let expires_at = Some(job.retention.expires_at(resolution, start));
+                writes.push(Write { key: key.clone(), value: rollup.to_bytes().into(), expires_at, expect });
             }
-            if rollup.count == before {
-                continue;
-            }
-            report.counted += rollup.count - before;
-            report.buckets_written += 1;
-            let expires_at = Some(retention.expires_at(resolution, start));
-            writes.push(Write { key, value: rollup.to_bytes().into(), expires_at, expect });
+            reports.push(report);
         }
         if writes.is_empty() {
-            return Ok(report);
+            return Ok(reports);
         }
         match table.transact(writes).await {
-            Ok(()) => return Ok(report),
+            Ok(()) => return Ok(reports),
             Err(wenu_core::Error::ConditionFailed(_)) if attempt < MAX_ATTEMPTS => continue,
             Err(e) => return Err(e.into()),
         }

@@ -16,12 +16,22 @@ use wenu_core::queue::{Queue, Received};
 use wenu_core::table::TableStore;
 
 use crate::Result;
-use crate::job::{Job, JobReport, apply_job};
+use crate::job::{Job, JobReport, apply_job, apply_jobs};
 
 /// What a worker does with a job.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, job: &Job) -> Result<JobReport>;
+
+    /// Several jobs of different series, one result each. By default one
+    /// at a time; a handler may do them together.
+    async fn handle_many(&self, jobs: &[&Job]) -> Vec<Result<JobReport>> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            results.push(self.handle(job).await);
+        }
+        results
+    }
 }
 
 /// The real handler: fold the job into the table store.
@@ -33,6 +43,21 @@ pub struct TableHandler {
 impl Handler for TableHandler {
     async fn handle(&self, job: &Job) -> Result<JobReport> {
         apply_job(self.table.as_ref(), job).await
+    }
+
+    /// All in one transaction (one commit instead of one per job); if that
+    /// fails, one by one, so that a bad job fails alone.
+    async fn handle_many(&self, jobs: &[&Job]) -> Vec<Result<JobReport>> {
+        if jobs.len() > 1
+            && let Ok(reports) = apply_jobs(self.table.as_ref(), jobs).await
+        {
+            return reports.into_iter().map(Ok).collect();
+        }
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            results.push(apply_job(self.table.as_ref(), job).await);
+        }
+        results
     }
 }
 
@@ -88,37 +113,42 @@ pub async fn run_workers(
                     }
                     continue;
                 }
-                for message in received {
-                    work_on(queue.as_ref(), handler.as_ref(), &message, &options).await;
-                }
+                work_on(queue.as_ref(), handler.as_ref(), &received, &options).await;
             }
         });
     }
     while workers.join_next().await.is_some() {}
 }
 
-async fn work_on(queue: &dyn Queue, handler: &dyn Handler, message: &Received, options: &WorkerOptions) {
-    let outcome = match Job::from_bytes(&message.body) {
-        Ok(job) => handler.handle(&job).await,
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(report) => {
-            metrics::counter!("wenu_stats_jobs_total", "outcome" => "applied").increment(1);
-            metrics::counter!("wenu_stats_readings_counted_total").increment(report.counted);
-            metrics::counter!("wenu_stats_readings_already_counted_total").increment(report.already_counted);
-            if let Err(e) = queue.delete(&message.receipt).await {
-                // The job will come back and count nothing twice.
-                tracing::warn!(error = %e, message = %message.id, "applied job could not be deleted");
+/// Applies a received batch, then deletes what was applied and gives back,
+/// after a backoff, what failed.
+async fn work_on(queue: &dyn Queue, handler: &dyn Handler, received: &[Received], options: &WorkerOptions) {
+    let parsed: Vec<Result<Job>> = received.iter().map(|m| Job::from_bytes(&m.body)).collect();
+    let jobs: Vec<&Job> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let mut applied = handler.handle_many(&jobs).await.into_iter();
+    for (message, job) in received.iter().zip(&parsed) {
+        let outcome = match job {
+            Ok(_) => applied.next().expect("a result per job"),
+            Err(e) => Err(crate::Error::BadJob(e.to_string())),
+        };
+        match outcome {
+            Ok(report) => {
+                metrics::counter!("wenu_stats_jobs_total", "outcome" => "applied").increment(1);
+                metrics::counter!("wenu_stats_readings_counted_total").increment(report.counted);
+                metrics::counter!("wenu_stats_readings_already_counted_total").increment(report.already_counted);
+                if let Err(e) = queue.delete(&message.receipt).await {
+                    // The job will come back and count nothing twice.
+                    tracing::warn!(error = %e, message = %message.id, "applied job could not be deleted");
+                }
             }
-        }
-        Err(e) => {
-            metrics::counter!("wenu_stats_jobs_total", "outcome" => "failed").increment(1);
-            tracing::warn!(error = %e, message = %message.id, group = %message.group, receives = message.receive_count, "stats job failed; it will be retried");
-            let backoff =
-                (options.retry_backoff * (1 << message.receive_count.min(6))).min(Duration::from_secs(60));
-            if let Err(e) = queue.change_visibility(&message.receipt, backoff).await {
-                tracing::warn!(error = %e, message = %message.id, "failed job could not be given back; it returns after its visibility timeout");
+            Err(e) => {
+                metrics::counter!("wenu_stats_jobs_total", "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, message = %message.id, group = %message.group, receives = message.receive_count, "stats job failed; it will be retried");
+                let backoff =
+                    (options.retry_backoff * (1 << message.receive_count.min(6))).min(Duration::from_secs(60));
+                if let Err(e) = queue.change_visibility(&message.receipt, backoff).await {
+                    tracing::warn!(error = %e, message = %message.id, "failed job could not be given back; it returns after its visibility timeout");
+                }
             }
         }
     }

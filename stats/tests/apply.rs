@@ -141,3 +141,32 @@ proptest! {
         });
     }
 }
+
+/// Jobs of several series in one transaction count exactly what they would
+/// one by one, and again nothing twice.
+#[tokio::test]
+async fn jobs_of_several_series_commit_together() {
+    let (_dir, together) = table();
+    let (_dir2, one_by_one) = table();
+    let of = |device: &str, seqs: std::ops::RangeInclusive<u64>| Job {
+        series: SeriesKey { device: device.into(), ..series() },
+        points: seqs.map(point).collect(),
+        retention: Retention::default(),
+    };
+    let jobs = [of("dev-1", 1..=300), of("dev-2", 50..=120), of("dev-3", 7..=7)];
+    let refs: Vec<&Job> = jobs.iter().collect();
+    let reports = wenu_stats::apply_jobs(&together, &refs).await.unwrap();
+    for (job, report) in jobs.iter().zip(&reports) {
+        assert_eq!(*report, apply_job(&one_by_one, job).await.unwrap());
+        for resolution in Resolution::ALL {
+            let read = |t| read_series(t, &job.series, resolution, 0, i64::MAX);
+            let (a, b) = (read(&together).await.unwrap(), read(&one_by_one).await.unwrap());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
+    let again = wenu_stats::apply_jobs(&together, &refs).await.unwrap();
+    assert!(again.iter().all(|r| r.counted == 0 && r.buckets_written == 0));
+    // Two jobs of one series in one call would race on their buckets: refused.
+    let twice = [&jobs[0], &jobs[0]];
+    assert!(wenu_stats::apply_jobs(&together, &twice).await.is_err());
+}
