@@ -174,7 +174,10 @@ pub async fn apply_jobs(table: &dyn TableStore, jobs: &[&Job]) -> Result<Vec<Job
         .iter()
         .zip(&plans)
         .flat_map(|(job, plan)| {
-            plan.keys().map(|&(resolution, start)| ItemKey { partition: job.series.partition(resolution), sort: start })
+            plan.keys().map(|&(resolution, start)| ItemKey {
+                partition: job.series.partition(resolution),
+                sort: start,
+            })
         })
         .collect();
     let mut attempt = 0;

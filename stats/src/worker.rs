@@ -135,7 +135,8 @@ async fn work_on(queue: &dyn Queue, handler: &dyn Handler, received: &[Received]
             Ok(report) => {
                 metrics::counter!("wenu_stats_jobs_total", "outcome" => "applied").increment(1);
                 metrics::counter!("wenu_stats_readings_counted_total").increment(report.counted);
-                metrics::counter!("wenu_stats_readings_already_counted_total").increment(report.already_counted);
+                metrics::counter!("wenu_stats_readings_already_counted_total")
+                    .increment(report.already_counted);
                 if let Err(e) = queue.delete(&message.receipt).await {
                     // The job will come back and count nothing twice.
                     tracing::warn!(error = %e, message = %message.id, "applied job could not be deleted");
@@ -144,8 +145,8 @@ async fn work_on(queue: &dyn Queue, handler: &dyn Handler, received: &[Received]
             Err(e) => {
                 metrics::counter!("wenu_stats_jobs_total", "outcome" => "failed").increment(1);
                 tracing::warn!(error = %e, message = %message.id, group = %message.group, receives = message.receive_count, "stats job failed; it will be retried");
-                let backoff =
-                    (options.retry_backoff * (1 << message.receive_count.min(6))).min(Duration::from_secs(60));
+                let backoff = (options.retry_backoff * (1 << message.receive_count.min(6)))
+                    .min(Duration::from_secs(60));
                 if let Err(e) = queue.change_visibility(&message.receipt, backoff).await {
                     tracing::warn!(error = %e, message = %message.id, "failed job could not be given back; it returns after its visibility timeout");
                 }
