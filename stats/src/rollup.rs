@@ -79,9 +79,10 @@ impl Rollup {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
 
-    /// The `q` quantile (0–1), within 1 % relative error.
+    /// The `q` quantile (0–1), within 1 % relative error, and never outside
+    /// the bucket's min and max (the sketch alone can be, by up to 1 %).
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.sketch.quantile(q).ok().flatten()
+        self.sketch.quantile(q).ok().flatten().map(|v| v.clamp(self.min, self.max))
     }
 
     /// Whether message `seq` is already counted here.
@@ -154,5 +155,18 @@ mod tests {
             assert!(r.has(100) && !r.has(101));
         }
         assert!(Rollup::from_bytes(b"{}").is_err());
+    }
+
+    #[test]
+    fn quantiles_stay_within_min_and_max() {
+        // Values close together, where the sketch's 1 % can fall below the minimum.
+        let mut rollup = Rollup::default();
+        for seq in 1..=40 {
+            rollup.add(seq, seq as i64, 1008.8 + (seq % 7) as f64 * 0.2);
+        }
+        for q in [0.0, 0.5, 0.95, 0.99, 1.0] {
+            let v = rollup.quantile(q).unwrap();
+            assert!((rollup.min..=rollup.max).contains(&v), "q{q} = {v}");
+        }
     }
 }

@@ -110,7 +110,8 @@ pub async fn run(config: Config, command: StatsCommand) -> anyhow::Result<()> {
     );
     let table = SqliteTable::open(&path)?;
     let series = SeriesKey { company: device.company, device: device.id, sensor: args.sensor };
-    let buckets = read_series(&table, &series, args.res, from, to).await?;
+    // The bucket that contains `from` counts too: `--from -5m --res 1h` shows the current hour.
+    let buckets = read_series(&table, &series, args.res, args.res.bucket_start(from), to).await?;
     let rows: Vec<Row> = buckets
         .iter()
         .map(|(start, r)| Row {
