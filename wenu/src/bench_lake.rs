@@ -122,24 +122,13 @@ async fn prepare(
     while i < messages {
         let chunk: Vec<NewRecord> = (i..messages.min(i + 10_000))
             .map(|m| {
-                let device_id = format!("bench-{:05}", m % args.devices);
-                let key = keyring.current_key(&device_id).expect("provisioned");
-                let readings = (0..args.readings_per_message)
-                    .map(|s| Reading {
-                        sensor: format!("s-{s}").into(),
-                        kind: "temperature".into(),
-                        value: 20.0 + ((m * 7 + s) % 1000) as f64 / 100.0,
-                        unit: "degC".into(),
-                    })
-                    .collect();
                 let ts = start + (m as i64 * 3_600_000) / messages as i64;
-                let plaintext = ReadingBatch { seq: m / args.devices + 1, ts, readings }.to_json();
-                let mut nonce = [0u8; 12];
-                nonce[4..].copy_from_slice(&m.to_be_bytes());
-                let envelope = seal(&device_id, key.id, &key.key, nonce, &plaintext);
+                let (device, seq) = (m % args.devices, m / args.devices + 1);
+                let (plaintext, record) =
+                    bench_message(keyring, m, device, seq, ts, args.readings_per_message);
                 plain.write_all(&plaintext).and_then(|()| plain.write_all(b"\n")).expect("plaintext file");
-                bytes += envelope.len() as u64;
-                NewRecord { device_id, topic: String::new(), received_at: ts, payload: Bytes::from(envelope) }
+                bytes += record.payload.len() as u64;
+                record
             })
             .collect();
         let n = chunk.len() as u64;
@@ -150,6 +139,36 @@ async fn prepare(
     plain.flush()?;
     progress.finish_and_clear();
     Ok(bytes)
+}
+
+/// The `m`-th message of a bench stream: device `bench-{device}`'s message
+/// `seq` with `sensors` readings `s-0`, `s-1`, … Returns its plaintext and
+/// the record of its envelope (a nonce unique per message).
+pub(crate) fn bench_message(
+    keyring: &Keyring,
+    m: u64,
+    device: u64,
+    seq: u64,
+    ts: i64,
+    sensors: u64,
+) -> (Vec<u8>, NewRecord) {
+    let device_id = format!("bench-{device:05}");
+    let key = keyring.current_key(&device_id).expect("provisioned");
+    let readings = (0..sensors)
+        .map(|s| Reading {
+            sensor: format!("s-{s}").into(),
+            kind: "temperature".into(),
+            value: 20.0 + ((m * 7 + s) % 1000) as f64 / 100.0,
+            unit: "degC".into(),
+        })
+        .collect();
+    let plaintext = ReadingBatch { seq, ts, readings }.to_json();
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&m.to_be_bytes());
+    let envelope = seal(&device_id, key.id, &key.key, nonce, &plaintext);
+    let record =
+        NewRecord { device_id, topic: String::new(), received_at: ts, payload: Bytes::from(envelope) };
+    (plaintext, record)
 }
 
 /// Records from `next` until `max_bytes` of payload.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
@@ -15,10 +14,8 @@ use object_store::local::LocalFileSystem;
 use serde_json::json;
 use tokio::sync::watch;
 use wenu_core::catalog::SensorSpec;
-use wenu_core::envelope::seal;
 use wenu_core::keyring::Keyring;
 use wenu_core::queue::Queue;
-use wenu_core::reading::{Reading, ReadingBatch};
 use wenu_core::stream::{NewRecord, StartAt, Stream};
 use wenu_decrypt::{DecodeLimits, Directory, FixedKeys};
 use wenu_enrich::{Catalog, DevicePlacement, EnrichStage, FixedCatalog};
@@ -27,7 +24,7 @@ use wenu_local::{QueueOptions, SqliteQueue, SqliteStream, SqliteTable, StreamOpt
 use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
 use wenu_stats::{Resolution, SeriesKey, read_series};
 
-use crate::bench_lake::{fleet, peak_rss_kib, read_batch};
+use crate::bench_lake::{bench_message, fleet, peak_rss_kib, read_batch};
 use crate::serve::now_ms;
 
 #[derive(Args)]
@@ -114,22 +111,8 @@ async fn prepare(stream: &SqliteStream, keyring: &Keyring, args: &StatsArgs) -> 
         let chunk: Vec<NewRecord> = (m..messages.min(m + 10_000))
             .map(|m| {
                 let (device, k) = (m % args.devices, m / args.devices);
-                let device_id = format!("bench-{device:05}");
-                let key = keyring.current_key(&device_id).expect("provisioned");
-                let readings = (0..args.sensors)
-                    .map(|s| Reading {
-                        sensor: format!("s-{s}").into(),
-                        kind: "temperature".into(),
-                        value: 20.0 + ((m * 7 + s) % 1000) as f64 / 100.0,
-                        unit: "degC".into(),
-                    })
-                    .collect();
                 let ts = start + (k as i64 * span_ms) / args.per_device as i64;
-                let plaintext = ReadingBatch { seq: k + 1, ts, readings }.to_json();
-                let mut nonce = [0u8; 12];
-                nonce[4..].copy_from_slice(&m.to_be_bytes());
-                let envelope = seal(&device_id, key.id, &key.key, nonce, &plaintext);
-                NewRecord { device_id, topic: String::new(), received_at: ts, payload: Bytes::from(envelope) }
+                bench_message(keyring, m, device, k + 1, ts, args.sensors).1
             })
             .collect();
         let n = chunk.len() as u64;
