@@ -5,7 +5,10 @@ use sqlx::any::AnyRow;
 use wenu_core::catalog::{CompanySettings, SensorSpec, Site, StatsRetentionDays};
 
 use crate::devices::check_id;
-use crate::store::{bump_revision, now_ms};
+use serde_json::json;
+
+use crate::devices::device_company;
+use crate::store::{Change, now_ms, require_company};
 use crate::{Device, Error, Registry, Result};
 
 /// Everything a stage needs from the registry at one revision.
@@ -25,13 +28,7 @@ impl Registry {
     pub async fn upsert_site(&self, company: &str, site: &str, name: &str) -> Result<()> {
         check_id(site)?;
         let mut tx = self.pool.begin().await?;
-        let company_exists = sqlx::query("SELECT 1 FROM companies WHERE id = $1")
-            .bind(company)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if company_exists.is_none() {
-            return Err(Error::UnknownCompany(company.to_owned()));
-        }
+        require_company(&mut tx, company).await?;
         sqlx::query(
             "INSERT INTO sites (company_id, id, name, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (company_id, id) DO UPDATE SET name = excluded.name",
@@ -42,7 +39,13 @@ impl Registry {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        bump_revision(&mut tx).await?;
+        let change = Change {
+            action: "site.upsert",
+            company: Some(company),
+            target: site,
+            detail: json!({ "name": name }),
+        };
+        self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
 
@@ -58,13 +61,7 @@ impl Registry {
     pub async fn upsert_sensor(&self, spec: &SensorSpec) -> Result<()> {
         validate_sensor(spec)?;
         let mut tx = self.pool.begin().await?;
-        let device_exists = sqlx::query("SELECT 1 FROM devices WHERE id = $1")
-            .bind(&spec.device)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if device_exists.is_none() {
-            return Err(Error::UnknownDevice(spec.device.clone()));
-        }
+        let company = device_company(&mut tx, &spec.device).await?;
         sqlx::query(
             "INSERT INTO sensors (device_id, name, kind, unit, scale, ofs, valid_min, valid_max, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -83,7 +80,57 @@ impl Registry {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        bump_revision(&mut tx).await?;
+        let target = format!("{}/{}", spec.device, spec.sensor);
+        let detail = serde_json::to_value(spec).expect("a sensor spec serializes");
+        let change = Change { action: "sensor.upsert", company: Some(&company), target: &target, detail };
+        self.record_change(&mut tx, change).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Removes a sensor's definition; its readings are quarantined as unknown from then on.
+    pub async fn delete_sensor(&self, device: &str, sensor: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let company = device_company(&mut tx, device).await?;
+        let deleted = sqlx::query("DELETE FROM sensors WHERE device_id = $1 AND name = $2")
+            .bind(device)
+            .bind(sensor)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(Error::UnknownSensor(format!("{device}/{sensor}")));
+        }
+        let target = format!("{device}/{sensor}");
+        let change =
+            Change { action: "sensor.delete", company: Some(&company), target: &target, detail: json!({}) };
+        self.record_change(&mut tx, change).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Removes a site that no device is placed at.
+    pub async fn delete_site(&self, company: &str, site: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let in_use: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM devices WHERE company_id = $1 AND site_id = $2")
+                .bind(company)
+                .bind(site)
+                .fetch_one(&mut *tx)
+                .await?;
+        if in_use > 0 {
+            return Err(Error::Invalid(format!("site {site} still has {in_use} devices")));
+        }
+        let deleted = sqlx::query("DELETE FROM sites WHERE company_id = $1 AND id = $2")
+            .bind(company)
+            .bind(site)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(Error::UnknownSite(site.to_owned()));
+        }
+        let change =
+            Change { action: "site.delete", company: Some(company), target: site, detail: json!({}) };
+        self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
 
@@ -117,13 +164,7 @@ impl Registry {
             }
         }
         let mut tx = self.pool.begin().await?;
-        let company_exists = sqlx::query("SELECT 1 FROM companies WHERE id = $1")
-            .bind(&settings.company)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if company_exists.is_none() {
-            return Err(Error::UnknownCompany(settings.company.clone()));
-        }
+        require_company(&mut tx, &settings.company).await?;
         let days = |d: Option<u32>| d.map(i64::from);
         sqlx::query(
             "INSERT INTO company_settings
@@ -140,7 +181,10 @@ impl Registry {
         .bind(days(retention.day))
         .execute(&mut *tx)
         .await?;
-        bump_revision(&mut tx).await?;
+        let company = settings.company.as_str();
+        let detail = serde_json::to_value(settings).expect("settings serialize");
+        let change = Change { action: "company.settings", company: Some(company), target: company, detail };
+        self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
 

@@ -6,7 +6,9 @@ use sqlx::any::AnyRow;
 use wenu_core::topic::is_valid_device_id;
 
 use crate::password::verify_password;
-use crate::store::{bump_revision, now_ms};
+use serde_json::json;
+
+use crate::store::{Change, now_ms, require_company};
 use crate::{Error, Registry, Result};
 
 /// A device as the registry knows it. The password hash stays inside.
@@ -52,7 +54,9 @@ impl Registry {
                 .await?
                 .rows_affected();
         if inserted > 0 {
-            bump_revision(&mut tx).await?;
+            let change =
+                Change { action: "company.add", company: Some(company), target: company, detail: json!({}) };
+            self.record_change(&mut tx, change).await?;
         }
         Ok(tx.commit().await?)
     }
@@ -65,14 +69,7 @@ impl Registry {
     pub async fn add_device(&self, company: &str, device_id: &str, password_hash: &str) -> Result<()> {
         check_id(device_id)?;
         let mut tx = self.pool.begin().await?;
-        let company_exists = sqlx::query("SELECT 1 FROM companies WHERE id = $1")
-            .bind(company)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !company_exists {
-            return Err(Error::UnknownCompany(company.to_owned()));
-        }
+        require_company(&mut tx, company).await?;
         let inserted = sqlx::query(
             "INSERT INTO devices (id, company_id, password_hash, enabled, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO NOTHING",
@@ -88,7 +85,9 @@ impl Registry {
         if inserted == 0 {
             return Err(Error::DeviceExists(device_id.to_owned()));
         }
-        bump_revision(&mut tx).await?;
+        let change =
+            Change { action: "device.add", company: Some(company), target: device_id, detail: json!({}) };
+        self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
 
@@ -101,7 +100,14 @@ impl Registry {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        bump_revision(&mut tx).await?;
+        let company = device_company(&mut tx, device_id).await?;
+        let change = Change {
+            action: "key.add",
+            company: Some(&company),
+            target: device_id,
+            detail: json!({ "key_id": key_id }),
+        };
+        self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
 
@@ -122,13 +128,19 @@ impl Registry {
                 key_id,
             }));
         }
-        bump_revision(&mut tx).await?;
+        let company = device_company(&mut tx, device_id).await?;
+        let detail = json!({ "key_id": key_id });
+        let change = Change { action: "key.retire", company: Some(&company), target: device_id, detail };
+        self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
 
     pub async fn set_enabled(&self, device_id: &str, enabled: bool) -> Result<()> {
-        self.update_device(device_id, "UPDATE devices SET enabled = $2 WHERE id = $1", |q| q.bind(enabled))
-            .await
+        let change = ("device.set_enabled", json!({ "enabled": enabled }));
+        self.update_device(device_id, "UPDATE devices SET enabled = $2 WHERE id = $1", change, |q| {
+            q.bind(enabled)
+        })
+        .await
     }
 
     /// Places a device at one of its company's sites, or at none.
@@ -140,15 +152,19 @@ impl Registry {
                 return Err(Error::UnknownSite(site.to_owned()));
             }
         }
+        let change = ("device.set_site", json!({ "site": site }));
         let site = site.map(str::to_owned);
-        self.update_device(device_id, "UPDATE devices SET site_id = $2 WHERE id = $1", move |q| q.bind(site))
-            .await
+        self.update_device(device_id, "UPDATE devices SET site_id = $2 WHERE id = $1", change, move |q| {
+            q.bind(site)
+        })
+        .await
     }
 
     async fn update_device<'q>(
         &self,
         device_id: &'q str,
         sql: &'static str,
+        (action, detail): (&'static str, serde_json::Value),
         bind: impl FnOnce(
             sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
         ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
@@ -158,7 +174,9 @@ impl Registry {
         if changed == 0 {
             return Err(Error::UnknownDevice(device_id.to_owned()));
         }
-        bump_revision(&mut tx).await?;
+        let company = device_company(&mut tx, device_id).await?;
+        let change = Change { action, company: Some(&company), target: device_id, detail };
+        self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
 
@@ -254,6 +272,18 @@ impl Registry {
             Some(_) => AuthOutcome::Allowed,
         })
     }
+}
+
+/// The company of a device, inside a transaction.
+pub(crate) async fn device_company(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    device_id: &str,
+) -> Result<String> {
+    sqlx::query_scalar("SELECT company_id FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))
 }
 
 fn device_from_row(row: &AnyRow) -> Result<Device> {

@@ -10,6 +10,10 @@ pub enum Error {
     UnknownCompany(String),
     #[error("unknown device {0}")]
     UnknownDevice(String),
+    #[error("unknown sensor {0}")]
+    UnknownSensor(String),
+    #[error("unknown token {0}")]
+    UnknownToken(String),
     #[error("unknown site {0}")]
     UnknownSite(String),
     #[error("invalid: {0}")]

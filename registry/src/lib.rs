@@ -4,10 +4,12 @@
 //! One code path on two databases through sqlx: an SQLite file in WAL mode on
 //! one machine, PostgreSQL (RDS) on AWS. The schema evolves through numbered
 //! migrations ([`schema`]) written once for both, so later issues add tables
-//! (rules, tokens) without breaking existing data directories. Every change
-//! bumps a revision number, which is how stages holding a [`Snapshot`] learn
-//! that they should reload.
+//! (rules, …) without breaking existing data directories. Every change bumps a
+//! revision number, which is how stages holding a [`Snapshot`] learn that they
+//! should reload, and writes an [`AuditEntry`] in the same transaction. API
+//! tokens ([`ApiToken`]) are stored here too, hashed.
 
+mod audit;
 mod catalog;
 mod devices;
 mod error;
@@ -15,10 +17,13 @@ mod password;
 mod provision;
 mod schema;
 mod store;
+mod tokens;
 
+pub use audit::AuditEntry;
 pub use catalog::Snapshot;
 pub use devices::{AuthOutcome, Device};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};
 pub use provision::{provision_fleet, rotate_key};
 pub use store::Registry;
+pub use tokens::{ApiToken, NewToken, Role};

@@ -69,6 +69,33 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         );
         INSERT INTO revision (id, value) VALUES (1, 1);",
     ),
+    (
+        3,
+        "api tokens audit log",
+        // Audit entries are keyed by the revision their change made: unique,
+        // ordered, and assigned the same way on both engines.
+        "CREATE TABLE api_tokens (
+            id              TEXT   PRIMARY KEY,
+            company_id      TEXT   REFERENCES companies (id),
+            role            TEXT   NOT NULL,
+            name            TEXT   NOT NULL,
+            secret_sha256   TEXT   NOT NULL,
+            rate_per_second BIGINT,
+            created_at      BIGINT NOT NULL,
+            revoked_at      BIGINT
+        );
+        CREATE INDEX api_tokens_by_company ON api_tokens (company_id);
+        CREATE TABLE audit_log (
+            revision   BIGINT PRIMARY KEY,
+            at         BIGINT NOT NULL,
+            actor      TEXT   NOT NULL,
+            action     TEXT   NOT NULL,
+            company_id TEXT,
+            target     TEXT   NOT NULL,
+            detail     TEXT   NOT NULL
+        );
+        CREATE INDEX audit_log_by_company ON audit_log (company_id, revision);",
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

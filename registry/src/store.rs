@@ -2,18 +2,36 @@
 //! by the URL, and the revision counter that tells readers something changed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
-use crate::Result;
 use crate::schema::migrator;
+use crate::{Error, Result};
 
 /// Handle on the registry database; cheap to clone.
+///
+/// Every change is written to the audit log in the transaction that makes
+/// it, in the name of the handle's actor (`local` unless [`Registry::acting_as`]
+/// says who).
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) pool: AnyPool,
+    actor: Arc<str>,
+}
+
+/// One change, as the audit log records it.
+pub(crate) struct Change<'a> {
+    /// e.g. `device.add`, `sensor.upsert`.
+    pub action: &'static str,
+    /// The company the change belongs to; `None` for platform-wide changes.
+    pub company: Option<&'a str>,
+    /// What was changed (a device id, `device/sensor`, a token id…).
+    pub target: &'a str,
+    /// The new values, never a secret.
+    pub detail: serde_json::Value,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -46,7 +64,13 @@ impl Registry {
             .connect_with(options)
             .await?;
         migrator().run(&pool).await?;
-        Ok(Registry { pool })
+        Ok(Registry { pool, actor: Arc::from("local") })
+    }
+
+    /// The same registry, recording changes in the audit log as made by `actor`
+    /// (an API token id, `cli`, …).
+    pub fn acting_as(&self, actor: &str) -> Registry {
+        Registry { pool: self.pool.clone(), actor: Arc::from(actor) }
     }
 
     /// Opens (or creates) the SQLite registry file at `path`.
@@ -75,8 +99,41 @@ impl Registry {
     }
 }
 
-/// Bumps the revision inside the transaction that makes the change.
-pub(crate) async fn bump_revision(tx: &mut Transaction<'static, Any>) -> Result<()> {
-    sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1").execute(&mut **tx).await?;
-    Ok(())
+impl Registry {
+    /// Bumps the revision and writes the audit entry, inside the transaction
+    /// that makes the change: a change is never without its entry.
+    pub(crate) async fn record_change(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        change: Change<'_>,
+    ) -> Result<()> {
+        let revision: i64 =
+            sqlx::query_scalar("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value")
+                .fetch_one(&mut **tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO audit_log (revision, at, actor, action, company_id, target, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(revision)
+        .bind(now_ms())
+        .bind(&*self.actor)
+        .bind(change.action)
+        .bind(change.company)
+        .bind(change.target)
+        .bind(change.detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Fails with [`Error::UnknownCompany`] unless `company` exists.
+pub(crate) async fn require_company(tx: &mut Transaction<'static, Any>, company: &str) -> Result<()> {
+    let exists =
+        sqlx::query("SELECT 1 FROM companies WHERE id = $1").bind(company).fetch_optional(&mut **tx).await?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(Error::UnknownCompany(company.to_owned())),
+    }
 }

@@ -5,7 +5,7 @@
 
 use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
 use wenu_core::keyring::Keyring;
-use wenu_registry::{AuthOutcome, Error, Registry, provision_fleet, rotate_key};
+use wenu_registry::{AuthOutcome, Error, Registry, Role, provision_fleet, rotate_key};
 
 async fn sqlite() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
@@ -38,7 +38,13 @@ macro_rules! on_both {
     };
 }
 
-on_both!(devices_authenticate_and_rotate_keys, sites_sensors_and_settings, revision_grows_with_each_change);
+on_both!(
+    devices_authenticate_and_rotate_keys,
+    sites_sensors_and_settings,
+    revision_grows_with_each_change,
+    tokens_verify_only_their_secret_until_revoked,
+    every_change_is_audited_with_its_actor,
+);
 
 async fn devices_authenticate_and_rotate_keys(registry: Registry) {
     let mut keyring = Keyring::default();
@@ -158,6 +164,71 @@ async fn revision_grows_with_each_change(registry: Registry) {
     let before_failure = registry.revision().await.unwrap();
     assert!(registry.set_enabled("nobody", false).await.is_err());
     assert_eq!(registry.revision().await.unwrap(), before_failure);
+}
+
+async fn tokens_verify_only_their_secret_until_revoked(registry: Registry) {
+    registry.ensure_company("acme").await.unwrap();
+    let viewer = registry.create_token(Some("acme"), Role::Viewer, "wall screen", None).await.unwrap();
+    let operator = registry.create_token(None, Role::Operator, "ops", Some(500)).await.unwrap();
+    assert!(format!("{viewer:?}").find(&viewer.bearer).is_none(), "Debug never shows the secret");
+
+    let found = registry.verify_token(&viewer.bearer).await.unwrap().expect("valid token");
+    assert_eq!((found.company.as_deref(), found.role), (Some("acme"), Role::Viewer));
+    assert_eq!(registry.verify_token(&operator.bearer).await.unwrap().unwrap().rate_per_second, Some(500));
+
+    // A wrong secret for a real id, garbage, and a truncated token.
+    let (head, _) = viewer.bearer.rsplit_once('_').unwrap();
+    for bad in [format!("{head}_AAAA"), "Bearer x".into(), "wenu_".into(), viewer.bearer[..20].to_owned()] {
+        assert_eq!(registry.verify_token(&bad).await.unwrap(), None, "{bad}");
+    }
+
+    // Scope rules.
+    for (company, role) in [(None, Role::Viewer), (None, Role::Admin), (Some("acme"), Role::Operator)] {
+        assert!(matches!(registry.create_token(company, role, "x", None).await, Err(Error::Invalid(_))));
+    }
+    assert!(matches!(
+        registry.create_token(Some("nobody"), Role::Viewer, "x", None).await,
+        Err(Error::UnknownCompany(_))
+    ));
+
+    assert_eq!(registry.list_tokens(Some("acme")).await.unwrap().len(), 1);
+    assert_eq!(registry.list_tokens(None).await.unwrap().len(), 2);
+    registry.revoke_token(&viewer.token.id).await.unwrap();
+    assert_eq!(registry.verify_token(&viewer.bearer).await.unwrap(), None, "revoked");
+    assert!(matches!(registry.revoke_token(&viewer.token.id).await, Err(Error::UnknownToken(_))));
+}
+
+async fn every_change_is_audited_with_its_actor(registry: Registry) {
+    let mut keyring = Keyring::default();
+    provision_fleet(&registry, &mut keyring, "acme", 1).await.unwrap();
+    provision_fleet(&registry, &mut keyring, "globex", 1).await.unwrap();
+    let alice = registry.acting_as("token:alice");
+    alice.upsert_site("acme", "north", "North").await.unwrap();
+    alice.upsert_sensor(&SensorSpec::new("acme-00001", "temp-1", "temperature", "degC")).await.unwrap();
+    alice.delete_sensor("acme-00001", "temp-1").await.unwrap();
+    assert!(alice.delete_sensor("acme-00001", "temp-1").await.is_err());
+
+    let acme = registry.audit_log(Some("acme"), None, 100).await.unwrap();
+    let actions: Vec<_> =
+        acme.iter().map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            ("token:alice", "sensor.delete", "acme-00001/temp-1"),
+            ("token:alice", "sensor.upsert", "acme-00001/temp-1"),
+            ("token:alice", "site.upsert", "north"),
+            ("local", "key.add", "acme-00001"),
+            ("local", "device.add", "acme-00001"),
+            ("local", "company.add", "acme"),
+        ]
+    );
+    assert_eq!(acme[1].detail["unit"], "degC");
+    assert!(acme.windows(2).all(|w| w[0].revision > w[1].revision), "newest first");
+    assert!(acme.iter().all(|e| e.company.as_deref() == Some("acme")), "one company's entries only");
+    // Paging by revision.
+    let page = registry.audit_log(Some("acme"), Some(acme[2].revision), 2).await.unwrap();
+    assert_eq!(page, acme[3..5]);
+    assert_eq!(registry.audit_log(None, None, 100).await.unwrap().len(), 9);
 }
 
 #[tokio::test]
