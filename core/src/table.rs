@@ -88,6 +88,10 @@ pub trait TableStore: Send + Sync + 'static {
 
     /// Items of `partition` with a sort key in `sort`, at most `limit`.
     async fn query(&self, partition: &str, sort: Range<i64>, limit: usize) -> Result<Page>;
+
+    /// The item of `partition` with the greatest sort key in `sort`
+    /// (DynamoDB `Query` with `ScanIndexForward=false, Limit=1`).
+    async fn last(&self, partition: &str, sort: Range<i64>) -> Result<Option<Item>>;
 }
 
 /// All items of a range, following pages.

@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::sync::broadcast;
 use wenu_core::keyring::Keyring;
 use wenu_core::queue::{NewMessage, Queue};
 use wenu_core::stream::Record;
 use wenu_decrypt::{DecodeLimits, Decoder, Directory, KeySource, Outcome, SequenceTracker};
+use wenu_stats::Job;
 
 use crate::catalog::Catalog;
 use crate::normalise::{EnrichedBatch, QuarantinedReading, enrich_batch};
@@ -63,6 +65,8 @@ pub struct EnrichStage {
     /// Where quarantined readings are written (the lake's store).
     quarantine: Arc<dyn ObjectStore>,
     totals: Arc<EnrichTotals>,
+    /// Each batch's jobs, for live views; dropped for subscribers that lag.
+    live: Option<broadcast::Sender<Arc<Vec<Job>>>>,
 }
 
 impl EnrichStage {
@@ -83,7 +87,15 @@ impl EnrichStage {
             queue,
             quarantine,
             totals: Arc::default(),
+            live: None,
         }
+    }
+
+    /// Publishes every batch's normalised readings (as its jobs) on `live`
+    /// once they are queued.
+    pub fn with_live(mut self, live: broadcast::Sender<Arc<Vec<Job>>>) -> Self {
+        self.live = Some(live);
+        self
     }
 
     pub fn totals(&self) -> Arc<EnrichTotals> {
@@ -136,6 +148,10 @@ impl EnrichStage {
                 .map(|job| NewMessage { group: job.series.group(), body: job.to_bytes().into() })
                 .collect();
             self.queue.send_batch(messages).await?;
+            if let Some(live) = self.live.as_ref().filter(|l| l.receiver_count() > 0) {
+                // No subscriber, no copy; a send fails only without subscribers.
+                let _ = live.send(Arc::new(batch.jobs.clone()));
+            }
         }
         metrics::counter!("wenu_enrich_readings_total").increment(batch.normalised);
         metrics::counter!("wenu_enrich_jobs_total").increment(batch.jobs.len() as u64);

@@ -10,6 +10,7 @@ use std::path::Path;
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+pub use datafusion::scalar::ScalarValue;
 
 use crate::Result;
 use crate::encode::{QUARANTINE_SCHEMA, READINGS_SCHEMA};
@@ -41,5 +42,11 @@ impl LakeSql {
     /// Runs one statement and collects its result.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         Ok(self.ctx.sql(sql).await?.collect().await?)
+    }
+
+    /// Runs one statement with `$1`, `$2`… bound to `params`: values from
+    /// users never become SQL text.
+    pub async fn query_with(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<RecordBatch>> {
+        Ok(self.ctx.sql(sql).await?.with_param_values(params)?.collect().await?)
     }
 }

@@ -156,6 +156,30 @@ impl TableStore for SqliteTable {
         })
         .await
     }
+
+    async fn last(&self, partition: &str, sort: Range<i64>) -> Result<Option<Item>> {
+        let partition = partition.to_owned();
+        self.with_conn(move |conn| {
+            conn.prepare_cached(
+                "SELECT sort, value, version, expires_at FROM items
+                 WHERE partition = ?1 AND sort >= ?2 AND sort < ?3 AND (expires_at IS NULL OR expires_at > ?4)
+                 ORDER BY sort DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![partition, sort.start, sort.end, now_secs()], |r| {
+                    Ok(Item {
+                        key: ItemKey { partition: partition.clone(), sort: r.get(0)? },
+                        value: r.get::<_, Vec<u8>>(1)?.into(),
+                        version: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(table_error)
+        })
+        .await
+    }
 }
 
 /// One write inside a transaction; returns the item's new version.

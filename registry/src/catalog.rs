@@ -156,6 +156,21 @@ impl Registry {
         rows.iter().map(sensor_from_row).collect()
     }
 
+    /// The sensors of a company's devices, by device and name.
+    pub async fn company_sensors(&self, company: &str) -> Result<Vec<SensorSpec>> {
+        let columns = SENSOR_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM sensors s JOIN devices d ON d.id = s.device_id
+             WHERE d.company_id = $1 ORDER BY s.device_id, s.name"
+        )))
+        .bind(company)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(sensor_from_row)
+        .collect()
+    }
+
     pub async fn set_company_settings(&self, settings: &CompanySettings) -> Result<()> {
         let retention = settings.stats_retention;
         for days in [retention.minute, retention.hour, retention.day].into_iter().flatten() {

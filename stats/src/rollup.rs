@@ -85,6 +85,11 @@ impl Rollup {
         self.sketch.quantile(q).ok().flatten().map(|v| v.clamp(self.min, self.max))
     }
 
+    /// The sequence numbers counted here.
+    pub fn seqs(&self) -> &SeqSet {
+        &self.seqs
+    }
+
     /// Whether message `seq` is already counted here.
     pub fn has(&self, seq: u64) -> bool {
         self.seqs.contains(seq)

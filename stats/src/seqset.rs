@@ -47,6 +47,25 @@ impl SeqSet {
         self.ranges.is_empty()
     }
 
+    /// The smallest and largest numbers in the set.
+    pub fn bounds(&self) -> Option<(u64, u64)> {
+        Some((self.ranges.first()?.0, self.ranges.last()?.1))
+    }
+
+    /// Adds every number of `other`.
+    pub fn extend(&mut self, other: &SeqSet) {
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.ranges.len() + other.ranges.len());
+        let mut all: Vec<(u64, u64)> = self.ranges.iter().chain(&other.ranges).copied().collect();
+        all.sort_unstable();
+        for (first, last) in all {
+            match merged.last_mut() {
+                Some(prev) if first <= prev.1.saturating_add(1) => prev.1 = prev.1.max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        self.ranges = merged;
+    }
+
     /// How many ranges it takes (what it costs to store).
     pub fn ranges(&self) -> usize {
         self.ranges.len()
@@ -76,6 +95,18 @@ mod tests {
             for pair in set.ranges.windows(2) {
                 prop_assert!(pair[0].1 + 1 < pair[1].0);
             }
+        }
+
+        /// The union of two sets is the set of both's numbers, in canonical ranges.
+        #[test]
+        fn extend_is_union(a in proptest::collection::vec(0u64..200, 0..100), b in proptest::collection::vec(0u64..200, 0..100)) {
+            let (mut left, mut right, mut both) = (SeqSet::default(), SeqSet::default(), SeqSet::default());
+            a.iter().for_each(|&s| { left.insert(s); both.insert(s); });
+            b.iter().for_each(|&s| { right.insert(s); both.insert(s); });
+            left.extend(&right);
+            prop_assert_eq!(&left, &both);
+            let model: BTreeSet<u64> = a.iter().chain(&b).copied().collect();
+            prop_assert_eq!(left.bounds(), model.first().zip(model.last()).map(|(f, l)| (*f, *l)));
         }
     }
 

@@ -67,6 +67,11 @@ pub async fn range_queries_and_pages(table: &dyn TableStore) {
     );
     assert_eq!(all[0].value, Bytes::from("v5"));
     assert!(table.query("p", 1000..2000, 10).await.unwrap().items.is_empty());
+    // The last item of a range, newest first: what "latest value" reads.
+    let last = table.last("p", 50..200).await.unwrap().unwrap();
+    assert_eq!((last.key.sort, last.value), (190, Bytes::from("v19")));
+    assert_eq!(table.last("p", 0..10).await.unwrap().unwrap().key.sort, 0);
+    assert_eq!(table.last("p", 1000..2000).await.unwrap(), None);
 }
 
 /// Expired items are invisible, and a new item may take their place.
@@ -78,6 +83,12 @@ pub async fn expired_items_are_gone(table: &dyn TableStore) {
     assert_eq!(table.get_many(std::slice::from_ref(&old)).await.unwrap(), [None]);
     let items = query_all(table, "ttl", 0..10).await.unwrap();
     assert_eq!(items.iter().map(|i| i.key.sort).collect::<Vec<_>>(), [2]);
+    table.put(&key("ttl", 3), Bytes::from("gone"), Some(now_secs() - 10), Expect::Anything).await.unwrap();
+    assert_eq!(
+        table.last("ttl", 0..10).await.unwrap().map(|i| i.key.sort),
+        Some(2),
+        "expired items are skipped"
+    );
     assert!(items[0].expires_at.is_some_and(|at| at > now_secs()));
     assert_eq!(table.put(&old, Bytes::from("new"), None, Expect::Absent).await.unwrap(), 1);
 }

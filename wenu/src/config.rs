@@ -91,8 +91,13 @@ pub struct StatsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Serves `/metrics` (Prometheus) and `/health`.
+    /// Serves the API (`/api/v1`), the dashboard and backoffice pages, and
+    /// `/metrics` (Prometheus).
     pub listen: Option<SocketAddr>,
+    /// Requests per second of an API token without its own limit...
+    pub rate_per_second: u32,
+    /// ...and how many it may make at once above that rate.
+    pub burst: u32,
 }
 
 impl Default for Config {
@@ -120,7 +125,11 @@ impl Default for Config {
                 max_receive_count: 5,
                 sweep_interval_secs: 600,
             },
-            http: HttpConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))) },
+            http: HttpConfig {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+                rate_per_second: 50,
+                burst: 100,
+            },
         }
     }
 }

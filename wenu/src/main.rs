@@ -1,11 +1,12 @@
 //! `wenu`: the whole Wenu pipeline on one machine, and its command line.
 //!
 //! `wenu serve` runs the embedded pipeline (the MQTT edge, the durable
-//! stream, the lake, enrich, the stats queue and workers, `/metrics`); the
-//! other commands manage the data directory (devices, sensors, companies,
-//! certificates), inspect it (`status`, `sql`, `stats`, `queue`), or drive
+//! stream, the lake, enrich, the stats queue and workers, the HTTP API with
+//! its dashboard and backoffice, `/metrics`); the other commands manage the
+//! data directory (devices, sensors, companies, tokens, certificates), inspect it (`status`, `sql`, `stats`, `queue`), or drive
 //! load against a server (`sim`, `demo`, `bench`).
 
+mod api_ports;
 mod bench;
 mod bench_ingest;
 mod bench_lake;
@@ -23,6 +24,7 @@ mod sim;
 mod sql;
 mod stats_cmd;
 mod status;
+mod tokens_cmd;
 
 use std::path::PathBuf;
 
@@ -62,6 +64,9 @@ enum Command {
     /// Companies and their settings (stats retention).
     #[command(subcommand)]
     Companies(registry_cmd::CompaniesCommand),
+    /// API tokens for dashboards and the backoffice (scoped to a company, or operator).
+    #[command(subcommand)]
+    Tokens(tokens_cmd::TokensCommand),
     /// Query company stats (rollups per sensor at 1 min, 1 h, 1 day).
     #[command(subcommand)]
     Stats(stats_cmd::StatsCommand),
@@ -119,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Devices(command) => devices::run(config, command).await,
             Command::Sensors(command) => registry_cmd::run_sensors(config, command).await,
             Command::Companies(command) => registry_cmd::run_companies(config, command).await,
+            Command::Tokens(command) => tokens_cmd::run(config, command).await,
             Command::Stats(command) => stats_cmd::run(config, command).await,
             Command::Queue(command) => stats_cmd::run_queue(config, command).await,
             Command::Certs(command) => certs::run(command),

@@ -19,6 +19,9 @@ use wenu_local::{
 use wenu_registry::Registry;
 use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
 
+use wenu_api::{ApiLimits, ApiState, LiveHub};
+
+use crate::api_ports::{KeyringFile, LocalLake};
 use crate::config::Config;
 use crate::http;
 use crate::keys::{RegistryCatalog, RegistryKeys};
@@ -76,8 +79,16 @@ impl Server {
             QueueOptions { max_receive_count: config.stats.max_receive_count },
         )?;
         let stats = SqliteTable::open(&config.stats_path())?;
-        let (enrich, enrich_task) =
-            start_enrich(config, &registry, &stream, &queue, consumer_store, consumers_stopped.clone())?;
+        let live = LiveHub::default();
+        let (enrich, enrich_task) = start_enrich(
+            config,
+            &registry,
+            &stream,
+            &queue,
+            &live,
+            consumer_store,
+            consumers_stopped.clone(),
+        )?;
         let options = WorkerOptions { workers: config.stats.workers, ..WorkerOptions::default() };
         let handler = Arc::new(TableHandler { table: Arc::new(stats.clone()) });
         let workers = tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, consumers_stopped));
@@ -110,7 +121,15 @@ impl Server {
         }));
         let http_addr = match config.http.listen {
             Some(addr) => {
-                let (addr, task) = http::serve(addr, metrics).await?;
+                let limits = ApiLimits {
+                    rate_per_second: config.http.rate_per_second,
+                    burst: config.http.burst,
+                    ..ApiLimits::default()
+                };
+                let api = ApiState::new(registry.clone(), Arc::new(stats.clone()), live, limits)
+                    .with_lake(Arc::new(LocalLake::open(&config.lake_dir()).await?))
+                    .with_device_keys(Arc::new(KeyringFile::new(config.keyring_path())));
+                let (addr, task) = http::serve(addr, metrics, api).await?;
                 tasks.push(task);
                 Some(addr)
             }
@@ -178,6 +197,7 @@ fn start_enrich(
     registry: &Registry,
     stream: &SqliteStream,
     queue: &SqliteQueue,
+    live: &LiveHub,
     store: ConsumerStore,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<EnrichTotals>, JoinHandle<()>)> {
@@ -188,7 +208,8 @@ fn start_enrich(
         Arc::new(queue.clone()),
         quarantine,
         config.decode_limits(),
-    );
+    )
+    .with_live(live.sender());
     let totals = stage.totals();
     let options = ConsumerOptions::new(ENRICH_CONSUMER, config.enrich_batch());
     let consumer = Consumer::new(Arc::new(stream.clone()), store, options, stage);

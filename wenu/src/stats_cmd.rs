@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Serialize;
+use wenu_api::{StatsBucket, parse_time};
 use wenu_core::queue::Queue;
 use wenu_local::{QueueOptions, SqliteQueue, SqliteTable};
 use wenu_stats::{Resolution, SeriesKey, read_series};
@@ -53,51 +53,11 @@ fn parse_resolution(label: &str) -> Result<Resolution, String> {
     Resolution::parse(label).ok_or_else(|| format!("{label:?}: expected 1m, 1h or 1d"))
 }
 
-/// A time as unix ms, from any of the forms `--from` and `--to` accept.
-fn parse_time(text: &str, now: i64) -> anyhow::Result<i64> {
-    if text == "now" {
-        return Ok(now);
-    }
-    if let Some(relative) = text.strip_prefix('-') {
-        let unit_at = relative.find(|c: char| !c.is_ascii_digit()).unwrap_or(relative.len());
-        let (amount, unit) = relative.split_at(unit_at);
-        let ms = match unit {
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => anyhow::bail!("{text:?}: a relative time is a number and s, m, h or d (`-1h`)"),
-        };
-        let amount: i64 = amount.parse().with_context(|| format!("{text:?}: no number"))?;
-        return Ok(now - amount * ms);
-    }
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    let at = chrono::DateTime::parse_from_rfc3339(text)
-        .with_context(|| format!("{text:?}: expected RFC 3339, unix ms, `now` or `-1h`"))?;
-    Ok(at.timestamp_millis())
-}
-
-#[derive(Serialize)]
-struct Row {
-    bucket: String,
-    bucket_ms: i64,
-    count: u64,
-    min: f64,
-    max: f64,
-    sum: f64,
-    mean: Option<f64>,
-    last: Option<f64>,
-    p50: Option<f64>,
-    p95: Option<f64>,
-    p99: Option<f64>,
-}
-
 pub async fn run(config: Config, command: StatsCommand) -> anyhow::Result<()> {
     let StatsCommand::Query(args) = command;
     let now = now_ms();
-    let (from, to) = (parse_time(&args.from, now)?, parse_time(&args.to, now)?);
+    let parse = |flag: &str, text: &str| parse_time(text, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}"));
+    let (from, to) = (parse("from", &args.from)?, parse("to", &args.to)?);
     anyhow::ensure!(from < to, "--from must be before --to");
     let registry = config.registry().await?;
     let device =
@@ -112,23 +72,7 @@ pub async fn run(config: Config, command: StatsCommand) -> anyhow::Result<()> {
     let series = SeriesKey { company: device.company, device: device.id, sensor: args.sensor };
     // The bucket that contains `from` counts too: `--from -5m --res 1h` shows the current hour.
     let buckets = read_series(&table, &series, args.res, args.res.bucket_start(from), to).await?;
-    let rows: Vec<Row> = buckets
-        .iter()
-        .map(|(start, r)| Row {
-            bucket: chrono::DateTime::from_timestamp_millis(*start)
-                .map_or_else(|| start.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            bucket_ms: *start,
-            count: r.count,
-            min: r.min,
-            max: r.max,
-            sum: r.sum,
-            mean: r.mean(),
-            last: r.last.map(|l| l.value),
-            p50: r.quantile(0.5),
-            p95: r.quantile(0.95),
-            p99: r.quantile(0.99),
-        })
-        .collect();
+    let rows: Vec<StatsBucket> = buckets.iter().map(|(start, r)| StatsBucket::new(*start, r)).collect();
     let format = match (args.json, args.csv) {
         (true, _) => Format::Json,
         (_, true) => Format::Csv,
@@ -221,22 +165,4 @@ pub async fn run_queue(config: Config, command: QueueCommand) -> anyhow::Result<
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_in_every_form() {
-        let now = 1_700_000_000_000;
-        assert_eq!(parse_time("now", now).unwrap(), now);
-        assert_eq!(parse_time("-1h", now).unwrap(), now - 3_600_000);
-        assert_eq!(parse_time("-30m", now).unwrap(), now - 1_800_000);
-        assert_eq!(parse_time("-2d", now).unwrap(), now - 172_800_000);
-        assert_eq!(parse_time("1699999999000", now).unwrap(), 1_699_999_999_000);
-        assert_eq!(parse_time("2023-11-14T22:13:20Z", now).unwrap(), now);
-        assert!(parse_time("-1w", now).is_err());
-        assert!(parse_time("yesterday", now).is_err());
-    }
 }

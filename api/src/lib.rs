@@ -1,0 +1,107 @@
+//! Wenu's HTTP API and web pages, as one axum [`Router`]: served by
+//! `wenu serve` on one machine, by API Gateway and a Lambda (lambda_http)
+//! on AWS.
+//!
+//! * `/api/v1/…`: JSON (or CSV) over bearer tokens from the registry, each
+//!   scoped to one company ([`auth`]), rate-limited per token
+//!   ([`rate_limit`]): stats, latest values, raw readings, completeness
+//!   ([`data`]), the registry and its audit log ([`manage`]), and live
+//!   readings as server-sent events ([`live`]).
+//! * `/dashboard` and `/backoffice`: the web pages ([`pages`]).
+//!
+//! The handlers reach storage only through ports ([`state`]): the registry,
+//! the stats table, a lake reader and a device key store.
+
+pub mod auth;
+mod data;
+pub mod error;
+pub mod live;
+mod manage;
+mod pages;
+pub mod params;
+pub mod rate_limit;
+pub mod state;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::json;
+
+pub use error::ApiError;
+pub use live::{LiveBatch, LiveHub};
+pub use params::{StatsBucket, parse_time, rfc3339};
+pub use state::{ApiLimits, ApiState, DeviceKeys, LakeReader, RawReading, ReadingsQuery};
+
+/// The API and the pages.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/me", get(manage::me))
+        .route("/series", get(data::series))
+        .route("/stats", get(data::stats))
+        .route("/latest", get(data::latest))
+        .route("/readings", get(data::readings))
+        .route("/completeness", get(data::completeness))
+        .route("/live", get(live::live))
+        .route("/companies", get(manage::companies).post(manage::create_company))
+        .route("/companies/{company}/settings", get(manage::settings).put(manage::set_settings))
+        .route("/sites", get(manage::sites))
+        .route("/sites/{site}", put(manage::put_site).delete(manage::delete_site))
+        .route("/devices", get(manage::devices).post(manage::provision))
+        .route("/devices/{device}", get(manage::device).patch(manage::patch_device))
+        .route("/devices/{device}/rotate-key", post(manage::rotate_key))
+        .route("/devices/{device}/sensors", get(manage::sensors))
+        .route("/devices/{device}/sensors/{sensor}", put(manage::put_sensor).delete(manage::delete_sensor))
+        .route("/tokens", get(manage::tokens).post(manage::create_token))
+        .route("/tokens/{id}", axum::routing::delete(manage::revoke_token))
+        .route("/audit", get(manage::audit))
+        .fallback(|| async { ApiError::NotFound("endpoint".into()) });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/", get(pages::root))
+        .route("/dashboard", get(pages::dashboard))
+        .route("/backoffice", get(pages::backoffice))
+        .route("/assets/common.js", get(pages::common_js))
+        .route("/assets/dashboard.js", get(pages::dashboard_js))
+        .route("/assets/backoffice.js", get(pages::backoffice_js))
+        .route("/assets/style.css", get(pages::style_css))
+        .route("/assets/uPlot.iife.min.js", get(pages::uplot_js))
+        .route("/assets/uPlot.min.css", get(pages::uplot_css))
+        .layer(middleware::from_fn(record_metrics))
+        .with_state(state)
+}
+
+/// `GET /api/v1/health`, unauthenticated: whether the stores answer.
+async fn health(State(state): State<ApiState>) -> Response {
+    let registry = state.0.registry.ping().await.map_err(|e| e.to_string());
+    let stats = state.0.stats.last("health#probe", 0..1).await.map_err(|e| e.to_string());
+    let ok = registry.is_ok() && stats.is_ok();
+    let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "registry": registry.err().unwrap_or_else(|| "ok".into()),
+        "stats": stats.err().unwrap_or_else(|| "ok".into()),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Requests and their latency per route and status, for `/metrics`.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("wenu_api_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("wenu_api_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,126 @@
+//! `GET /api/v1/live`: new readings of the caller's company as server-sent
+//! events, as enrich normalises them (later also alarm transitions).
+//!
+//! Enrich publishes each batch's jobs on a broadcast channel; every
+//! subscriber filters its company's series. A subscriber too slow to keep
+//! up skips ahead (and is told so with a `lagged` event) instead of holding
+//! the pipeline back.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use wenu_stats::Job;
+
+use crate::auth::Caller;
+use crate::data::own_device;
+use crate::error::Result;
+use crate::params::Params;
+use crate::state::ApiState;
+
+/// A batch of normalised readings, grouped by series.
+pub type LiveBatch = Arc<Vec<Job>>;
+
+/// Where live readings are published; cheap to clone.
+#[derive(Clone)]
+pub struct LiveHub {
+    sender: broadcast::Sender<LiveBatch>,
+}
+
+impl LiveHub {
+    /// Keeps up to `capacity` batches for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        LiveHub { sender: broadcast::channel(capacity.max(1)).0 }
+    }
+
+    /// The sender enrich publishes on.
+    pub fn sender(&self) -> broadcast::Sender<LiveBatch> {
+        self.sender.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveBatch> {
+        self.sender.subscribe()
+    }
+}
+
+impl Default for LiveHub {
+    fn default() -> Self {
+        LiveHub::new(256)
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LiveParams {
+    company: Option<String>,
+    device: Option<String>,
+}
+
+/// One reading in a `readings` event.
+#[derive(Serialize)]
+struct LiveReading<'a> {
+    device: &'a str,
+    sensor: &'a str,
+    seq: u64,
+    ts: i64,
+    value: f64,
+}
+
+pub(crate) async fn live(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Params(params): Params<LiveParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let company = caller.company(params.company.as_deref())?;
+    if let Some(device) = &params.device {
+        own_device(&state, &company, device).await?;
+    }
+    metrics::gauge!("wenu_api_live_subscribers").increment(1.0);
+    let guard = SubscriberGauge;
+    let events = BroadcastStream::new(state.0.live.subscribe()).filter_map(move |batch| {
+        let _still_subscribed = &guard;
+        let event = match batch {
+            Ok(jobs) => readings_event(&jobs, &company, params.device.as_deref()),
+            Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                Some(Event::default().event("lagged").data(format!("{{\"skipped_batches\":{skipped}}}")))
+            }
+        };
+        std::future::ready(event.map(Ok))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn readings_event(jobs: &[Job], company: &str, device: Option<&str>) -> Option<Event> {
+    let readings: Vec<LiveReading> = jobs
+        .iter()
+        .filter(|job| job.series.company == company && device.is_none_or(|d| d == job.series.device))
+        .flat_map(|job| {
+            job.points.iter().map(|p| LiveReading {
+                device: &job.series.device,
+                sensor: &job.series.sensor,
+                seq: p.seq,
+                ts: p.ts,
+                value: p.value,
+            })
+        })
+        .collect();
+    if readings.is_empty() {
+        return None;
+    }
+    Some(Event::default().event("readings").json_data(&readings).expect("readings serialize"))
+}
+
+/// Counts open live streams; dropped with the stream when the client leaves.
+struct SubscriberGauge;
+
+impl Drop for SubscriberGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("wenu_api_live_subscribers").decrement(1.0);
+    }
+}
