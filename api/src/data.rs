@@ -272,7 +272,9 @@ pub(crate) struct CompletenessParams {
 
 /// How much of what a device sent arrived: its messages are numbered, so
 /// the numbers missing between the first and the last seen in the window
-/// are messages lost on the way (or still in flight).
+/// are messages lost on the way (or still in flight). A jump of more than
+/// [`MAX_LOST_RUN`] numbers is taken for the counter restarting (a device
+/// reboot), not for loss.
 #[derive(Serialize)]
 struct Completeness {
     device: String,
@@ -284,6 +286,9 @@ struct Completeness {
     first_seq: Option<u64>,
     last_seq: Option<u64>,
 }
+
+/// The longest run of missing sequence numbers counted as lost messages.
+const MAX_LOST_RUN: u64 = 1000;
 
 /// `GET /api/v1/completeness`: per device over a window (default the last
 /// 24 h, at most 31 days), from the hourly stats' sequence numbers.
@@ -326,7 +331,13 @@ pub(crate) async fn completeness(
             }
         }
         let bounds = seen.bounds();
-        let expected = bounds.map_or(0, |(first, last)| last - first + 1);
+        let missing: u64 = seen
+            .spans()
+            .windows(2)
+            .map(|pair| pair[1].0 - pair[0].1 - 1)
+            .filter(|&gap| gap <= MAX_LOST_RUN)
+            .sum();
+        let expected = seen.len() + missing;
         items.push(Completeness {
             device: device.id,
             site: device.site,

@@ -47,6 +47,11 @@ impl SeqSet {
         self.ranges.is_empty()
     }
 
+    /// The inclusive `(first, last)` ranges, in order.
+    pub fn spans(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
     /// The smallest and largest numbers in the set.
     pub fn bounds(&self) -> Option<(u64, u64)> {
         Some((self.ranges.first()?.0, self.ranges.last()?.1))

@@ -35,7 +35,8 @@ impl LakeReader for LocalLake {
         let sensor_filter = if q.sensor.is_some() { "AND sensor = $7" } else { "" };
         // The partition columns (company, date) prune files before any is opened.
         let sql = format!(
-            "SELECT device_id, sensor, CAST(ts AS BIGINT), seq, value, unit, raw_value, CAST(received_at AS BIGINT)
+            "SELECT device_id, sensor, CAST(ts AS BIGINT) AS ts_ms, seq, value, unit, raw_value,
+                    CAST(received_at AS BIGINT) AS received_ms
              FROM readings
              WHERE company = $1 AND date >= $2 AND date <= $3 AND device_id = $4 AND ts >= $5 AND ts < $6 {sensor_filter}
              ORDER BY ts, seq, sensor LIMIT {} OFFSET {}",
