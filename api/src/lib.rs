@@ -15,6 +15,7 @@
 pub mod auth;
 mod data;
 pub mod error;
+mod keyring_file;
 pub mod live;
 mod manage;
 mod pages;
@@ -32,6 +33,7 @@ use axum::routing::{get, post, put};
 use serde_json::json;
 
 pub use error::ApiError;
+pub use keyring_file::KeyringFile;
 pub use live::{LiveBatch, LiveHub};
 pub use params::{StatsBucket, parse_time, rfc3339};
 pub use state::{ApiLimits, ApiState, DeviceKeys, LakeReader, RawReading, ReadingsQuery};

@@ -19,9 +19,9 @@ use wenu_local::{
 use wenu_registry::Registry;
 use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
 
-use wenu_api::{ApiLimits, ApiState, LiveHub};
+use wenu_api::{ApiLimits, ApiState, KeyringFile, LiveHub};
 
-use crate::api_ports::{KeyringFile, LocalLake};
+use crate::api_ports::LocalLake;
 use crate::config::Config;
 use crate::http;
 use crate::keys::{RegistryCatalog, RegistryKeys};

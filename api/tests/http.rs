@@ -1,0 +1,500 @@
+//! The API through a real HTTP client against the router on 127.0.0.1:0:
+//! every endpoint, its error paths, roles, and the tenant isolation matrix.
+
+mod support;
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::{ACME_DEVICES, GLOBEX_DEVICE, Server, code};
+use wenu_api::ApiLimits;
+use wenu_stats::{Job, Point, Retention, SeriesKey};
+
+fn items(body: &Value) -> &Vec<Value> {
+    body["items"].as_array().unwrap_or_else(|| panic!("no items in {body}"))
+}
+
+#[tokio::test]
+async fn health_is_open_and_everything_else_needs_a_live_token() {
+    let server = Server::start(ApiLimits::default()).await;
+    let (status, body) = server.call(Method::GET, "/api/v1/health", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+
+    let revoked =
+        server.registry.create_token(Some("acme"), wenu_registry::Role::Admin, "old", None).await.unwrap();
+    server.registry.revoke_token(&revoked.token.id).await.unwrap();
+    for path in
+        ["/api/v1/me", "/api/v1/series", "/api/v1/stats", "/api/v1/devices", "/api/v1/audit", "/api/v1/live"]
+    {
+        for token in
+            [None, Some("wenu_0000000000000000_nope"), Some("garbage"), Some(revoked.bearer.as_str())]
+        {
+            let response = server.client.get(server.url(path));
+            let response = match token {
+                Some(t) => response.bearer_auth(t),
+                None => response,
+            };
+            let response = response.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path} with {token:?}");
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(code(&body), "unauthorized");
+        }
+    }
+    let (status, body) = server.get("/api/v1/no-such-thing", &server.tokens.acme_viewer).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test]
+async fn data_endpoints_serve_the_company_its_series_stats_latest_and_completeness() {
+    let server = Server::start(ApiLimits::default()).await;
+    let viewer = &server.tokens.acme_viewer;
+
+    let (_, me) = server.get("/api/v1/me", viewer).await;
+    assert_eq!((me["company"].as_str(), me["role"].as_str()), (Some("acme"), Some("viewer")));
+
+    let (status, series) = server.get("/api/v1/series", viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<_> = items(&series).iter().map(|s| s["device"].as_str().unwrap()).collect();
+    assert_eq!(names, ACME_DEVICES);
+    assert_eq!(items(&series)[0]["site"], "north");
+    let (_, north) = server.get("/api/v1/series?site=north", viewer).await;
+    assert_eq!(items(&north).len(), 1);
+    // Pages of one, followed by cursor.
+    let (_, first) = server.get("/api/v1/series?limit=1", viewer).await;
+    let cursor = first["next"].as_str().unwrap();
+    let (_, second) = server.get(&format!("/api/v1/series?limit=1&cursor={cursor}"), viewer).await;
+    assert_eq!(items(&second)[0]["device"], "acme-00002");
+    assert!(second["next"].is_null());
+
+    // 120 one-minute buckets, values 0..120 in order; mean = min = max = the value.
+    let stats = "/api/v1/stats?device=acme-00001&sensor=temp-1&res=1m&from=-3h";
+    let (status, body) = server.get(stats, viewer).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let buckets = items(&body);
+    assert_eq!(buckets.len(), 120);
+    for (i, bucket) in buckets.iter().enumerate() {
+        assert_eq!((bucket["count"].as_u64(), bucket["mean"].as_f64()), (Some(1), Some(i as f64)));
+    }
+    assert_eq!(buckets[119]["bucket_ms"].as_i64().unwrap(), server.seeded_until - 60_000);
+    // The same in pages of 50.
+    let (mut seen, mut cursor) = (0, None::<String>);
+    loop {
+        let page = format!("{stats}&limit=50{}", cursor.map(|c| format!("&cursor={c}")).unwrap_or_default());
+        let (_, body) = server.get(&page, viewer).await;
+        seen += items(&body).len();
+        match body["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 120);
+    // Hourly buckets add up to the same count.
+    let (_, hours) =
+        server.get("/api/v1/stats?device=acme-00001&sensor=temp-1&res=1h&from=-3h", viewer).await;
+    assert_eq!(items(&hours).iter().map(|b| b["count"].as_u64().unwrap()).sum::<u64>(), 120);
+
+    // CSV, asked for by parameter or by Accept.
+    let csv = server
+        .client
+        .get(server.url(&format!("{stats}&format=csv")))
+        .bearer_auth(viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = csv.text().await.unwrap();
+    assert!(text.starts_with("bucket,bucket_ms,count,min,max,sum,mean,last,p50,p95,p99\n"), "{text}");
+    assert_eq!(text.lines().count(), 121);
+    let accept =
+        server.client.get(server.url(stats)).bearer_auth(viewer).header("accept", "text/csv").send().await;
+    assert_eq!(accept.unwrap().text().await.unwrap(), text);
+
+    let (_, latest) = server.get("/api/v1/latest", viewer).await;
+    let latest = items(&latest);
+    assert_eq!(latest.len(), 2);
+    assert!(latest.iter().all(|v| v["value"] == 119.0 && v["unit"] == "degC"), "{latest:?}");
+
+    let (_, completeness) = server.get("/api/v1/completeness?from=-3h", viewer).await;
+    let by_device: Vec<_> = items(&completeness)
+        .iter()
+        .map(|c| {
+            (c["device"].as_str().unwrap(), c["received"].as_u64().unwrap(), c["expected"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(by_device, [("acme-00001", 120, 120), ("acme-00002", 118, 120)]);
+
+    // No lake behind this server: raw readings are unavailable, said clearly.
+    let (status, body) = server.get("/api/v1/readings?device=acme-00001", viewer).await;
+    assert_eq!((status, code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+}
+
+#[tokio::test]
+async fn bad_parameters_get_400_saying_what_is_wrong() {
+    let server = Server::start(ApiLimits { max_buckets: 2000, ..ApiLimits::default() }).await;
+    let cases = [
+        ("/api/v1/stats?sensor=temp-1", "device is required"),
+        ("/api/v1/stats?device=acme-00001", "sensor is required"),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&res=5m", "res \"5m\""),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&from=now&to=-1h", "from must be before to"),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&from=yesterday", "from: \"yesterday\""),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&from=-30d", "at most 2000"),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&limit=0", "limit 0"),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&limit=x", "limit"),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&cursor=5", "cursor outside the range"),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&format=xml", "format \"xml\""),
+        ("/api/v1/readings?device=acme-00001&from=-2d", "at most 6 h"),
+        ("/api/v1/readings", "device is required"),
+        ("/api/v1/completeness?from=-60d", "at most 31 days"),
+        ("/api/v1/series?limit=100000", "limit 100000"),
+        ("/api/v1/audit?limit=5000", "limit 5000"),
+    ];
+    for (path, expected) in cases {
+        let (status, body) = server.get(path, &server.tokens.acme_admin).await;
+        assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "bad_request"), "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{path}: {message:?} should say {expected:?}");
+    }
+    let admin = Some(server.tokens.acme_admin.as_str());
+    let bodies = [
+        (Method::PUT, "/api/v1/devices/acme-00001/sensors/s1", json!({ "kind": "t" }), "unit"),
+        (
+            Method::PUT,
+            "/api/v1/devices/acme-00001/sensors/s1",
+            json!({ "kind": "t", "unit": "degC", "scale": 0 }),
+            "scale",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/devices/acme-00001/sensors/s1",
+            json!({ "kind": "t", "unit": "degC", "colour": 1 }),
+            "colour",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/devices/acme-00001/sensors/s1",
+            json!({ "kind": "t", "unit": "degC", "valid_min": 5, "valid_max": 1 }),
+            "valid_min",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/devices/acme-00001/sensors/bad%20name",
+            json!({ "kind": "t", "unit": "degC" }),
+            "invalid id",
+        ),
+        (Method::PUT, "/api/v1/sites/x", json!({ "name": "" }), "site name"),
+        (Method::POST, "/api/v1/devices", json!({ "count": 0 }), "count"),
+        (Method::POST, "/api/v1/tokens", json!({ "role": "king", "name": "x" }), "role"),
+        (
+            Method::PUT,
+            "/api/v1/companies/acme/settings",
+            json!({ "stats_retention": { "minute": 0 } }),
+            "at least one day",
+        ),
+    ];
+    for (method, path, body, expected) in bodies {
+        let (status, answer) = server.call(method.clone(), path, admin, Some(body)).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{method} {path}: {answer}"
+        );
+        assert!(answer["error"]["message"].as_str().unwrap().contains(expected), "{path}: {answer}");
+    }
+    // Not JSON at all.
+    let response = server
+        .client
+        .put(server.url("/api/v1/sites/x"))
+        .bearer_auth(&server.tokens.acme_admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Every endpoint, called by company A's tokens on company B's resources:
+/// refused, and B's data never appears.
+#[tokio::test]
+async fn no_token_of_one_company_reaches_anything_of_another() {
+    let server = Server::start(ApiLimits::default()).await;
+    let globex_token_id = server.registry.list_tokens(Some("globex")).await.unwrap()[0].id.clone();
+    let d = GLOBEX_DEVICE;
+    let requests: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/api/v1/series?company=globex".into(), None),
+        (Method::GET, format!("/api/v1/stats?device={d}&sensor=temp-1"), None),
+        (Method::GET, format!("/api/v1/stats?company=globex&device={d}&sensor=temp-1"), None),
+        (Method::GET, format!("/api/v1/latest?device={d}"), None),
+        (Method::GET, format!("/api/v1/readings?device={d}"), None),
+        (Method::GET, "/api/v1/completeness?company=globex".into(), None),
+        (Method::GET, format!("/api/v1/live?device={d}"), None),
+        (Method::GET, "/api/v1/live?company=globex".into(), None),
+        (Method::GET, "/api/v1/companies/globex/settings".into(), None),
+        (Method::PUT, "/api/v1/companies/globex/settings".into(), Some(json!({ "stats_retention": {} }))),
+        (Method::GET, "/api/v1/sites?company=globex".into(), None),
+        (Method::PUT, "/api/v1/sites/east?company=globex".into(), Some(json!({ "name": "taken" }))),
+        (Method::DELETE, "/api/v1/sites/east?company=globex".into(), None),
+        (Method::GET, "/api/v1/devices?company=globex".into(), None),
+        (Method::POST, "/api/v1/devices?company=globex".into(), Some(json!({ "count": 1 }))),
+        (Method::GET, format!("/api/v1/devices/{d}"), None),
+        (Method::PATCH, format!("/api/v1/devices/{d}"), Some(json!({ "enabled": false }))),
+        (Method::POST, format!("/api/v1/devices/{d}/rotate-key"), None),
+        (Method::GET, format!("/api/v1/devices/{d}/sensors"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/devices/{d}/sensors/temp-1"),
+            Some(json!({ "kind": "x", "unit": "degF" })),
+        ),
+        (Method::DELETE, format!("/api/v1/devices/{d}/sensors/temp-1"), None),
+        (Method::GET, "/api/v1/tokens?company=globex".into(), None),
+        (
+            Method::POST,
+            "/api/v1/tokens".into(),
+            Some(json!({ "role": "admin", "name": "x", "company": "globex" })),
+        ),
+        (Method::DELETE, format!("/api/v1/tokens/{globex_token_id}"), None),
+        (Method::GET, "/api/v1/audit?company=globex".into(), None),
+    ];
+    let globex_before = server.registry.audit_log(Some("globex"), None, 1000).await.unwrap();
+    for token in [&server.tokens.acme_viewer, &server.tokens.acme_admin] {
+        for (method, path, body) in &requests {
+            let (status, answer) = server.call(method.clone(), path, Some(token), body.clone()).await;
+            assert!(
+                [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&status),
+                "{method} {path} answered {status} {answer}"
+            );
+            assert!(!answer.to_string().contains("East yard"), "{method} {path} leaked {answer}");
+        }
+    }
+    // The implicit scope shows only one's own company.
+    let acme = &server.tokens.acme_viewer;
+    for path in [
+        "/api/v1/series",
+        "/api/v1/devices",
+        "/api/v1/latest",
+        "/api/v1/completeness",
+        "/api/v1/sites",
+        "/api/v1/companies",
+    ] {
+        let (status, body) = server.get(path, acme).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!body.to_string().contains("globex"), "{path} shows globex: {body}");
+    }
+    let (_, audit) = server.get("/api/v1/audit", &server.tokens.acme_admin).await;
+    assert!(!items(&audit).is_empty() && !audit.to_string().contains("globex"));
+    let (_, tokens) = server.get("/api/v1/tokens", &server.tokens.acme_admin).await;
+    assert!(items(&tokens).iter().all(|t| t["company"] == "acme"));
+    // Nothing of globex changed.
+    assert_eq!(server.registry.audit_log(Some("globex"), None, 1000).await.unwrap(), globex_before);
+    assert!(server.registry.device(GLOBEX_DEVICE).await.unwrap().unwrap().enabled);
+    // And globex's own token still sees its data.
+    let (status, body) = server
+        .get(&format!("/api/v1/stats?device={d}&sensor=temp-1&from=-3h"), &server.tokens.globex_viewer)
+        .await;
+    assert_eq!((status, items(&body).len()), (StatusCode::OK, 120));
+}
+
+#[tokio::test]
+async fn roles_decide_who_reads_and_who_changes() {
+    let server = Server::start(ApiLimits::default()).await;
+    let t = &server.tokens;
+    // The other way round too: globex's admin cannot touch acme.
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            "/api/v1/devices/acme-00001",
+            Some(&t.globex_admin),
+            Some(json!({ "enabled": false })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Viewers read, never write.
+    let (status, _) = server
+        .call(Method::PUT, "/api/v1/sites/south", Some(&t.acme_viewer), Some(json!({ "name": "S" })))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.get("/api/v1/tokens", &t.acme_viewer).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.get("/api/v1/audit", &t.acme_viewer).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Admins manage their company, but make neither companies nor operators.
+    let (status, _) = server
+        .call(Method::PUT, "/api/v1/sites/south", Some(&t.acme_admin), Some(json!({ "name": "S" })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        server.call(Method::POST, "/api/v1/companies", Some(&t.acme_admin), Some(json!({ "id": "x" }))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let op = json!({ "role": "operator", "name": "x" });
+    let (status, _) =
+        server.call(Method::POST, "/api/v1/tokens", Some(&t.acme_admin), Some(op.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Operators see every company, and must say which one a request is about.
+    let (_, companies) = server.get("/api/v1/companies", &t.operator).await;
+    assert_eq!(items(&companies), &[json!("acme"), json!("globex")]);
+    let (status, body) = server.get("/api/v1/series", &t.operator).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, series) = server.get("/api/v1/series?company=globex", &t.operator).await;
+    assert_eq!(items(&series).len(), 1);
+    let (status, _) = server
+        .call(Method::POST, "/api/v1/companies", Some(&t.operator), Some(json!({ "id": "initech" })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = server
+        .call(Method::POST, "/api/v1/companies", Some(&t.operator), Some(json!({ "id": "initech" })))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, created) = server.call(Method::POST, "/api/v1/tokens", Some(&t.operator), Some(op)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, me) = server.get("/api/v1/me", created["bearer"].as_str().unwrap()).await;
+    assert_eq!(me["role"], "operator");
+}
+
+#[tokio::test]
+async fn the_registry_is_managed_over_http_and_every_change_is_audited() {
+    let server = Server::start(ApiLimits::default()).await;
+    let admin_bearer = server.tokens.acme_admin.as_str();
+    let admin = Some(admin_bearer);
+    let call =
+        |method: Method, path: &'static str, body: Option<Value>| server.call(method, path, admin, body);
+
+    let (status, _) = call(Method::PUT, "/api/v1/sites/south", Some(json!({ "name": "South depot" }))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, created) =
+        call(Method::POST, "/api/v1/devices", Some(json!({ "count": 2, "site": "south" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let created = items(&created);
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0]["device_id"], "acme-00003");
+    assert!(created[0]["password"].as_str().unwrap().len() >= 16 && created[0]["key"].is_string());
+    let device = server.registry.device("acme-00003").await.unwrap().unwrap();
+    assert_eq!((device.site.as_deref(), device.live_key_ids.as_slice()), (Some("south"), &[1][..]));
+    let (status, _) =
+        call(Method::POST, "/api/v1/devices", Some(json!({ "count": 1, "site": "nowhere" }))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, patched) =
+        call(Method::PATCH, "/api/v1/devices/acme-00003", Some(json!({ "enabled": false }))).await;
+    assert_eq!((status, &patched["enabled"]), (StatusCode::OK, &json!(false)));
+    let (_, rotated) = call(Method::POST, "/api/v1/devices/acme-00003/rotate-key", None).await;
+    assert_eq!(rotated["key_id"], 2);
+    assert_eq!(server.registry.device("acme-00003").await.unwrap().unwrap().live_key_ids, [1, 2]);
+
+    let sensor = json!({ "kind": "pressure", "unit": "hPa", "scale": 1.01, "offset": -0.5, "valid_min": 300, "valid_max": 1100 });
+    let (status, _) = call(Method::PUT, "/api/v1/devices/acme-00003/sensors/pres-1", Some(sensor)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, device) = call(Method::GET, "/api/v1/devices/acme-00003", None).await;
+    assert_eq!(device["sensors"][0]["scale"], 1.01);
+    let (status, _) = call(Method::DELETE, "/api/v1/devices/acme-00003/sensors/pres-1", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(Method::DELETE, "/api/v1/devices/acme-00003/sensors/pres-1", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(Method::DELETE, "/api/v1/sites/south", None).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"), "a site with devices stays");
+
+    let retention = json!({ "stats_retention": { "minute": 3, "hour": 30, "day": null } });
+    let (status, _) = call(Method::PUT, "/api/v1/companies/acme/settings", Some(retention)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, settings) = call(Method::GET, "/api/v1/companies/acme/settings", None).await;
+    assert_eq!(settings["stats_retention"]["minute"], 3);
+
+    let (status, token) = call(
+        Method::POST,
+        "/api/v1/tokens",
+        Some(json!({ "role": "viewer", "name": "wall", "rate_per_second": 5 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let bearer = token["bearer"].as_str().unwrap();
+    assert_eq!(server.get("/api/v1/me", bearer).await.0, StatusCode::OK);
+    let revoke = format!("/api/v1/tokens/{}", token["token"]["id"].as_str().unwrap());
+    assert_eq!(server.call(Method::DELETE, &revoke, admin, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(server.get("/api/v1/me", bearer).await.0, StatusCode::UNAUTHORIZED);
+
+    // The audit log names the token behind each change, newest first.
+    let (_, audit) = call(Method::GET, "/api/v1/audit?limit=20", None).await;
+    let actions: Vec<_> = items(&audit).iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions[..8],
+        [
+            "token.revoke",
+            "token.create",
+            "company.settings",
+            "sensor.delete",
+            "sensor.upsert",
+            "key.add",
+            "device.set_enabled",
+            "device.set_site"
+        ]
+    );
+    let admin_id = server.registry.verify_token(admin_bearer).await.unwrap().unwrap().id;
+    assert!(items(&audit)[..8].iter().all(|e| e["actor"].as_str().unwrap().contains(&admin_id)));
+    // Paging.
+    let before = items(&audit)[3]["revision"].as_i64().unwrap();
+    let (_, page) = server.get(&format!("/api/v1/audit?before={before}&limit=2"), admin_bearer).await;
+    assert_eq!(items(&page)[0]["action"], "sensor.upsert");
+}
+
+#[tokio::test]
+async fn the_live_stream_carries_only_the_callers_company() {
+    let server = Server::start(ApiLimits::default()).await;
+    let mut response = server
+        .client
+        .get(server.url("/api/v1/live"))
+        .bearer_auth(&server.tokens.acme_viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let job = |company: &str, device: &str, value: f64| Job {
+        series: SeriesKey { company: company.into(), device: device.into(), sensor: "temp-1".into() },
+        points: vec![Point { seq: 7, ts: 1_000, value }],
+        retention: Retention::default(),
+    };
+    // The subscription exists once the response has started.
+    let sender = server.live.sender();
+    sender.send(Arc::new(vec![job("globex", GLOBEX_DEVICE, 66.0)])).unwrap();
+    sender.send(Arc::new(vec![job("globex", GLOBEX_DEVICE, 67.0), job("acme", "acme-00001", 21.5)])).unwrap();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), response.chunk())
+            .await
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk.expect("stream open")).unwrap());
+    }
+    let event = text.split("\n\n").next().unwrap();
+    assert!(event.starts_with("event: readings\ndata: "), "{event}");
+    let data: Value = serde_json::from_str(event.split_once("data: ").unwrap().1).unwrap();
+    assert_eq!(
+        data,
+        json!([{ "device": "acme-00001", "sensor": "temp-1", "seq": 7, "ts": 1000, "value": 21.5 }])
+    );
+}
+
+#[tokio::test]
+async fn a_token_past_its_rate_gets_429_with_retry_after_and_others_do_not() {
+    let server = Server::start(ApiLimits { rate_per_second: 1, burst: 3, ..ApiLimits::default() }).await;
+    for _ in 0..3 {
+        assert_eq!(server.get("/api/v1/me", &server.tokens.acme_viewer).await.0, StatusCode::OK);
+    }
+    let response = server
+        .client
+        .get(server.url("/api/v1/me"))
+        .bearer_auth(&server.tokens.acme_viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(code(&body), "rate_limited");
+    assert_eq!(
+        server.get("/api/v1/me", &server.tokens.globex_viewer).await.0,
+        StatusCode::OK,
+        "another token is served"
+    );
+}
