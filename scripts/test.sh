@@ -10,6 +10,8 @@ command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -20,12 +22,21 @@ fi
 # DuckDB and pyarrow read the lake in the end-to-end tests: independent proof
 # that the files are standard Parquet. Kept outside the clone and reused.
 venv="$HOME/.cache/wenu-venv"
-if ! "$venv/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
+# Prometheus' own client parses /metrics.
+if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client' 2>/dev/null; then
   command -v python3 >/dev/null || { echo "python3 is needed for the lake tests" >&2; exit 1; }
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet duckdb pyarrow
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client
 fi
 export DUCKDB_PYTHON="$venv/bin/python"
+
+# The browser test drives Debian's Chromium with playwright-core (no browser
+# download: it uses /usr/bin/chromium). Kept outside the clone and reused.
+node_dir="$HOME/.cache/wenu-node"
+if [ ! -f "$node_dir/node_modules/playwright-core/package.json" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$node_dir" playwright-core@1.64
+fi
+export PLAYWRIGHT_CORE="$node_dir/node_modules/playwright-core"
 
 # The registry's PostgreSQL path (RDS on AWS) is tested against a real,
 # throwaway server on loopback, stopped when the tests end.

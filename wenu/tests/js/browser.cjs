@@ -1,0 +1,93 @@
+// Drives Debian's Chromium (headless) through the dashboard and the
+// backoffice of a running `wenu serve`, for wenu/tests/dashboard.rs.
+//
+// Environment: PLAYWRIGHT_CORE (path of the playwright-core package),
+// WENU_URL, VIEWER_TOKEN, ADMIN_TOKEN, DEVICE, SENSOR (to create), OUT_DIR.
+// Prints one JSON object with what it saw; the Rust test asserts on it.
+"use strict";
+
+const { chromium } = require(process.env.PLAYWRIGHT_CORE);
+
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+async function main() {
+  const env = process.env;
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS, headless: true });
+  const seen = { consoleErrors: [], externalRequests: [] };
+  try {
+    const watch = (page) => {
+      page.on("console", (m) => m.type() === "error" && seen.consoleErrors.push(m.text()));
+      page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
+      page.on("request", (r) => !r.url().startsWith(env.WENU_URL) && seen.externalRequests.push(r.url()));
+    };
+
+    // The dashboard of a viewer: every chart of the first device draws buckets.
+    const dashboard = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
+    watch(dashboard);
+    await dashboard.goto(`${env.WENU_URL}/dashboard#token=${env.VIEWER_TOKEN}&device=${env.DEVICE}`);
+    await dashboard.waitForFunction(
+      () => {
+        const charts = [...document.querySelectorAll(".chart")];
+        return charts.length > 0 && charts.every((c) => Number(c.dataset.points) > 0);
+      },
+      null,
+      { timeout: 30000 },
+    );
+    seen.charts = await dashboard.$$eval(".chart", (charts) =>
+      charts.map((c) => ({
+        sensor: c.dataset.sensor,
+        points: Number(c.dataset.points),
+        canvas: !!c.querySelector("canvas"),
+        latest: c.querySelector(".latest").textContent,
+      })),
+    );
+    seen.devicesInTree = await dashboard.$$eval("a.device", (a) => a.length);
+    seen.completeness = await dashboard.$$eval(".completeness", (n) => n.map((x) => x.textContent));
+    // Live updates arrive over the event stream.
+    await dashboard.waitForFunction(() => document.getElementById("live-state").textContent === "live", null, {
+      timeout: 15000,
+    });
+    seen.live = true;
+    await dashboard.screenshot({ path: `${env.OUT_DIR}/dashboard.png`, fullPage: true });
+
+    // The backoffice of an admin: the sensor form creates a sensor.
+    const backoffice = await (await browser.newContext({ viewport: { width: 1300, height: 1400 } })).newPage();
+    watch(backoffice);
+    await backoffice.goto(`${env.WENU_URL}/backoffice#token=${env.ADMIN_TOKEN}`);
+    await backoffice.waitForSelector("body[data-ready=true]", { timeout: 30000 });
+    await backoffice.selectOption("#sensor-device", env.DEVICE);
+    const form = backoffice.locator("#sensor-form");
+    await form.locator("[name=sensor]").fill(env.SENSOR);
+    await form.locator("[name=kind]").fill("co2");
+    await form.locator("[name=unit]").fill("ppm");
+    await form.locator("[name=valid_min]").fill("0");
+    await form.locator("[name=valid_max]").fill("5000");
+    await form.locator("button[type=submit]").click();
+    const result = backoffice.locator("#sensors .result");
+    await backoffice.waitForFunction(() => document.querySelector("#sensors .result").textContent !== "", null, {
+      timeout: 15000,
+    });
+    seen.sensorFormResult = { text: await result.textContent(), ok: (await result.getAttribute("class")).includes("ok") };
+    await backoffice.waitForSelector(`#sensor-rows tr[data-sensor="${env.SENSOR}"]`, { timeout: 15000 });
+    seen.sensorRowShown = true;
+    seen.auditFirstAction = await backoffice.$eval("#audit-rows tr td:nth-child(3)", (td) => td.textContent);
+    await backoffice.screenshot({ path: `${env.OUT_DIR}/backoffice.png`, fullPage: true });
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(seen) + "\n");
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
