@@ -173,7 +173,8 @@
     }
     const x = buckets.map((b) => b.bucket_ms / 1000);
     const data = [x, buckets.map((b) => b.mean), buckets.map((b) => b.min), buckets.map((b) => b.max)];
-    const width = Math.max(300, card.clientWidth - 24);
+    // The card's padding (2 × 1rem) and a little room for the border.
+    const width = Math.max(300, card.clientWidth - 40);
     const options = {
       width,
       height: 220,

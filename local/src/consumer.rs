@@ -137,8 +137,13 @@ impl<S: Stage> Consumer<S> {
         self.store.begin_flush(&name, first, last).await?;
         let mut backoff = Duration::from_millis(100);
         let state = loop {
+            let started = std::time::Instant::now();
             match self.stage.process(&records).await {
-                Ok(state) => break state,
+                Ok(state) => {
+                    metrics::histogram!("wenu_consumer_batch_seconds", "consumer" => name.clone())
+                        .record(started.elapsed().as_secs_f64());
+                    break state;
+                }
                 Err(err) => {
                     metrics::counter!("wenu_consumer_retries_total", "consumer" => name.clone()).increment(1);
                     tracing::warn!(consumer = %name, error = %err, retry_in_ms = backoff.as_millis() as u64, "batch failed; retrying");

@@ -125,7 +125,9 @@ pub async fn run_workers(
 async fn work_on(queue: &dyn Queue, handler: &dyn Handler, received: &[Received], options: &WorkerOptions) {
     let parsed: Vec<Result<Job>> = received.iter().map(|m| Job::from_bytes(&m.body)).collect();
     let jobs: Vec<&Job> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let started = std::time::Instant::now();
     let mut applied = handler.handle_many(&jobs).await.into_iter();
+    metrics::histogram!("wenu_stats_apply_seconds").record(started.elapsed().as_secs_f64());
     for (message, job) in received.iter().zip(&parsed) {
         let outcome = match job {
             Ok(_) => applied.next().expect("a result per job"),

@@ -14,6 +14,9 @@ pub enum BenchCommand {
     /// Readings/s through enrich → queue → stats, and a 1-day query of 1-minute
     /// stats against DuckDB computing the same buckets from the lake.
     Stats(crate::bench_stats::StatsArgs),
+    /// Requests/s and latency of a day of 1-minute stats over HTTP from
+    /// concurrent clients, idle and while devices publish.
+    Api(crate::bench_api::ApiArgs),
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
@@ -21,5 +24,6 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => crate::bench_ingest::run(config, args).await,
         BenchCommand::Lake(args) => crate::bench_lake::run(args).await,
         BenchCommand::Stats(args) => crate::bench_stats::run(args).await,
+        BenchCommand::Api(args) => crate::bench_api::run(config, args).await,
     }
 }

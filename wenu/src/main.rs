@@ -8,6 +8,7 @@
 
 mod api_ports;
 mod bench;
+mod bench_api;
 mod bench_ingest;
 mod bench_lake;
 mod bench_stats;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 use wenu_firmware_sim::{Fault, SimConfig, SimTls, run_fleet};
-use wenu_registry::provision_fleet;
+use wenu_registry::{Role, provision_fleet};
 
 use crate::config::Config;
 use crate::serve::Server;
@@ -131,10 +131,19 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
     let server = Server::start(&config).await?;
     let mqtt = server.edge.tcp_addr().ok_or_else(|| anyhow::anyhow!("the demo needs mqtt.listen set"))?;
     eprintln!(
-        "Wenu demo: MQTT on {mqtt}, metrics on http://{}/metrics, Parquet lake in {}",
+        "Wenu demo: MQTT on {mqtt}, API and metrics on http://{}, Parquet lake in {}",
         server.http_addr.map_or("-".into(), |a| a.to_string()),
         config.lake_dir().display()
     );
+    if let Some(http) = server.http_addr {
+        // Tokens travel in the URL fragment, which the browser never sends to the server.
+        let registry = config.registry().await?.acting_as("demo");
+        let company = fleet.devices.first().map_or("demo", |d| d.company.as_str());
+        let viewer = registry.create_token(Some(company), Role::Viewer, "demo dashboard", None).await?;
+        let admin = registry.create_token(Some(company), Role::Admin, "demo backoffice", None).await?;
+        eprintln!("Dashboard:  http://{http}/dashboard#token={}", viewer.bearer);
+        eprintln!("Backoffice: http://{http}/backoffice#token={}", admin.bearer);
+    }
     eprintln!("{} simulated devices at {}/s each; Ctrl-C to stop.", fleet.devices.len(), args.rate);
 
     let sim = SimConfig {

@@ -115,6 +115,10 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
         ("wenu_api_requests", "counter"),
         ("wenu_api_request_duration_seconds", "histogram"),
         ("wenu_enrich_readings", "counter"),
+        ("wenu_consumer_batch_seconds", "histogram"),
+        ("wenu_consumer_lag_records", "gauge"),
+        ("wenu_stats_apply_seconds", "histogram"),
+        ("wenu_edge_append_seconds", "histogram"),
     ] {
         assert_eq!(families[name]["type"], kind, "{name} in {families}");
     }

@@ -1,0 +1,175 @@
+//! `wenu bench api`: the dashboard's heaviest common request, a day of
+//! 1-minute stats of one sensor (1 440 buckets), over HTTP from many
+//! concurrent clients: first on an idle server, then while simulated devices
+//! publish at a steady rate (by default half the ingest maximum measured in
+//! docs/benchmarks.md).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::sync::watch;
+use wenu_core::fleet::Fleet;
+use wenu_core::keyring::Keyring;
+use wenu_firmware_sim::{SimConfig, run_fleet};
+use wenu_local::SqliteTable;
+use wenu_registry::{Registry, Role, provision_fleet};
+use wenu_stats::{Job, Point, Resolution, Retention, SeriesKey, apply_job};
+
+use crate::config::Config;
+use crate::serve::{Server, now_ms};
+
+#[derive(Args)]
+pub struct ApiArgs {
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Seconds of queries in each phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Devices: each has a day of 1-minute stats for `temp-1`, and publishes
+    /// during the second phase.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// QoS 1 messages per second from all devices during the second phase.
+    #[arg(long, default_value_t = 27_000.0)]
+    ingest_rate: f64,
+}
+
+pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("wenu-bench-api-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    config.data_dir = scratch.clone();
+    config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.mqtt.tls = None;
+    config.http.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+
+    eprintln!("provisioning {} devices and a day of 1-minute stats each…", args.devices);
+    let registry = Registry::open(&Registry::default_path(&scratch)).await?;
+    let mut keyring = Keyring::default();
+    let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.devices).await? };
+    keyring.save(&config.keyring_path())?;
+    crate::devices::define_simulated_sensors(&registry, &fleet).await?;
+    seed_day_of_stats(&config, &fleet).await?;
+    let token = registry.create_token(Some("bench"), Role::Viewer, "bench", Some(1_000_000)).await?.bearer;
+
+    let server = Server::start(&config).await?;
+    let base = format!("http://{}", server.http_addr.expect("HTTP is on"));
+    let devices: Arc<Vec<String>> = Arc::new(fleet.devices.iter().map(|d| d.device_id.clone()).collect());
+
+    eprintln!("idle server: {} clients for {} s…", args.clients, args.seconds);
+    let idle = query_load(&base, &token, &devices, &args).await?;
+
+    eprintln!("with ingest at {} msg/s: {} clients for {} s…", args.ingest_rate, args.clients, args.seconds);
+    let (stop_tx, stop) = watch::channel(false);
+    let sim = SimConfig {
+        port: server.edge.tcp_addr().expect("listening").port(),
+        rate_per_device: args.ingest_rate / args.devices as f64,
+        window: 64,
+        buffer: 1_000_000,
+        ..SimConfig::default()
+    };
+    let ingest = {
+        let fleet = fleet.clone();
+        tokio::spawn(async move { run_fleet(&fleet, sim, stop).await })
+    };
+    // Let the fleet connect and reach its rate before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = query_load(&base, &token, &devices, &args).await?;
+    stop_tx.send_replace(true);
+    let ingest = ingest.await??;
+    server.stop().await?;
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let result = json!({
+        "query": "GET /api/v1/stats?res=1m&from=-24h (1440 buckets)",
+        "clients": args.clients,
+        "idle": idle,
+        "with_ingest": loaded,
+        "ingest": {
+            "target_per_sec": args.ingest_rate,
+            "acked_per_sec": ingest.acked_per_sec.round(),
+            "puback_p50_ms": ingest.puback_latency_p50_ms,
+            "puback_p99_ms": ingest.puback_latency_p99_ms,
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// One reading a minute for the last day, for every device's `temp-1`.
+async fn seed_day_of_stats(config: &Config, fleet: &Fleet) -> anyhow::Result<()> {
+    let table = SqliteTable::open(&config.stats_path())?;
+    let end = Resolution::Minute.bucket_start(now_ms());
+    for device in &fleet.devices {
+        let points = (0..1440)
+            .map(|i| Point {
+                seq: i + 1,
+                ts: end - (1440 - i as i64) * 60_000,
+                value: 20.0 + (i % 60) as f64 / 10.0,
+            })
+            .collect();
+        let series = SeriesKey {
+            company: device.company.clone(),
+            device: device.device_id.clone(),
+            sensor: "temp-1".into(),
+        };
+        apply_job(&table, &Job { series, points, retention: Retention::default() }).await?;
+    }
+    Ok(())
+}
+
+/// `clients` tasks, each querying a device after another for `seconds`.
+async fn query_load(
+    base: &str,
+    token: &str,
+    devices: &Arc<Vec<String>>,
+    args: &ApiArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..args.clients {
+        let (client, base, token, devices) =
+            (client.clone(), base.to_owned(), token.to_owned(), devices.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Histogram::<u64>::new(3).expect("valid histogram");
+            let mut i = n;
+            while Instant::now() < deadline {
+                let device = &devices[i % devices.len()];
+                i += args_stride(devices.len());
+                let url = format!("{base}/api/v1/stats?device={device}&sensor=temp-1&res=1m&from=-24h");
+                let sent = Instant::now();
+                let response = client.get(url).bearer_auth(&token).send().await?;
+                anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
+                let body: serde_json::Value = response.json().await?;
+                let buckets = body["items"].as_array().map_or(0, Vec::len);
+                anyhow::ensure!(buckets >= 1440, "{buckets} buckets, expected a day's 1440");
+                latencies.record(sent.elapsed().as_micros() as u64)?;
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Histogram::<u64>::new(3)?;
+    for task in tasks {
+        all.add(task.await??)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ms = |q: f64| (all.value_at_quantile(q) as f64 / 1000.0 * 100.0).round() / 100.0;
+    Ok(json!({
+        "requests": all.len(),
+        "requests_per_sec": (all.len() as f64 / elapsed).round(),
+        "p50_ms": ms(0.5),
+        "p99_ms": ms(0.99),
+        "max_ms": (all.max() as f64 / 10.0).round() / 100.0,
+    }))
+}
+
+/// Clients walk the devices with a stride so they rarely ask for the same one at once.
+fn args_stride(devices: usize) -> usize {
+    if devices > 7 { 7 } else { 1 }
+}
