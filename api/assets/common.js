@@ -105,9 +105,13 @@ const Wenu = (() => {
     );
   }
 
-  // Who the token is, or null after showing the login form.
+  // Who the token is, or null after showing the login form; wires "Sign out".
   async function whoAmI(container) {
     takeTokenFromFragment();
+    document.getElementById("sign-out")?.addEventListener("click", (event) => {
+      event.preventDefault();
+      signOut();
+    });
     if (!token()) {
       loginForm(container);
       return null;

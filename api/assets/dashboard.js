@@ -6,10 +6,6 @@
 (async () => {
   const { api, el, query, formatValue, showError } = Wenu;
   const app = document.getElementById("app");
-  document.getElementById("sign-out").addEventListener("click", (e) => {
-    e.preventDefault();
-    Wenu.signOut();
-  });
 
   const me = await Wenu.whoAmI(app);
   if (!me) return;

@@ -59,7 +59,7 @@ pub(crate) async fn create_company(
         return Err(ApiError::Conflict(format!("company {} already exists", body.id)));
     }
     registry_as(&state, &caller).ensure_company(&body.id).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": body.id })).into_response()).into_response())
+    Ok((StatusCode::CREATED, Json(json!({ "id": body.id }))).into_response())
 }
 
 /// `GET /api/v1/companies/{id}/settings`.

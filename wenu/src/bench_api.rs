@@ -141,7 +141,7 @@ async fn query_load(
             let mut i = n;
             while Instant::now() < deadline {
                 let device = &devices[i % devices.len()];
-                i += args_stride(devices.len());
+                i += stride(devices.len());
                 let url = format!("{base}/api/v1/stats?device={device}&sensor=temp-1&res=1m&from=-24h");
                 let sent = Instant::now();
                 let response = client.get(url).bearer_auth(&token).send().await?;
@@ -170,6 +170,6 @@ async fn query_load(
 }
 
 /// Clients walk the devices with a stride so they rarely ask for the same one at once.
-fn args_stride(devices: usize) -> usize {
+fn stride(devices: usize) -> usize {
     if devices > 7 { 7 } else { 1 }
 }
