@@ -9,10 +9,9 @@ mod support;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{ServeProcess, free_loopback_port, provision, python, wait_for_lake, wait_for_stats, wenu};
+use support::{Pipeline, python, start_pipeline, wait_for_lake, wait_for_stats, wenu};
 use tokio::sync::watch;
 use wenu_core::catalog::SensorSpec;
-use wenu_core::fleet::Fleet;
 use wenu_firmware_sim::{SimConfig, run_fleet};
 
 const DEVICES: usize = 3;
@@ -31,17 +30,7 @@ fn token(data: &std::path::Path, role: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_api_pages_and_metrics_of_a_running_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let fleet_path = dir.path().join("fleet.json");
-    ok(provision(&data, DEVICES, &fleet_path));
-    let fleet = Fleet::load(&fleet_path).unwrap();
-    let port = free_loopback_port();
-    let server = ServeProcess::start_with(
-        &data,
-        &format!("127.0.0.1:{port}"),
-        &[("WENU_LAKE_BUFFER_SECS", "1"), ("WENU_STATS_BATCH_MILLIS", "100")],
-    );
+    let Pipeline { dir, data, fleet, port, server } = start_pipeline(DEVICES);
     let sim = SimConfig {
         port,
         rate_per_device: 0.0,

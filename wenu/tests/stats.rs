@@ -10,10 +10,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Output;
 
-use support::{ServeProcess, free_loopback_port, provision, python, wait_for_lake, wait_for_stats, wenu};
+use support::{Pipeline, python, start_pipeline, wait_for_lake, wait_for_stats, wenu};
 use tokio::sync::watch;
 use wenu_core::catalog::SensorSpec;
-use wenu_core::fleet::Fleet;
 use wenu_firmware_sim::{Fault, SimConfig, run_fleet};
 
 const DEVICES: usize = 4;
@@ -33,17 +32,8 @@ fn close(a: f64, b: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_agree_with_duckdb_over_the_lake() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let fleet_path = dir.path().join("fleet.json");
-    ok(provision(&data, DEVICES, &fleet_path));
-    let fleet = Fleet::load(&fleet_path).unwrap();
-    let port = free_loopback_port();
-    let server = ServeProcess::start_with(
-        &data,
-        &format!("127.0.0.1:{port}"),
-        &[("WENU_LAKE_BUFFER_SECS", "1"), ("WENU_STATS_BATCH_MILLIS", "100")],
-    );
+    let Pipeline { dir: _dir, data, fleet, port, server } = start_pipeline(DEVICES);
+    // `_dir` holds the data directory until the test ends.
 
     // While it runs: the second device's temperature is to be kept in °F, calibrated.
     let calibrated = fleet.devices[1].device_id.clone();

@@ -31,6 +31,33 @@ pub fn provision(data_dir: &Path, count: usize, fleet: &Path) -> std::process::O
         .unwrap()
 }
 
+/// A data directory with simulated devices and `wenu serve` running on it,
+/// its lake and stats flushing within a second.
+pub struct Pipeline {
+    pub dir: tempfile::TempDir,
+    pub data: std::path::PathBuf,
+    pub fleet: wenu_core::fleet::Fleet,
+    /// The MQTT port.
+    pub port: u16,
+    pub server: ServeProcess,
+}
+
+pub fn start_pipeline(devices: usize) -> Pipeline {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fleet_path = dir.path().join("fleet.json");
+    let out = provision(&data, devices, &fleet_path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fleet = wenu_core::fleet::Fleet::load(&fleet_path).unwrap();
+    let port = free_loopback_port();
+    let server = ServeProcess::start_with(
+        &data,
+        &format!("127.0.0.1:{port}"),
+        &[("WENU_LAKE_BUFFER_SECS", "1"), ("WENU_STATS_BATCH_MILLIS", "100")],
+    );
+    Pipeline { dir, data, fleet, port, server }
+}
+
 /// A `wenu serve` process.
 pub struct ServeProcess {
     pub child: Child,
