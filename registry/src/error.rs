@@ -14,6 +14,10 @@ pub enum Error {
     UnknownSensor(String),
     #[error("unknown token {0}")]
     UnknownToken(String),
+    #[error("unknown rule {0}")]
+    UnknownRule(String),
+    #[error("unknown webhook {0}")]
+    UnknownWebhook(String),
     #[error("unknown site {0}")]
     UnknownSite(String),
     #[error("invalid: {0}")]

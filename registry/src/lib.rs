@@ -7,8 +7,10 @@
 //! (rules, …) without breaking existing data directories. Every change bumps a
 //! revision number, which is how stages holding a [`Snapshot`] learn that they
 //! should reload, and writes an [`AuditEntry`] in the same transaction. API
-//! tokens ([`ApiToken`]) are stored here too, hashed.
+//! tokens ([`ApiToken`]) are stored here too, hashed, and so are alarm
+//! rules and the webhooks alarms are sent to.
 
+mod alarms;
 mod audit;
 mod catalog;
 mod devices;
@@ -19,6 +21,7 @@ mod schema;
 mod store;
 mod tokens;
 
+pub use alarms::Webhook;
 pub use audit::AuditEntry;
 pub use catalog::Snapshot;
 pub use devices::{AuthOutcome, Device};

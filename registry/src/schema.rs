@@ -96,6 +96,32 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         );
         CREATE INDEX audit_log_by_company ON audit_log (company_id, revision);",
     ),
+    (
+        4,
+        "alarm rules webhooks",
+        // A rule's condition is JSON (`wenu_alarms::Condition`): its kinds
+        // and parameters evolve without a migration each.
+        "CREATE TABLE alarm_rules (
+            company_id TEXT    NOT NULL REFERENCES companies (id),
+            id         TEXT    NOT NULL,
+            name       TEXT    NOT NULL,
+            device_id  TEXT    REFERENCES devices (id),
+            sensor     TEXT,
+            condition  TEXT    NOT NULL,
+            severity   TEXT    NOT NULL,
+            enabled    BOOLEAN NOT NULL,
+            updated_at BIGINT  NOT NULL,
+            PRIMARY KEY (company_id, id)
+        );
+        CREATE TABLE webhooks (
+            id         TEXT   PRIMARY KEY,
+            company_id TEXT   NOT NULL REFERENCES companies (id),
+            url        TEXT   NOT NULL,
+            secret     TEXT   NOT NULL,
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX webhooks_by_company ON webhooks (company_id);",
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -101,12 +101,13 @@ impl Registry {
 
 impl Registry {
     /// Bumps the revision and writes the audit entry, inside the transaction
-    /// that makes the change: a change is never without its entry.
+    /// that makes the change: a change is never without its entry. Returns
+    /// the new revision.
     pub(crate) async fn record_change(
         &self,
         tx: &mut Transaction<'static, Any>,
         change: Change<'_>,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let revision: i64 =
             sqlx::query_scalar("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value")
                 .fetch_one(&mut **tx)
@@ -124,7 +125,7 @@ impl Registry {
         .bind(change.detail.to_string())
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Ok(revision)
     }
 }
 

@@ -44,6 +44,7 @@ on_both!(
     revision_grows_with_each_change,
     tokens_verify_only_their_secret_until_revoked,
     every_change_is_audited_with_its_actor,
+    alarm_rules_and_webhooks,
 );
 
 async fn devices_authenticate_and_rotate_keys(registry: Registry) {
@@ -240,4 +241,58 @@ async fn reopening_keeps_data_and_schema() {
     provision_fleet(&registry, &mut keyring, "acme", 2).await.unwrap();
     registry.close().await;
     assert_eq!(Registry::open(&path).await.unwrap().count_devices().await.unwrap(), 2);
+}
+
+async fn alarm_rules_and_webhooks(registry: Registry) {
+    use wenu_alarms::{Condition, Direction, Rule, Severity};
+    let mut keyring = Keyring::default();
+    let acme = provision_fleet(&registry, &mut keyring, "acme", 1).await.unwrap();
+    let globex = provision_fleet(&registry, &mut keyring, "globex", 1).await.unwrap();
+    let mut rule = Rule {
+        company: "acme".into(),
+        id: "too-hot".into(),
+        name: "Too hot".into(),
+        device: Some(acme[0].device_id.clone()),
+        sensor: Some("temp-1".into()),
+        condition: Condition::Threshold {
+            direction: Direction::Above,
+            limit: 30.0,
+            hysteresis: 1.0,
+            for_ms: 5000,
+        },
+        severity: Severity::Critical,
+        enabled: true,
+        version: 0,
+    };
+    let stored = registry.put_rule(&rule).await.unwrap();
+    assert!(stored.version > 0);
+    assert_eq!(registry.rule("acme", "too-hot").await.unwrap(), Some(stored.clone()));
+    assert_eq!(registry.rules(Some("acme")).await.unwrap(), [stored.clone()]);
+    assert!(registry.rules(Some("globex")).await.unwrap().is_empty());
+
+    // Invalid rules and other companies' devices are refused.
+    let mut invalid = rule.clone();
+    invalid.condition = Condition::Flatline { window_ms: 0, tolerance: 0.0 };
+    assert!(matches!(registry.put_rule(&invalid).await, Err(Error::Invalid(e)) if e.contains("window_ms")));
+    let mut foreign = rule.clone();
+    foreign.device = Some(globex[0].device_id.clone());
+    assert!(matches!(registry.put_rule(&foreign).await, Err(Error::UnknownDevice(_))));
+
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    rule.enabled = false;
+    let changed = registry.put_rule(&rule).await.unwrap();
+    assert!(changed.version > stored.version && !changed.enabled);
+    registry.delete_rule("acme", "too-hot").await.unwrap();
+    assert!(matches!(registry.delete_rule("acme", "too-hot").await, Err(Error::UnknownRule(_))));
+
+    let hook = registry.add_webhook("acme", "http://127.0.0.1:9/alarms").await.unwrap();
+    assert_eq!(hook.secret.len(), 64);
+    assert!(matches!(registry.add_webhook("acme", "ftp://x").await, Err(Error::Invalid(_))));
+    assert_eq!(registry.webhooks(None).await.unwrap(), [hook.clone()]);
+    assert!(serde_json::to_string(&hook).unwrap().find(&hook.secret).is_none(), "secret never serialized");
+    assert!(matches!(registry.delete_webhook("globex", &hook.id).await, Err(Error::UnknownWebhook(_))));
+    registry.delete_webhook("acme", &hook.id).await.unwrap();
+    let actions: Vec<String> =
+        registry.audit_log(Some("acme"), None, 10).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions[..5], ["webhook.delete", "webhook.add", "rule.delete", "rule.put", "rule.put"]);
 }
