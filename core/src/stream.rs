@@ -74,4 +74,12 @@ pub trait Stream: Send + Sync + 'static {
     async fn commit_checkpoint(&self, consumer: &str, position: Position) -> Result<()>;
 
     async fn info(&self) -> Result<StreamInfo>;
+
+    /// A counter that moves each time records are appended, so a consumer
+    /// can wake the moment something arrives rather than poll (what keeps
+    /// alarms within milliseconds). `None`, the default, means the backend
+    /// cannot tell and is polled (Kinesis).
+    fn appends(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

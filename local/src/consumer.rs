@@ -30,6 +30,12 @@ pub trait Stage: Send + 'static {
     /// Processes records in stream order and returns once their outputs are
     /// durable, with the state to save alongside the checkpoint.
     async fn process(&mut self, records: &[Record]) -> Result<Vec<u8>, Self::Error>;
+
+    /// Called every [`ConsumerOptions::tick_every`], records or not: for
+    /// stages that act on the passing of time (a silent device).
+    async fn tick(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +49,8 @@ pub struct ConsumerOptions {
     pub idle_poll: Duration,
     /// Longest wait between retries of a failing batch.
     pub max_backoff: Duration,
+    /// How often [`Stage::tick`] runs; never when `None`.
+    pub tick_every: Option<Duration>,
 }
 
 impl ConsumerOptions {
@@ -53,6 +61,7 @@ impl ConsumerOptions {
             read_chunk: 5_000,
             idle_poll: Duration::from_millis(20),
             max_backoff: Duration::from_secs(30),
+            tick_every: None,
         }
     }
 }
@@ -90,21 +99,37 @@ impl<S: Stage> Consumer<S> {
         }
 
         let mut batcher = Batcher::new(self.options.batch);
+        let mut appends = self.stream.appends();
+        let mut next_tick = self.options.tick_every.map(|every| Instant::now() + every);
         loop {
+            if let (Some(due), Some(every)) = (next_tick, self.options.tick_every)
+                && Instant::now() >= due
+            {
+                if let Err(err) = self.stage.tick().await {
+                    tracing::warn!(consumer = %name, error = %err, "tick failed; trying again at the next");
+                }
+                next_tick = Some(Instant::now() + every);
+            }
             if batcher.is_due(Instant::now()) {
                 let records = batcher.take();
                 self.flush(records, &mut shutdown).await?;
+            }
+            // Marked seen before the read: an append after it wakes the wait below.
+            if let Some(appends) = appends.as_mut() {
+                appends.borrow_and_update();
             }
             let records = self.stream.read(next, self.options.read_chunk).await?;
             if let Some(last) = records.last() {
                 next = StartAt::Position(Position(last.position.0 + 1));
                 records.into_iter().for_each(|r| batcher.push(r));
             } else {
-                // Nothing new: wait for more, for the batch's deadline, or for shutdown.
+                // Nothing new: wait for an append, the next poll, the batch's
+                // deadline, the next tick, or shutdown.
                 let poll = Instant::now() + self.options.idle_poll;
-                let wake = batcher.deadline().map_or(poll, |deadline| deadline.min(poll));
+                let wake = [batcher.deadline(), next_tick].into_iter().flatten().fold(poll, Instant::min);
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake) => {}
+                    _ = appended(&mut appends) => {}
                     _ = shutdown.changed() => {}
                 }
             }
@@ -183,5 +208,16 @@ impl<S: Stage> Consumer<S> {
             next = Position(end.0 + 1);
         }
         Ok(out)
+    }
+}
+
+/// Resolves when the stream appended something; never for a stream that cannot tell.
+async fn appended(appends: &mut Option<watch::Receiver<u64>>) {
+    let open = match appends {
+        Some(appends) => appends.changed().await.is_ok(),
+        None => false,
+    };
+    if !open {
+        std::future::pending::<()>().await;
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use wenu_core::stream::{NewRecord, Position, Record, StartAt, Stream, StreamInfo};
 use wenu_core::{Error, Result};
 
@@ -89,6 +89,8 @@ pub struct SqliteStream {
     reader: Arc<Mutex<Connection>>,
     options: StreamOptions,
     commits: Arc<AtomicU64>,
+    /// Moves after every commit that appended records.
+    appends: watch::Receiver<u64>,
 }
 
 const SCHEMA: &str = "
@@ -130,11 +132,12 @@ impl SqliteStream {
         let max_group = options.max_group_records;
         let commits = Arc::new(AtomicU64::new(0));
         let writer_commits = commits.clone();
+        let (appended, appends) = watch::channel(0);
         std::thread::Builder::new()
             .name("wenu-stream-writer".into())
-            .spawn(move || run_writer(conn, jobs, max_group, &writer_commits))
+            .spawn(move || run_writer(conn, jobs, max_group, &writer_commits, &appended))
             .map_err(|source| Error::Io { path: path.to_owned(), source })?;
-        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), options, commits })
+        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), options, commits, appends })
     }
 
     /// Reads what the log holds without starting a writer: for `wenu status`,
@@ -289,6 +292,10 @@ impl Stream for SqliteStream {
     async fn info(&self) -> Result<StreamInfo> {
         self.with_reader(query_info).await
     }
+
+    fn appends(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.appends.clone())
+    }
 }
 
 /// The writer loop: one transaction (one fsync) per group of waiting jobs.
@@ -297,6 +304,7 @@ fn run_writer(
     mut jobs: mpsc::Receiver<WriteJob>,
     max_group: usize,
     commits: &AtomicU64,
+    appended: &watch::Sender<u64>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         let mut group = vec![first];
@@ -310,7 +318,9 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group);
+        if commit_group(&mut conn, group) > 0 {
+            appended.send_modify(|n| *n += 1);
+        }
         commits.fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!("stream writer stopped: every handle dropped");
@@ -325,7 +335,8 @@ fn group_records(job: &WriteJob) -> usize {
 
 /// Applies a group of jobs in one transaction and answers each. If the commit
 /// fails, every job of the group gets the error: none of them is durable.
-fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) {
+/// Returns how many records it appended.
+fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) -> usize {
     let outcome = (|| {
         let tx = conn.transaction()?;
         let mut results = Vec::with_capacity(group.len());
@@ -343,6 +354,7 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) {
             for (job, result) in group.into_iter().zip(results) {
                 answer(job, result);
             }
+            appended
         }
         Err(err) => {
             tracing::error!(error = %err, "stream commit failed; nothing in this group is acknowledged");
@@ -357,6 +369,7 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) {
                     WriteJob::Flush { reply } => drop(reply.send(Err(err))),
                 }
             }
+            0
         }
     }
 }
