@@ -11,14 +11,33 @@
 //! * [`lifecycle`]: the debounced normal → raised → cleared phases;
 //! * [`engine`]: which rules watch a reading and what a reading, a message
 //!   or the passing of time does to a (rule, series), in event time.
+//!
+//! Around it, through ports:
+//!
+//! * [`store`]: detector state, alarms, history and the notification
+//!   outbox in the table store, written idempotently per transition;
+//! * [`stage`]: the stream consumer (its own checkpoint) that runs the rules;
+//! * [`notify`]: the notifier port and the dispatcher that delivers each
+//!   transition once per channel, with retries and dead letters;
+//! * [`webhook`]: signed webhooks, one notifier.
 
+pub mod clock;
 pub mod detector;
 pub mod engine;
 pub mod error;
 pub mod lifecycle;
+pub mod notify;
 pub mod rule;
+pub mod stage;
+pub mod store;
+pub mod webhook;
 
+pub use clock::Clock;
 pub use engine::{RuleSet, SeriesState, Transition, apply_message, apply_reading, check_silence};
 pub use error::{Error, Result};
 pub use lifecycle::{Change, Phase};
+pub use notify::{DispatchOptions, Dispatcher, Notifier, NotifyError};
 pub use rule::{Condition, Direction, Rule, Severity};
+pub use stage::{AlarmStage, AlarmTotals, FixedRules, RuleSource};
+pub use store::{AckOutcome, Acknowledgement, Alarm, AlarmStore, DeadLetter, Notification, StateKey};
+pub use webhook::{WebhookDirectory, WebhookNotifier, WebhookTarget};

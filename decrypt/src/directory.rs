@@ -33,6 +33,10 @@ impl Directory {
         self.devices.len()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &DeviceEntry)> {
+        self.devices.iter().map(|(id, entry)| (id.as_str(), entry))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
     }

@@ -1,0 +1,361 @@
+//! Alarms as a stream consumer with its own checkpoint: decrypt each batch,
+//! normalise its readings like enrich does, run the rules, record the
+//! transitions and wake the dispatcher. Nothing here waits on the lake,
+//! enrich or stats, and they never wait on it.
+//!
+//! Detector state lives in the table store (the alarms Lambda has no memory
+//! between invocations); this stage caches it and writes what a batch
+//! changed together with the batch's transitions. A batch redone after a
+//! crash finds its readings already applied (each (rule, series) skips
+//! readings not newer than the last it evaluated) and its transitions
+//! already recorded, so it adds nothing. The checkpoint carries no state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use wenu_core::keyring::Keyring;
+use wenu_core::stream::Record;
+use wenu_decrypt::{DecodeLimits, DecodedMessage, Decoder, Directory, KeySource, Outcome, SequenceTracker};
+use wenu_enrich::{Catalog, CatalogSource, normalise};
+
+use crate::clock::Clock;
+use crate::engine::{RuleSet, SeriesState, Transition, apply_message, apply_reading, check_silence};
+use crate::rule::Rule;
+use crate::store::{AlarmStore, StateKey};
+use crate::{Error, Result};
+
+/// Where the stage gets the rules from, and learns that they changed.
+#[async_trait]
+pub trait RuleSource: Send + Sync + 'static {
+    /// The rules when something changed since the last call (always on the
+    /// first call), `None` when nothing did.
+    async fn refresh(&mut self) -> Result<Option<Vec<Rule>>, String>;
+}
+
+/// Rules that never change: for tests and benchmarks.
+pub struct FixedRules(Option<Vec<Rule>>);
+
+impl FixedRules {
+    pub fn new(rules: Vec<Rule>) -> Self {
+        FixedRules(Some(rules))
+    }
+}
+
+#[async_trait]
+impl RuleSource for FixedRules {
+    async fn refresh(&mut self) -> Result<Option<Vec<Rule>>, String> {
+        Ok(self.0.take())
+    }
+}
+
+/// Running totals, for progress views and tests.
+#[derive(Debug, Default)]
+pub struct AlarmTotals {
+    pub readings: AtomicU64,
+    pub transitions: AtomicU64,
+    pub raised: AtomicU64,
+}
+
+struct Cached {
+    state: SeriesState,
+    /// The stored item's version; `None` if not stored yet.
+    version: Option<u64>,
+    dirty: bool,
+}
+
+/// One input to a (rule, series).
+enum Event {
+    Reading { sensor: String, ts: i64, value: f64 },
+    Message { seq: u64, ts: i64, arrival: i64 },
+}
+
+pub struct AlarmStage {
+    keys: Box<dyn KeySource>,
+    catalogs: Box<dyn CatalogSource>,
+    rule_source: Box<dyn RuleSource>,
+    /// `None` only while a batch is being decoded on a blocking thread.
+    decoder: Option<Decoder>,
+    directory: Directory,
+    catalog: Arc<Catalog>,
+    rules: Arc<RuleSet>,
+    store: AlarmStore,
+    states: HashMap<StateKey, Cached>,
+    wake: Arc<Notify>,
+    clock: Clock,
+    /// When this process began watching: silence counts from here at the earliest.
+    watching_since: i64,
+    totals: Arc<AlarmTotals>,
+}
+
+impl AlarmStage {
+    /// `wake` is the dispatcher's: notified whenever transitions were recorded.
+    pub fn new(
+        keys: Box<dyn KeySource>,
+        catalogs: Box<dyn CatalogSource>,
+        rule_source: Box<dyn RuleSource>,
+        store: AlarmStore,
+        wake: Arc<Notify>,
+        limits: DecodeLimits,
+    ) -> Self {
+        let decoder =
+            Decoder::new(Keyring::default(), Directory::default(), limits, SequenceTracker::default());
+        let clock = Clock::start();
+        AlarmStage {
+            keys,
+            catalogs,
+            rule_source,
+            decoder: Some(decoder),
+            directory: Directory::default(),
+            catalog: Arc::default(),
+            rules: Arc::default(),
+            store,
+            states: HashMap::new(),
+            wake,
+            clock,
+            watching_since: clock.now_ms(),
+            totals: Arc::default(),
+        }
+    }
+
+    pub fn totals(&self) -> Arc<AlarmTotals> {
+        self.totals.clone()
+    }
+
+    /// Takes in newer registry snapshots; with new rules or devices, makes
+    /// sure every device a missing-data rule watches has a state to time.
+    async fn refresh(&mut self) -> Result<()> {
+        let mut watch_list_changed = false;
+        if let Some((keyring, directory)) = self.keys.refresh().await.map_err(Error::Registry)? {
+            self.directory = directory.clone();
+            self.decoder.as_mut().expect("decoder present between batches").refresh(keyring, directory);
+            watch_list_changed = true;
+        }
+        if let Some(catalog) = self.catalogs.refresh().await.map_err(Error::Registry)? {
+            self.catalog = Arc::new(catalog);
+        }
+        if let Some(rules) = self.rule_source.refresh().await.map_err(Error::Registry)? {
+            let rules = RuleSet::new(rules);
+            tracing::info!(rules = rules.len(), "alarm rules loaded");
+            self.rules = Arc::new(rules);
+            watch_list_changed = true;
+        }
+        if watch_list_changed {
+            self.watch_devices().await?;
+        }
+        Ok(())
+    }
+
+    async fn watch_devices(&mut self) -> Result<()> {
+        let rules = self.rules.clone();
+        for rule in rules.iter().filter(|r| r.condition.is_device_level()) {
+            for (key, state, version) in self.store.states_of_rule(&rule.company, &rule.id).await? {
+                self.states.entry(key).or_insert(Cached { state, version: Some(version), dirty: false });
+            }
+            let devices = self.directory.iter().filter(|(id, entry)| {
+                entry.enabled
+                    && entry.company == rule.company
+                    && rule.device.as_deref().is_none_or(|d| d == *id)
+            });
+            for (device, _) in devices {
+                let key = StateKey {
+                    company: rule.company.clone(),
+                    rule: rule.id.clone(),
+                    device: device.to_owned(),
+                    sensor: None,
+                };
+                self.states.entry(key).or_insert(Cached {
+                    state: SeriesState::default(),
+                    version: None,
+                    dirty: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one batch; its transitions are recorded when it returns.
+    pub async fn evaluate(&mut self, records: &[Record]) -> Result<Vec<Transition>> {
+        self.refresh().await?;
+        if self.rules.is_empty() || records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages = self.decode(records).await?;
+        let rules = self.rules.clone();
+        let mut events: Vec<(&Rule, StateKey, Event)> = Vec::new();
+        for message in &messages {
+            let key = |rule: &Rule, sensor: Option<&str>| StateKey {
+                company: rule.company.clone(),
+                rule: rule.id.clone(),
+                device: message.device_id.to_string(),
+                sensor: sensor.map(str::to_owned),
+            };
+            for rule in rules.for_device(&message.company, &message.device_id) {
+                let event = Event::Message { seq: message.seq, ts: message.ts, arrival: message.received_at };
+                events.push((rule, key(rule, None), event));
+            }
+            for reading in &message.readings {
+                let Ok(normal) = normalise(message, reading, &self.catalog) else { continue };
+                if normal.out_of_range {
+                    continue; // quarantined by enrich; a threshold on the valid range is the rule for it
+                }
+                for rule in rules.for_reading(&message.company, &message.device_id, &reading.sensor) {
+                    let event = Event::Reading {
+                        sensor: reading.sensor.to_string(),
+                        ts: normal.ts,
+                        value: normal.value,
+                    };
+                    events.push((rule, key(rule, Some(&reading.sensor)), event));
+                }
+            }
+        }
+        self.load(events.iter().map(|(_, key, _)| key)).await?;
+        let mut transitions = Vec::new();
+        for (rule, key, event) in events {
+            let cached = self.states.get_mut(&key).expect("loaded above");
+            let before = cached.state.clone();
+            let transition = match event {
+                Event::Reading { sensor, ts, value } => {
+                    self.totals.readings.fetch_add(1, Ordering::Relaxed);
+                    apply_reading(rule, &mut cached.state, &key.device, &sensor, ts, value)
+                }
+                Event::Message { seq, ts, arrival } => {
+                    apply_message(rule, &mut cached.state, &key.device, seq, ts, arrival)
+                }
+            };
+            cached.dirty |= cached.state != before;
+            transitions.extend(transition);
+        }
+        self.commit(transitions).await
+    }
+
+    /// Fires missing-data rules for devices that went silent.
+    pub async fn check_timers(&mut self) -> Result<Vec<Transition>> {
+        self.refresh().await?;
+        let now = self.clock.now_ms();
+        let rules = self.rules.clone();
+        let by_id: HashMap<(&str, &str), &Rule> = rules
+            .iter()
+            .filter(|r| r.condition.is_device_level())
+            .map(|r| ((r.company.as_str(), r.id.as_str()), r))
+            .collect();
+        if by_id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut transitions = Vec::new();
+        for (key, cached) in self.states.iter_mut() {
+            let Some(rule) = by_id.get(&(key.company.as_str(), key.rule.as_str())) else { continue };
+            if let Some(t) = check_silence(rule, &mut cached.state, &key.device, now, self.watching_since) {
+                cached.dirty = true;
+                transitions.push(t);
+            }
+        }
+        transitions.sort_by_key(|t| t.ts);
+        self.commit(transitions).await
+    }
+
+    async fn decode(&mut self, records: &[Record]) -> Result<Vec<DecodedMessage>> {
+        let mut decoder = self.decoder.take().expect("decoder present between batches");
+        let owned = records.to_vec();
+        // Decryption is CPU work: keep it off the async workers.
+        let (decoder, messages) = tokio::task::spawn_blocking(move || {
+            let messages = decoder
+                .decode_all(&owned)
+                .into_iter()
+                .filter_map(|outcome| match outcome {
+                    Outcome::Accepted(message) => Some(message),
+                    // The lake counts and quarantines these.
+                    Outcome::Duplicate { .. } | Outcome::Rejected(_) => None,
+                })
+                .collect::<Vec<_>>();
+            (decoder, messages)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        self.decoder = Some(decoder);
+        Ok(messages)
+    }
+
+    /// Brings the states of `keys` into the cache.
+    async fn load<'a>(&mut self, keys: impl Iterator<Item = &'a StateKey>) -> Result<()> {
+        let missing: Vec<StateKey> = keys
+            .filter(|k| !self.states.contains_key(*k))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let loaded = self.store.load_states(&missing).await?;
+        for (key, stored) in missing.into_iter().zip(loaded) {
+            let cached = match stored {
+                Some((state, version)) => Cached { state, version: Some(version), dirty: false },
+                None => Cached { state: SeriesState::default(), version: None, dirty: false },
+            };
+            self.states.insert(key, cached);
+        }
+        Ok(())
+    }
+
+    /// Writes the transitions and changed states together; on failure the
+    /// cache is dropped, so the retry starts again from what is stored.
+    async fn commit(&mut self, transitions: Vec<Transition>) -> Result<Vec<Transition>> {
+        let dirty: BTreeMap<StateKey, (SeriesState, Option<u64>)> = self
+            .states
+            .iter()
+            .filter(|(_, c)| c.dirty)
+            .map(|(k, c)| (k.clone(), (c.state.clone(), c.version)))
+            .collect();
+        if dirty.is_empty() && transitions.is_empty() {
+            return Ok(transitions);
+        }
+        let states: Vec<_> = dirty.into_iter().map(|(k, (s, v))| (k, s, v)).collect();
+        match self.store.record(&transitions, &states, self.clock.now_ms()).await {
+            Ok(fresh) => {
+                for (key, _, version) in &states {
+                    let cached = self.states.get_mut(key).expect("cached");
+                    cached.version = Some(version.map_or(1, |v| v + 1));
+                    cached.dirty = false;
+                }
+                if !fresh.is_empty() {
+                    self.wake.notify_one();
+                }
+                let raised = transitions.iter().filter(|t| t.change == crate::Change::Raised).count();
+                self.totals.transitions.fetch_add(transitions.len() as u64, Ordering::Relaxed);
+                self.totals.raised.fetch_add(raised as u64, Ordering::Relaxed);
+                for t in &transitions {
+                    metrics::counter!("wenu_alarm_transitions_total", "change" => t.change.as_str(), "condition" => t.condition.clone())
+                        .increment(1);
+                }
+                Ok(transitions)
+            }
+            Err(err) => {
+                self.states.clear();
+                Err(err)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl wenu_local::Stage for AlarmStage {
+    type Error = Error;
+
+    /// The table store holds the state: start from it.
+    fn restore(&mut self, _state: Option<&[u8]>) -> Result<()> {
+        self.states.clear();
+        Ok(())
+    }
+
+    async fn process(&mut self, records: &[Record]) -> Result<Vec<u8>> {
+        self.evaluate(records).await?;
+        Ok(Vec::new())
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.check_timers().await.map(drop)
+    }
+}
