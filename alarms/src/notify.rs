@@ -27,6 +27,9 @@ use crate::Result;
 use crate::clock::Clock;
 use crate::store::{AlarmStore, ChannelProgress, DeadLetter, Notification};
 
+/// Longest the dispatcher goes without looking at the outbox.
+const IDLE_LOOK: Duration = Duration::from_secs(5);
+
 /// Each channel's progress on one notification.
 type Channels = BTreeMap<String, ChannelProgress>;
 
@@ -135,8 +138,10 @@ impl Dispatcher {
                     Some(self.inner.clock.now_ms() + 1000)
                 }
             };
-            let wait = next.map_or(Duration::from_secs(3600), |at| {
-                Duration::from_millis((at - self.inner.clock.now_ms()).clamp(0, 3_600_000) as u64)
+            // Looks again every few seconds regardless: another process (the
+            // CLI acknowledging an alarm) may have queued something.
+            let wait = next.map_or(IDLE_LOOK, |at| {
+                Duration::from_millis((at - self.inner.clock.now_ms()).max(0) as u64).min(IDLE_LOOK)
             });
             tokio::select! {
                 _ = self.inner.wake.notified() => {}

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
+use wenu_core::failpoint;
 use wenu_core::keyring::Keyring;
 use wenu_core::stream::Record;
 use wenu_decrypt::{DecodeLimits, DecodedMessage, Decoder, Directory, KeySource, Outcome, SequenceTracker};
@@ -178,6 +179,7 @@ impl AlarmStage {
 
     /// Runs one batch; its transitions are recorded when it returns.
     pub async fn evaluate(&mut self, records: &[Record]) -> Result<Vec<Transition>> {
+        failpoint::hit("alarms.evaluate").await;
         self.refresh().await?;
         if self.rules.is_empty() || records.is_empty() {
             return Ok(Vec::new());
@@ -197,9 +199,11 @@ impl AlarmStage {
                 events.push((rule, key(rule, None), event));
             }
             for reading in &message.readings {
+                // Out-of-range values are kept out of the stats but are
+                // exactly what an alarm is for; only non-numbers are skipped.
                 let Ok(normal) = normalise(message, reading, &self.catalog) else { continue };
-                if normal.out_of_range {
-                    continue; // quarantined by enrich; a threshold on the valid range is the rule for it
+                if !normal.value.is_finite() {
+                    continue;
                 }
                 for rule in rules.for_reading(&message.company, &message.device_id, &reading.sensor) {
                     let event = Event::Reading {
@@ -315,6 +319,8 @@ impl AlarmStage {
         let states: Vec<_> = dirty.into_iter().map(|(k, (s, v))| (k, s, v)).collect();
         match self.store.record(&transitions, &states, self.clock.now_ms()).await {
             Ok(fresh) => {
+                // Recorded, not yet notified: where the crash test kills the process.
+                failpoint::hit("alarms.after_record").await;
                 for (key, _, version) in &states {
                     let cached = self.states.get_mut(key).expect("cached");
                     cached.version = Some(version.map_or(1, |v| v + 1));

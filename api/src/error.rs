@@ -94,10 +94,18 @@ impl From<wenu_registry::Error> for ApiError {
             E::UnknownSite(id) => ApiError::NotFound(format!("site {id}")),
             E::UnknownSensor(id) => ApiError::NotFound(format!("sensor {id}")),
             E::UnknownToken(id) => ApiError::NotFound(format!("token {id}")),
+            E::UnknownRule(id) => ApiError::NotFound(format!("rule {id}")),
+            E::UnknownWebhook(id) => ApiError::NotFound(format!("webhook {id}")),
             E::DeviceExists(id) => ApiError::Conflict(format!("device {id} already exists")),
             E::Invalid(_) | E::InvalidId(_) => ApiError::BadRequest(err.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<wenu_alarms::Error> for ApiError {
+    fn from(err: wenu_alarms::Error) -> Self {
+        ApiError::Internal(err.to_string())
     }
 }
 

@@ -6,12 +6,14 @@
 //!   scoped to one company ([`auth`]), rate-limited per token
 //!   ([`rate_limit`]): stats, latest values, raw readings, completeness
 //!   ([`data`]), the registry and its audit log ([`manage`]), and live
-//!   readings as server-sent events ([`live`]).
+//!   readings and alarm transitions as server-sent events ([`live`]), alarm
+//!   rules, alarms with acknowledgement and history, webhooks (`alarms`).
 //! * `/dashboard` and `/backoffice`: the web pages ([`pages`]).
 //!
 //! The handlers reach storage only through ports ([`state`]): the registry,
 //! the stats table, a lake reader and a device key store.
 
+mod alarms;
 pub mod auth;
 mod data;
 pub mod error;
@@ -61,6 +63,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/tokens", get(manage::tokens).post(manage::create_token))
         .route("/tokens/{id}", axum::routing::delete(manage::revoke_token))
         .route("/audit", get(manage::audit))
+        .route("/rules", get(alarms::rules))
+        .route("/rules/{id}", put(alarms::put_rule).delete(alarms::delete_rule))
+        .route("/alarms", get(alarms::active))
+        .route("/alarms/history", get(alarms::history))
+        .route("/alarms/dead-letters", get(alarms::dead_letters))
+        .route("/alarms/{id}", get(alarms::alarm))
+        .route("/alarms/{id}/ack", post(alarms::acknowledge))
+        .route("/webhooks", get(alarms::webhooks).post(alarms::add_webhook))
+        .route("/webhooks/{id}", axum::routing::delete(alarms::delete_webhook))
         .fallback(|| async { ApiError::NotFound("endpoint".into()) });
     Router::new()
         .nest("/api/v1", api)

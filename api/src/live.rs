@@ -1,5 +1,6 @@
 //! `GET /api/v1/live`: new readings of the caller's company as server-sent
-//! events, as enrich normalises them (later also alarm transitions).
+//! events, as enrich normalises them, and its alarm transitions as the
+//! alarm notifier sends them (`alarm` events).
 //!
 //! Enrich publishes each batch's jobs on a broadcast channel; every
 //! subscriber filters its company's series. A subscriber too slow to keep
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use wenu_alarms::{Notification, Notifier, NotifyError};
 use wenu_stats::Job;
 
 use crate::auth::Caller;
@@ -28,16 +30,20 @@ use crate::state::ApiState;
 /// A batch of normalised readings, grouped by series.
 pub type LiveBatch = Arc<Vec<Job>>;
 
-/// Where live readings are published; cheap to clone.
+/// Where live readings and alarm transitions are published; cheap to clone.
 #[derive(Clone)]
 pub struct LiveHub {
     sender: broadcast::Sender<LiveBatch>,
+    alarms: broadcast::Sender<Arc<Notification>>,
 }
 
 impl LiveHub {
-    /// Keeps up to `capacity` batches for slow subscribers.
+    /// Keeps up to `capacity` batches (and alarm transitions) for slow subscribers.
     pub fn new(capacity: usize) -> Self {
-        LiveHub { sender: broadcast::channel(capacity.max(1)).0 }
+        LiveHub {
+            sender: broadcast::channel(capacity.max(1)).0,
+            alarms: broadcast::channel(capacity.max(1)).0,
+        }
     }
 
     /// The sender enrich publishes on.
@@ -83,7 +89,8 @@ pub(crate) async fn live(
     }
     metrics::gauge!("wenu_api_live_subscribers").increment(1.0);
     let guard = SubscriberGauge;
-    let events = BroadcastStream::new(state.0.live.subscribe()).filter_map(move |batch| {
+    let alarm_company = company.clone();
+    let readings = BroadcastStream::new(state.0.live.subscribe()).filter_map(move |batch| {
         let _still_subscribed = &guard;
         let event = match batch {
             Ok(jobs) => readings_event(&jobs, &company, params.device.as_deref()),
@@ -93,6 +100,16 @@ pub(crate) async fn live(
         };
         std::future::ready(event.map(Ok))
     });
+    let alarms = BroadcastStream::new(state.0.live.alarms.subscribe()).filter_map(move |notification| {
+        let event = match notification {
+            Ok(n) if n.transition.company == alarm_company => {
+                Some(Event::default().event("alarm").json_data(&*n).expect("a notification serializes"))
+            }
+            _ => None,
+        };
+        std::future::ready(event.map(Ok))
+    });
+    let events = futures_util::stream::select(readings, alarms);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -114,6 +131,25 @@ fn readings_event(jobs: &[Job], company: &str, device: Option<&str>) -> Option<E
         return None;
     }
     Some(Event::default().event("readings").json_data(&readings).expect("readings serialize"))
+}
+
+/// The live stream as a notification channel: delivered once published
+/// (like MQTT, it keeps nothing for clients not listening).
+#[async_trait::async_trait]
+impl Notifier for LiveHub {
+    fn kind(&self) -> &'static str {
+        "live"
+    }
+
+    async fn targets(&self, _notification: &Notification) -> Result<Vec<String>, NotifyError> {
+        Ok(vec!["api".into()])
+    }
+
+    async fn send(&self, _target: &str, notification: &Notification) -> Result<(), NotifyError> {
+        // Fails only when no one listens: nothing to deliver then.
+        let _ = self.alarms.send(Arc::new(notification.clone()));
+        Ok(())
+    }
 }
 
 /// Counts open live streams; dropped with the stream when the client leaves.

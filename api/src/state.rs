@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tokio::sync::Notify;
+use wenu_alarms::AlarmStore;
 use wenu_core::fleet::FleetDevice;
 use wenu_core::table::TableStore;
 use wenu_registry::Registry;
@@ -99,6 +101,9 @@ pub(crate) struct Inner {
     pub lake: Option<Arc<dyn LakeReader>>,
     pub keys: Option<Arc<dyn DeviceKeys>>,
     pub live: LiveHub,
+    pub alarms: Option<AlarmStore>,
+    /// Wakes the alarm notifier after an acknowledgement.
+    pub alarm_wake: Option<Arc<Notify>>,
     pub limits: ApiLimits,
     pub rate_limits: RateLimits,
 }
@@ -111,6 +116,8 @@ impl ApiState {
             lake: None,
             keys: None,
             live,
+            alarms: None,
+            alarm_wake: None,
             limits,
             rate_limits: RateLimits::new(limits.rate_per_second, limits.burst),
         }))
@@ -124,6 +131,15 @@ impl ApiState {
     /// Provisions devices and rotates keys in this key store.
     pub fn with_device_keys(self, keys: Arc<dyn DeviceKeys>) -> Self {
         self.map(|inner| inner.keys = Some(keys))
+    }
+
+    /// Serves alarms from this store; `wake` is the notifier's, so an
+    /// acknowledgement is notified at once.
+    pub fn with_alarms(self, store: AlarmStore, wake: Arc<Notify>) -> Self {
+        self.map(|inner| {
+            inner.alarms = Some(store);
+            inner.alarm_wake = Some(wake);
+        })
     }
 
     fn map(self, change: impl FnOnce(&mut Inner)) -> Self {

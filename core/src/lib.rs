@@ -16,11 +16,13 @@
 //!   machine), for stats rollups and alarm state;
 //! * [`catalog`]: sites, sensors and company settings as the registry holds them;
 //! * [`fleet`]: the provisioning file a fleet of devices (or the simulator) holds;
-//! * [`topic`]: the MQTT topic layout `wenu/{device_id}/telemetry`.
+//! * [`topic`]: the MQTT topic layout `wenu/{device_id}/telemetry`;
+//! * [`failpoint`]: fault injection for crash and isolation tests.
 
 pub mod catalog;
 pub mod envelope;
 pub mod error;
+pub mod failpoint;
 pub mod fleet;
 pub mod keyring;
 pub mod queue;

@@ -16,10 +16,22 @@ pub fn device_of_telemetry_topic(topic: &str) -> Result<&str> {
     }
 }
 
+/// Where a company's alarm notifications are published on the embedded
+/// MQTT server; only that company's subscribers may read it.
+pub fn alarm_topic(company: &str) -> String {
+    format!("wenu/{ALARMS}/{company}")
+}
+
+/// The second level of the alarm topics, never a device id (or
+/// `wenu/alarms/telemetry` would be both).
+const ALARMS: &str = "alarms";
+
 /// Device ids are short, printable and safe in topics, file names and SQL:
-/// ASCII letters, digits, `-` and `_`, 1 to 64 characters.
+/// ASCII letters, digits, `-` and `_`, 1 to 64 characters; `alarms` is taken.
 pub fn is_valid_device_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id != ALARMS
 }
 
 #[cfg(test)]
@@ -36,6 +48,7 @@ mod tests {
             "wenu/+/telemetry",
             "wenu//telemetry",
             "wenu/#",
+            "wenu/alarms/telemetry",
         ] {
             assert!(device_of_telemetry_topic(bad).is_err(), "{bad} accepted");
         }

@@ -13,7 +13,10 @@ use wenu_core::stream::{NewRecord, Stream};
 use wenu_registry::{AuthOutcome, Registry};
 
 use crate::EdgeCounters;
-use crate::policy::{Claim, ConnectRefusal, Identity, PublishRefusal, check_publish, identify};
+use crate::policy::{
+    Claim, ConnectRefusal, Identity, PublishRefusal, check_publish, company_of_username, identify,
+    may_subscribe,
+};
 
 /// MQTT protocol level of version 5.
 const MQTT_5: u8 = 5;
@@ -43,13 +46,17 @@ impl Handler for EdgeHooks {
             Parameter::MessagePublishCheckAcl(session, publish) => {
                 (false, Some(HookResult::PublishAclResult(self.publish(session, publish).await)))
             }
-            // Devices only publish; nothing is offered to subscribers yet.
-            Parameter::ClientSubscribeCheckAcl(_, _) => (
-                false,
-                Some(HookResult::SubscribeAclResult(SubscribeAclResult::new_failure(
-                    SubscribeAckReason::NotAuthorized,
-                ))),
-            ),
+            // Devices subscribe to nothing; a company's alarm reader to its alarm topic only.
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let username = session.id.username.as_deref();
+                let result = if may_subscribe(username, &subscribe.topic_filter) {
+                    SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                } else {
+                    tracing::info!(username = ?username, filter = %subscribe.topic_filter, "subscription refused");
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
             Parameter::ClientConnected(_) => {
                 self.counters.connected();
                 (true, acc)
@@ -65,6 +72,9 @@ impl Handler for EdgeHooks {
 
 impl EdgeHooks {
     async fn authenticate(&self, info: &ConnectInfo) -> AuthResult {
+        if let Some(company) = info.username().and_then(|u| company_of_username(u)) {
+            return self.authenticate_company(company, info).await;
+        }
         match self.identify_device(info).await {
             Ok(device_id) => {
                 tracing::debug!(device = %device_id, "device connected");
@@ -82,6 +92,31 @@ impl EdgeHooks {
                     | ConnectRefusal::NoCredentials => AuthResult::BadUsernameOrPassword,
                     _ => AuthResult::NotAuthorized,
                 }
+            }
+        }
+    }
+
+    /// An alarm reader: the password must be a live API token of that company.
+    async fn authenticate_company(&self, company: &str, info: &ConnectInfo) -> AuthResult {
+        let Some(password) = info.password() else {
+            self.counters.connect_refused(ConnectRefusal::NoCredentials.label());
+            return AuthResult::BadUsernameOrPassword;
+        };
+        let bearer = String::from_utf8_lossy(password);
+        match self.registry.verify_token(&bearer).await {
+            Ok(Some(token)) if token.company.as_deref() == Some(company) => {
+                tracing::debug!(company, token = %token.id, "alarm reader connected");
+                AuthResult::Allow(false, None)
+            }
+            Ok(_) => {
+                tracing::info!(company, "alarm reader refused: not a token of this company");
+                self.counters.connect_refused(ConnectRefusal::BadPassword.label());
+                AuthResult::BadUsernameOrPassword
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "registry lookup failed");
+                self.counters.connect_refused(ConnectRefusal::RegistryUnavailable.label());
+                AuthResult::NotAuthorized
             }
         }
     }

@@ -24,4 +24,4 @@ mod server;
 
 pub use counters::{EdgeCounters, EdgeSnapshot};
 pub use error::{Error, Result};
-pub use server::{Edge, EdgeConfig, TlsConfig};
+pub use server::{Edge, EdgeConfig, EdgePublisher, TlsConfig};

@@ -1,7 +1,24 @@
 //! The edge's decisions, as pure functions: who a client is, and whether a
 //! publish may enter the stream. The rmqtt hooks only translate.
 
-use wenu_core::topic::device_of_telemetry_topic;
+use wenu_core::topic::{alarm_topic, device_of_telemetry_topic};
+
+/// Usernames of the clients that read a company's alarms:
+/// `company:{company id}`, with one of the company's API tokens as password.
+/// Device ids never contain `:`, so the two cannot be confused.
+pub const COMPANY_PREFIX: &str = "company:";
+
+/// The company a username speaks for, if it is an alarm reader's.
+pub fn company_of_username(username: &str) -> Option<&str> {
+    username.strip_prefix(COMPANY_PREFIX)
+}
+
+/// Whether a client may subscribe to `filter`: only an alarm reader, only
+/// to its own company's alarm topic, with no wildcards. Devices subscribe
+/// to nothing.
+pub fn may_subscribe(username: Option<&str>, filter: &str) -> bool {
+    username.and_then(company_of_username).is_some_and(|company| filter == alarm_topic(company))
+}
 
 /// How a client claims to be a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +143,16 @@ mod tests {
         assert_eq!(identify(claim(Some("d1"), true, Some("d1"))), Ok(Identity::Certificate("d1")));
         assert_eq!(identify(claim(Some("d2"), true, Some("d1"))), Err(ConnectRefusal::CertificateMismatch));
         assert_eq!(identify(claim(None, false, Some(""))), Err(ConnectRefusal::CertificateWithoutName));
+    }
+
+    #[test]
+    fn only_a_company_reader_subscribes_and_only_to_its_alarms() {
+        assert!(may_subscribe(Some("company:acme"), "wenu/alarms/acme"));
+        assert!(!may_subscribe(Some("company:acme"), "wenu/alarms/globex"));
+        assert!(!may_subscribe(Some("company:acme"), "wenu/alarms/+"));
+        assert!(!may_subscribe(Some("company:acme"), "wenu/#"));
+        assert!(!may_subscribe(Some("acme-00001"), "wenu/alarms/acme"));
+        assert!(!may_subscribe(None, "wenu/alarms/acme"));
     }
 
     #[test]

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rmqtt::codec::types::QoS;
+use rmqtt::codec::v5::PublishProperties;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::Type;
 use rmqtt::net::{Builder, Listener};
 use rmqtt::server::MqttServer;
+use rmqtt::session::SessionState;
+use rmqtt::types::{CodecPublish, From, Id, Publish};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use wenu_core::stream::Stream;
@@ -60,6 +64,35 @@ pub struct Edge {
     counters: Arc<EdgeCounters>,
     counters_file: Option<PathBuf>,
     tasks: Vec<JoinHandle<()>>,
+    scx: ServerContext,
+}
+
+/// Publishes messages from the server itself (alarm notifications) to the
+/// clients subscribed to their topic; cheap to clone.
+#[derive(Clone)]
+pub struct EdgePublisher {
+    scx: ServerContext,
+}
+
+impl EdgePublisher {
+    /// Delivers `payload` at QoS 1 to the current subscribers of `topic`
+    /// (none is not an error: MQTT keeps no messages for absent readers).
+    pub async fn publish(&self, topic: &str, payload: bytes::Bytes) -> Result<()> {
+        let id = Id::new(self.scx.node.id(), 0, None, None, "wenu-server".into(), None);
+        let packet = CodecPublish {
+            dup: false,
+            retain: false,
+            qos: QoS::AtLeastOnce,
+            topic: topic.into(),
+            packet_id: None,
+            payload,
+            properties: Some(PublishProperties::default()),
+        };
+        let publish = Publish::from(packet).create_time(now_ms());
+        SessionState::forwards(&self.scx, From::from_system(id), publish, false, None)
+            .await
+            .map_err(|e| Error::Publish(e.to_string()))
+    }
 }
 
 impl Edge {
@@ -96,7 +129,7 @@ impl Edge {
         // Packets a little over the payload limit still reach the hook, which
         // refuses and counts them; far larger ones are cut off by the codec.
         let max_packet = (config.max_payload_bytes * 2 + 4096) as u32;
-        let mut server = MqttServer::new(scx);
+        let mut server = MqttServer::new(scx.clone());
         let mut tcp_addr = None;
         if let Some(addr) = config.listen {
             let listener = bind(listener_builder(addr, &config, max_packet).name("wenu/tcp"), |b| b.tcp())?;
@@ -135,7 +168,7 @@ impl Edge {
             }));
         }
         tracing::info!(tcp = ?tcp_addr, tls = ?tls_addr, "MQTT edge listening");
-        Ok(Edge { tcp_addr, tls_addr, counters, counters_file: config.counters_file, tasks })
+        Ok(Edge { tcp_addr, tls_addr, counters, counters_file: config.counters_file, tasks, scx })
     }
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
@@ -144,6 +177,10 @@ impl Edge {
 
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    pub fn publisher(&self) -> EdgePublisher {
+        EdgePublisher { scx: self.scx.clone() }
     }
 
     pub fn counters(&self) -> &EdgeCounters {

@@ -221,6 +221,7 @@ impl wenu_local::Stage for LakeStage {
     }
 
     async fn process(&mut self, records: &[Record]) -> Result<Vec<u8>> {
+        wenu_core::failpoint::hit("lake.process").await;
         self.write_batch(records).await?;
         let sequences = self.sequences().expect("decoder present between batches");
         Ok(serde_json::to_vec(sequences)?)

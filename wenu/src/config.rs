@@ -27,6 +27,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub stats: StatsConfig,
     pub http: HttpConfig,
+    pub alarms: AlarmsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,6 +101,22 @@ pub struct HttpConfig {
     pub burst: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// How long alarm transitions and dead letters are kept.
+    pub history_days: u32,
+    /// Sends of one notification to one channel (a webhook) before it is
+    /// given up on and kept as a dead letter...
+    pub max_attempts: u32,
+    /// ...with backoff doubling from this many milliseconds...
+    pub first_backoff_millis: u64,
+    /// ...up to this many seconds.
+    pub max_backoff_secs: u64,
+    /// How often devices are checked for silence (missing-data rules).
+    pub timer_millis: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -130,13 +147,20 @@ impl Default for Config {
                 rate_per_second: 50,
                 burst: 100,
             },
+            alarms: AlarmsConfig {
+                history_days: 90,
+                max_attempts: 10,
+                first_backoff_millis: 500,
+                max_backoff_secs: 60,
+                timer_millis: 1000,
+            },
         }
     }
 }
 
 /// Sections whose keys may themselves contain `_`, longest first, so that
 /// `WENU_MQTT_TLS_CLIENT_CA` becomes `mqtt.tls.client_ca`.
-const SECTIONS: [&str; 7] = ["mqtt_tls", "mqtt", "stream", "lake", "registry", "stats", "http"];
+const SECTIONS: [&str; 8] = ["mqtt_tls", "mqtt", "stream", "lake", "registry", "stats", "http", "alarms"];
 
 fn env_key_to_path(key: &str) -> String {
     let key = key.to_ascii_lowercase();
@@ -204,6 +228,10 @@ impl Config {
 
     pub fn stats_path(&self) -> PathBuf {
         self.data_dir.join("stats.db")
+    }
+
+    pub fn alarms_path(&self) -> PathBuf {
+        self.data_dir.join("alarms.db")
     }
 
     pub fn decode_limits(&self) -> DecodeLimits {

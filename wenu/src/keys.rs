@@ -1,5 +1,5 @@
 //! The registry (and the keyring file) as the snapshot sources of the
-//! stages: reloaded when the registry's revision or the keyring file
+//! stages (keys, devices, sensors, alarm rules, webhooks): reloaded when the registry's revision or the keyring file
 //! changes, so provisioning a device, rotating a key or defining a sensor
 //! takes effect without a restart.
 
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use wenu_alarms::{Rule, RuleSource, WebhookDirectory, WebhookTarget};
 use wenu_core::keyring::Keyring;
 use wenu_decrypt::{DeviceEntry, Directory, KeySource};
 use wenu_enrich::{Catalog, CatalogSource, DevicePlacement};
@@ -78,6 +79,61 @@ impl CatalogSource for RegistryCatalog {
             snapshot.sensors,
             snapshot.settings,
         )))
+    }
+}
+
+/// Alarm rules for the alarms stage.
+pub struct RegistryRules {
+    registry: Registry,
+    seen: Option<i64>,
+}
+
+impl RegistryRules {
+    pub fn new(registry: Registry) -> Self {
+        RegistryRules { registry, seen: None }
+    }
+}
+
+#[async_trait]
+impl RuleSource for RegistryRules {
+    async fn refresh(&mut self) -> Result<Option<Vec<Rule>>, String> {
+        let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
+        if self.seen == Some(revision) {
+            return Ok(None);
+        }
+        let rules = self.registry.rules(None).await.map_err(|e| e.to_string())?;
+        self.seen = Some(revision);
+        Ok(Some(rules))
+    }
+}
+
+/// Companies' webhooks for the notifier, reloaded when the registry changes.
+pub struct RegistryWebhooks {
+    registry: Registry,
+    cache: tokio::sync::Mutex<Option<(i64, Vec<WebhookTarget>)>>,
+}
+
+impl RegistryWebhooks {
+    pub fn new(registry: Registry) -> Self {
+        RegistryWebhooks { registry, cache: tokio::sync::Mutex::new(None) }
+    }
+}
+
+#[async_trait]
+impl WebhookDirectory for RegistryWebhooks {
+    async fn webhooks(&self, company: &str) -> Result<Vec<WebhookTarget>, String> {
+        let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
+        let mut cache = self.cache.lock().await;
+        if cache.as_ref().is_none_or(|(seen, _)| *seen != revision) {
+            let hooks = self.registry.webhooks(None).await.map_err(|e| e.to_string())?;
+            let targets = hooks
+                .into_iter()
+                .map(|h| WebhookTarget { id: h.id, company: h.company, url: h.url, secret: h.secret })
+                .collect();
+            *cache = Some((revision, targets));
+        }
+        let (_, targets) = cache.as_ref().expect("filled above");
+        Ok(targets.iter().filter(|t| t.company == company).cloned().collect())
     }
 }
 

@@ -6,6 +6,8 @@
 //! data directory (devices, sensors, companies, tokens, certificates), inspect it (`status`, `sql`, `stats`, `queue`), or drive
 //! load against a server (`sim`, `demo`, `bench`).
 
+mod alarms;
+mod alarms_cmd;
 mod api_ports;
 mod bench;
 mod bench_api;
@@ -52,7 +54,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline: MQTT edge, durable stream, lake, enrich and stats, metrics endpoint.
+    /// Run the pipeline: MQTT edge, durable stream, lake, alarms, enrich and stats, HTTP API and metrics.
     Serve(serve::ServeArgs),
     /// Show connections, accepted and refused messages and the log, from the data directory.
     Status(status::StatusArgs),
@@ -68,6 +70,15 @@ enum Command {
     /// API tokens for dashboards and the backoffice (scoped to a company, or operator).
     #[command(subcommand)]
     Tokens(tokens_cmd::TokensCommand),
+    /// Alarm rules (threshold, rate of change, flatline, missing data, z-score).
+    #[command(subcommand)]
+    Rules(alarms_cmd::RulesCommand),
+    /// Raised alarms: list, acknowledge, history, dead letters.
+    #[command(subcommand)]
+    Alarms(alarms_cmd::AlarmsCommand),
+    /// Where a company's alarm notifications are POSTed (signed).
+    #[command(subcommand)]
+    Webhooks(alarms_cmd::WebhooksCommand),
     /// Query company stats (rollups per sensor at 1 min, 1 h, 1 day).
     #[command(subcommand)]
     Stats(stats_cmd::StatsCommand),
@@ -126,6 +137,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Sensors(command) => registry_cmd::run_sensors(config, command).await,
             Command::Companies(command) => registry_cmd::run_companies(config, command).await,
             Command::Tokens(command) => tokens_cmd::run(config, command).await,
+            Command::Rules(command) => alarms_cmd::run_rules(config, command).await,
+            Command::Alarms(command) => alarms_cmd::run_alarms(config, command).await,
+            Command::Webhooks(command) => alarms_cmd::run_webhooks(config, command).await,
             Command::Stats(command) => stats_cmd::run(config, command).await,
             Command::Queue(command) => stats_cmd::run_queue(config, command).await,
             Command::Certs(command) => certs::run(command),

@@ -21,6 +21,9 @@ use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
 
 use wenu_api::{ApiLimits, ApiState, KeyringFile, LiveHub};
 
+use wenu_alarms::AlarmTotals;
+
+use crate::alarms::Alarms;
 use crate::api_ports::LocalLake;
 use crate::config::Config;
 use crate::http;
@@ -43,6 +46,7 @@ pub struct Server {
     pub http_addr: Option<SocketAddr>,
     pub lake: Arc<LakeTotals>,
     pub enrich: Arc<EnrichTotals>,
+    pub alarms: Arc<AlarmTotals>,
     /// The stats jobs queue.
     pub queue: SqliteQueue,
     tasks: Vec<JoinHandle<()>>,
@@ -86,28 +90,34 @@ impl Server {
             &stream,
             &queue,
             &live,
-            consumer_store,
+            consumer_store.clone(),
             consumers_stopped.clone(),
         )?;
         let options = WorkerOptions { workers: config.stats.workers, ..WorkerOptions::default() };
         let handler = Arc::new(TableHandler { table: Arc::new(stats.clone()) });
-        let workers = tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, consumers_stopped));
-        let consumers = vec![lake_task, enrich_task, workers];
+        let workers =
+            tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, consumers_stopped.clone()));
+        let mut alarms = Alarms::open(config, &registry, edge.publisher(), &live)?;
+        let mut consumers = vec![lake_task, enrich_task, workers];
+        consumers.extend(alarms.start(config, &registry, &stream, consumer_store, consumers_stopped));
 
         let mut tasks = Vec::new();
-        let table = stats.clone();
         let every = Duration::from_secs(config.stats.sweep_interval_secs.max(1));
-        tasks.push(tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            loop {
-                interval.tick().await;
-                match table.sweep(now_ms() / 1000).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(items = n, "expired stats swept"),
-                    Err(err) => tracing::warn!(error = %err, "stats sweep failed"),
+        for (what, table) in [("stats", stats.clone()), ("alarms", alarms.table.clone())] {
+            tasks.push(tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                loop {
+                    interval.tick().await;
+                    match table.sweep(now_ms() / 1000).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(items = n, table = what, "expired items swept"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, table = what, "sweep of expired items failed")
+                        }
+                    }
                 }
-            }
-        }));
+            }));
+        }
         let sweeper = stream.clone();
         let every = Duration::from_secs(config.stream.sweep_interval_secs.max(1));
         tasks.push(tokio::spawn(async move {
@@ -128,7 +138,8 @@ impl Server {
                 };
                 let api = ApiState::new(registry.clone(), Arc::new(stats.clone()), live, limits)
                     .with_lake(Arc::new(LocalLake::open(&config.lake_dir()).await?))
-                    .with_device_keys(Arc::new(KeyringFile::new(config.keyring_path())));
+                    .with_device_keys(Arc::new(KeyringFile::new(config.keyring_path())))
+                    .with_alarms(alarms.store.clone(), alarms.dispatcher.waker());
                 let (addr, task) = http::serve(addr, metrics, api).await?;
                 tasks.push(task);
                 Some(addr)
@@ -145,7 +156,8 @@ impl Server {
                 "http": http_addr,
             })
         );
-        Ok(Server { edge, stream, http_addr, lake, enrich, queue, tasks, stop_consumers, consumers })
+        let alarms = alarms.totals;
+        Ok(Server { edge, stream, http_addr, lake, enrich, alarms, queue, tasks, stop_consumers, consumers })
     }
 
     /// Stops taking connections, waits until every append already queued is

@@ -167,7 +167,7 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
         let jobs = wenu_core::queue::Queue::depth(&server.queue).await?;
         progress.set_message(format!(
             "connections {} | accepted {} ({}/s) | refused {} | log {} records | lake {} rows in {} files, {} quarantined \
-             | stats {} readings enriched, {} set aside, {} jobs queued, {} dead",
+             | stats {} readings enriched, {} set aside, {} jobs queued, {} dead | alarms {} raised, {} transitions",
             snapshot.connections,
             snapshot.publishes_accepted,
             snapshot.publishes_accepted - last,
@@ -180,6 +180,8 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
             server.enrich.quarantined.load(Ordering::Relaxed),
             jobs.visible + jobs.in_flight,
             jobs.dead,
+            server.alarms.raised.load(Ordering::Relaxed),
+            server.alarms.transitions.load(Ordering::Relaxed),
         ));
         progress.tick();
         last = snapshot.publishes_accepted;

@@ -2,17 +2,98 @@
 //! and a real webhook receiver on 127.0.0.1: one notification per
 //! transition and channel, across redeliveries and restarts.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 use wenu_alarms::{
-    AckOutcome, Change, Condition, Direction, DispatchOptions, Dispatcher, Rule, Severity, WebhookNotifier,
+    AckOutcome, AlarmStage, AlarmStore, Change, Condition, Direction, DispatchOptions, Dispatcher,
+    FixedRules, Rule, Severity, WebhookNotifier,
 };
+use wenu_core::catalog::SensorSpec;
+use wenu_core::envelope::seal;
+use wenu_core::keyring::Keyring;
+use wenu_core::reading::{Reading, ReadingBatch};
+use wenu_core::stream::{Position, Record};
+use wenu_decrypt::{DecodeLimits, DeviceEntry, Directory, FixedKeys};
+use wenu_enrich::{Catalog, DevicePlacement, FixedCatalog};
+use wenu_local::SqliteTable;
+use wenu_tests::webhook_receiver::{FixedWebhooks, Receiver};
 
-use support::{FixedWebhooks, Fleet, Receiver, T0};
+/// 2026-11-26T17:30:00Z
+pub const T0: i64 = 1_795_714_200_000;
+
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub keyring: Keyring,
+    pub directory: Directory,
+    pub catalog: Catalog,
+    pub table: SqliteTable,
+}
+
+impl Fleet {
+    /// `devices` of company acme, each with a `temp-1` sensor in degC.
+    pub fn new(devices: &[&str]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyring = Keyring::default();
+        let mut entries = Vec::new();
+        for device in devices {
+            keyring.add_key(device);
+            let entry = DeviceEntry { company: "acme".into(), created_at: T0 - 3_600_000, enabled: true };
+            entries.push((device.to_string(), entry));
+        }
+        let placements = devices.iter().map(|d| DevicePlacement {
+            device: d.to_string(),
+            company: "acme".into(),
+            site: None,
+        });
+        let sensors = devices.iter().map(|d| SensorSpec::new(d, "temp-1", "temperature", "degC"));
+        let catalog = Catalog::new(1, placements, [], sensors, []);
+        let table = SqliteTable::open(&dir.path().join("alarms.db")).unwrap();
+        Fleet { dir, keyring, directory: Directory::new(entries), catalog, table }
+    }
+
+    pub fn store(&self) -> AlarmStore {
+        AlarmStore::new(Arc::new(self.table.clone()), 90)
+    }
+
+    /// A stage over this fleet's table, as after a fresh start.
+    pub fn stage(&self, rules: Vec<Rule>, wake: Arc<Notify>) -> AlarmStage {
+        AlarmStage::new(
+            Box::new(FixedKeys::new(self.keyring.clone(), self.directory.clone())),
+            Box::new(FixedCatalog::new(self.catalog.clone())),
+            Box::new(FixedRules::new(rules)),
+            self.store(),
+            wake,
+            DecodeLimits { max_future_ms: i64::MAX / 4, max_before_created_ms: i64::MAX / 4 },
+        )
+    }
+
+    /// A message of `device` with one `temp-1` reading.
+    pub fn record(&self, position: u64, device: &str, seq: u64, ts: i64, value: f64) -> Record {
+        let key = self.keyring.current_key(device).unwrap();
+        let batch = ReadingBatch {
+            seq,
+            ts,
+            readings: vec![Reading {
+                sensor: "temp-1".into(),
+                kind: "temperature".into(),
+                value,
+                unit: "degC".into(),
+            }],
+        };
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&seq.to_be_bytes());
+        Record {
+            position: Position(position),
+            device_id: device.into(),
+            topic: format!("wenu/{device}/telemetry"),
+            received_at: ts,
+            payload: Bytes::from(seal(device, key.id, &key.key, nonce, &batch.to_json())),
+        }
+    }
+}
 
 fn rule(id: &str, sensor: Option<&str>, condition: Condition) -> Rule {
     Rule {

@@ -1,0 +1,111 @@
+//! The alarms in the embedded pipeline: the stage as its own stream
+//! consumer, the dispatcher with its three channels (webhooks, the MQTT
+//! topic `wenu/alarms/{company}` on the embedded server, the API's live
+//! stream), and the state in its own table (`alarms.db`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wenu_alarms::{
+    AlarmStage, AlarmStore, AlarmTotals, DispatchOptions, Dispatcher, Notification, Notifier, NotifyError,
+    WebhookNotifier,
+};
+use wenu_api::LiveHub;
+use wenu_core::topic::alarm_topic;
+use wenu_ingest::EdgePublisher;
+use wenu_local::{BatchLimits, Consumer, ConsumerOptions, ConsumerStore, SqliteStream, SqliteTable};
+use wenu_registry::Registry;
+
+use crate::config::Config;
+use crate::keys::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
+
+/// The consumer's checkpoint name.
+pub const ALARMS_CONSUMER: &str = "alarms";
+
+/// Notifications on the embedded MQTT server, for a company's subscribers.
+pub struct MqttNotifier(pub EdgePublisher);
+
+#[async_trait]
+impl Notifier for MqttNotifier {
+    fn kind(&self) -> &'static str {
+        "mqtt"
+    }
+
+    async fn targets(&self, notification: &Notification) -> Result<Vec<String>, NotifyError> {
+        Ok(vec![alarm_topic(&notification.transition.company)])
+    }
+
+    async fn send(&self, topic: &str, notification: &Notification) -> Result<(), NotifyError> {
+        let payload = serde_json::to_vec(notification).expect("a notification serializes");
+        self.0.publish(topic, payload.into()).await.map_err(|e| NotifyError::retryable(e.to_string()))
+    }
+}
+
+/// What runs the alarms.
+pub struct Alarms {
+    pub store: AlarmStore,
+    pub table: SqliteTable,
+    pub dispatcher: Dispatcher,
+    pub totals: Arc<AlarmTotals>,
+}
+
+impl Alarms {
+    pub fn open(
+        config: &Config,
+        registry: &Registry,
+        mqtt: EdgePublisher,
+        live: &LiveHub,
+    ) -> anyhow::Result<Alarms> {
+        let table = SqliteTable::open(&config.alarms_path())?;
+        let store = AlarmStore::new(Arc::new(table.clone()), config.alarms.history_days);
+        let notifiers: Vec<Arc<dyn Notifier>> = vec![
+            Arc::new(WebhookNotifier::new(Arc::new(RegistryWebhooks::new(registry.clone())))),
+            Arc::new(MqttNotifier(mqtt)),
+            Arc::new(live.clone()),
+        ];
+        let options = DispatchOptions {
+            max_attempts: config.alarms.max_attempts.max(1),
+            first_backoff: Duration::from_millis(config.alarms.first_backoff_millis),
+            max_backoff: Duration::from_secs(config.alarms.max_backoff_secs),
+            ..DispatchOptions::default()
+        };
+        let dispatcher = Dispatcher::new(store.clone(), notifiers, options);
+        Ok(Alarms { store, table, dispatcher, totals: Arc::default() })
+    }
+
+    /// Starts the consumer and the dispatcher; both stop when `stopped` turns true.
+    pub fn start(
+        &mut self,
+        config: &Config,
+        registry: &Registry,
+        stream: &SqliteStream,
+        consumers: ConsumerStore,
+        stopped: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let stage = AlarmStage::new(
+            Box::new(RegistryKeys::new(config.keyring_path(), registry.clone())),
+            Box::new(RegistryCatalog::new(registry.clone())),
+            Box::new(RegistryRules::new(registry.clone())),
+            self.store.clone(),
+            self.dispatcher.waker(),
+            config.decode_limits(),
+        );
+        self.totals = stage.totals();
+        // Every record as soon as it is read: alarms are about milliseconds.
+        let mut options = ConsumerOptions::new(ALARMS_CONSUMER, BatchLimits::unchecked(1, Duration::ZERO));
+        options.tick_every = Some(Duration::from_millis(config.alarms.timer_millis.max(10)));
+        options.read_chunk = 1_000;
+        let consumer = Consumer::new(Arc::new(stream.clone()), consumers, options, stage);
+        let consumer_stopped = stopped.clone();
+        let consumer = tokio::spawn(async move {
+            if let Err(err) = consumer.run(consumer_stopped).await {
+                tracing::error!(error = %err, "alarms consumer stopped; the stream keeps the records for a restart");
+            }
+        });
+        let dispatcher = tokio::spawn(self.dispatcher.clone().run(stopped));
+        vec![consumer, dispatcher]
+    }
+}
