@@ -350,3 +350,40 @@ async fn a_full_log_withholds_the_puback() {
     assert_eq!(refusals(&edge).1.get("stream_unavailable"), Some(&2));
     assert_eq!(edge.edge.counters().snapshot(0).publishes_accepted, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_reads_only_its_own_alarm_topic_with_its_token() {
+    let edge = TestEdge::start(Listen::Tcp, 1).await;
+    let acme =
+        edge.registry.create_token(Some("acme"), wenu_registry::Role::Viewer, "t", None).await.unwrap();
+    let subscribe = |user: &str, password: &str, topic: &str| {
+        let args: Vec<String> =
+            ["-h", "127.0.0.1", "-p", &edge.port().to_string(), "-u", user, "-P", password]
+                .into_iter()
+                .chain(["-t", topic, "-q", "1", "-C", "1", "-W", "10"])
+                .map(str::to_owned)
+                .collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("mosquitto_sub").args(&args).output().unwrap()
+        })
+    };
+    let reader = subscribe("company:acme", &acme.bearer, "wenu/alarms/acme");
+    // Published until the reader has it: the subscription is made in the background.
+    let publisher = edge.edge.publisher();
+    while !reader.is_finished() {
+        publisher.publish("wenu/alarms/acme", bytes::Bytes::from_static(b"{\"id\":\"a1\"}")).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = reader.await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{\"id\":\"a1\"}", "{out:?}");
+
+    let other = subscribe("company:acme", &acme.bearer, "wenu/alarms/globex").await.unwrap();
+    assert!(String::from_utf8_lossy(&other.stderr).contains("denied"), "{other:?}");
+    let wildcard = subscribe("company:acme", &acme.bearer, "wenu/alarms/#").await.unwrap();
+    assert!(String::from_utf8_lossy(&wildcard.stderr).contains("denied"), "{wildcard:?}");
+    let impostor = subscribe("company:globex", &acme.bearer, "wenu/alarms/globex").await.unwrap();
+    assert!(!impostor.status.success(), "acme's token is not globex's: {impostor:?}");
+    let device = edge.device(0);
+    let as_device = subscribe(&device.device_id, &device.password.0, "wenu/alarms/acme").await.unwrap();
+    assert!(String::from_utf8_lossy(&as_device.stderr).contains("denied"), "{as_device:?}");
+}
