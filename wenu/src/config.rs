@@ -180,7 +180,11 @@ impl Config {
             anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             figment = figment.merge(Toml::file(file));
         }
-        let env = Env::prefixed("WENU_").map(|key| env_key_to_path(key.as_str()).into()).lowercase(false);
+        // Not settings: the config file's path (a CLI option) and test fault injection.
+        let env = Env::prefixed("WENU_")
+            .ignore(&["CONFIG", "FAILPOINTS"])
+            .map(|key| env_key_to_path(key.as_str()).into())
+            .lowercase(false);
         figment.merge(env).extract().context("invalid configuration")
     }
 
@@ -268,6 +272,9 @@ mod tests {
             assert_eq!(config.mqtt.max_payload_bytes, 1000);
             assert_eq!(config.mqtt.listen, Some("127.0.0.1:1999".parse().unwrap()));
             assert_eq!(config.retention(), Duration::from_secs(7200));
+            jail.set_env("WENU_CONFIG", "wenu.toml");
+            jail.set_env("WENU_FAILPOINTS", "x=abort");
+            assert!(Config::load(None).is_ok(), "WENU_CONFIG and WENU_FAILPOINTS are not settings");
             jail.set_env("WENU_MQTT_BOGUS", "1");
             assert!(Config::load(None).is_err());
             Ok(())

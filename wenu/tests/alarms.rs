@@ -284,3 +284,103 @@ async fn fault_modes_raise_alarms_notified_once_per_transition_on_webhook_and_mq
         active.as_array().unwrap().iter().map(|a| a["rule"].as_str().unwrap()).collect();
     assert!(active_rules.contains(&"stuck") && active_rules.contains(&"silent"), "{active_rules:?}");
 }
+
+/// A rule that raises on the first reading of device 0.
+async fn hot_rule(api: &Api, device: &str) {
+    api.put_rule(
+        "hot",
+        json!({"name": "Any temperature", "device": device, "sensor": "temp-1", "severity": "critical",
+        "condition": {"kind": "threshold", "direction": "above", "limit": -1000}}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_recording_and_notifying_still_notifies_exactly_once() {
+    let Pipeline { dir: _dir, data, fleet, port, server } = start_pipeline(1);
+    let admin = Api::new(&server, &token(&data, "acme", "admin"));
+    hot_rule(&admin, &fleet.devices[0].device_id).await;
+    let receiver = Receiver::start("unset").await;
+    admin.add_webhook(&receiver).await;
+    server.terminate();
+
+    // This server dies (as kill -9 would) right after the transition is
+    // durable and before anything is sent.
+    let mqtt = format!("127.0.0.1:{port}");
+    let mut doomed =
+        ServeProcess::start_with(&data, &mqtt, &[("WENU_FAILPOINTS", "alarms.after_record=abort")]);
+    let sim =
+        SimConfig { port, rate_per_device: 0.0, per_device: Some(3), window: 1, ..SimConfig::default() };
+    let (_stop, stop) = watch::channel(false);
+    let report = run_fleet(&fleet, sim, stop).await.unwrap();
+    assert_eq!(report.unacked_at_exit, 0, "the readings were acknowledged before the crash");
+    let exit = tokio::task::spawn_blocking(move || doomed.child.wait().unwrap()).await.unwrap();
+    assert!(!exit.success(), "the failpoint aborted the server");
+    assert!(receiver.received().is_empty(), "nothing sent before the crash");
+    let history = ok(wenu(&data).args(["alarms", "history", "--company", "acme"]).output().unwrap());
+    assert_eq!(history.lines().count(), 1, "the transition is recorded: {history}");
+    assert_eq!(outbox_len(&data), 1, "its notification waits in the outbox");
+
+    let restarted = ServeProcess::start(&data, &mqtt);
+    let delivered = receiver.wait_for(1).await;
+    eventually("the outbox drains", async || (outbox_len(&data) == 0).then_some(())).await;
+    wait_for_consumer(&data, "alarms").await;
+    let recorded: Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+    assert_eq!(receiver.received().len(), 1, "delivered once, not again after the redone batch");
+    assert_eq!(delivered[0].delivery, recorded["id"].as_str().unwrap());
+    let history_after = ok(wenu(&data).args(["alarms", "history", "--company", "acme"]).output().unwrap());
+    assert_eq!(history_after, history, "no second transition from the records redone after the crash");
+    restarted.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_alarm_consumer_and_a_stalled_lake_do_not_hold_each_other_up() {
+    let Pipeline { dir: _dir, data, fleet, port, server } = start_pipeline(1);
+    let admin = Api::new(&server, &token(&data, "acme", "admin"));
+    hot_rule(&admin, &fleet.devices[0].device_id).await;
+    let receiver = Receiver::start("unset").await;
+    admin.add_webhook(&receiver).await;
+    server.terminate();
+    let mqtt = format!("127.0.0.1:{port}");
+    let run = |first_seq: u64| {
+        let devices = fleet.clone();
+        let sim = SimConfig {
+            port,
+            rate_per_device: 0.0,
+            per_device: Some(20),
+            window: 4,
+            first_seq,
+            ..SimConfig::default()
+        };
+        async move {
+            let (_stop, stop) = watch::channel(false);
+            run_fleet(&devices, sim, stop).await.unwrap()
+        }
+    };
+
+    // Alarms stalled: the lake still receives everything.
+    let fast = [("WENU_LAKE_BUFFER_SECS", "0")];
+    let stalled_alarms =
+        ServeProcess::start_with(&data, &mqtt, &[fast[0], ("WENU_FAILPOINTS", "alarms.evaluate=stall")]);
+    assert_eq!(run(1).await.acked, 20);
+    support::wait_for_lake(&data).await;
+    assert!(receiver.received().is_empty(), "the alarm consumer is stalled");
+    stalled_alarms.kill_9(); // a stalled task never finishes its shutdown
+
+    // Lake stalled: the alarm is raised and notified anyway (the backlog included).
+    let stalled_lake =
+        ServeProcess::start_with(&data, &mqtt, &[fast[0], ("WENU_FAILPOINTS", "lake.process=stall")]);
+    assert_eq!(run(21).await.acked, 20);
+    let delivered = receiver.wait_for(1).await;
+    assert_eq!(delivered[0].notification.transition.rule, "hot");
+    wait_for_consumer(&data, "alarms").await;
+    let lake = support::status(&data)["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["consumer"] == "lake")
+        .cloned()
+        .unwrap();
+    assert!(lake["lag"].as_u64().unwrap() >= 20, "the lake is behind while alarms are current: {lake}");
+    stalled_lake.kill_9();
+}
