@@ -89,7 +89,11 @@ pub struct AlarmStage {
     /// When this process began watching: silence counts from here at the earliest.
     watching_since: i64,
     totals: Arc<AlarmTotals>,
+    refreshed_at: Option<tokio::time::Instant>,
 }
+
+/// How long a change of rules, devices or keys may take to reach the alarms.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AlarmStage {
     /// `wake` is the dispatcher's: notified whenever transitions were recorded.
@@ -118,6 +122,7 @@ impl AlarmStage {
             clock,
             watching_since: clock.now_ms(),
             totals: Arc::default(),
+            refreshed_at: None,
         }
     }
 
@@ -125,9 +130,22 @@ impl AlarmStage {
         self.totals.clone()
     }
 
-    /// Takes in newer registry snapshots; with new rules or devices, makes
-    /// sure every device a missing-data rule watches has a state to time.
+    /// Takes in newer registry snapshots (looking at most every
+    /// [`REFRESH_EVERY`]: three registry queries per batch would be most of
+    /// a batch's time); with new rules or devices, makes sure every device a
+    /// missing-data rule watches has a state to time.
     async fn refresh(&mut self) -> Result<()> {
+        let now = tokio::time::Instant::now();
+        if self.refreshed_at.is_some_and(|at| now - at < REFRESH_EVERY) {
+            return Ok(());
+        }
+        let reloaded = self.reload().await;
+        // A failed look is tried again at the next batch.
+        self.refreshed_at = reloaded.is_ok().then_some(now);
+        reloaded
+    }
+
+    async fn reload(&mut self) -> Result<()> {
         let mut watch_list_changed = false;
         if let Some((keyring, directory)) = self.keys.refresh().await.map_err(Error::Registry)? {
             self.directory = directory.clone();

@@ -1,6 +1,6 @@
-// The company dashboard: sites → devices → sensors, one chart per sensor
-// (uPlot), resolution and range pickers, completeness per device, live
-// updates from /api/v1/live.
+// The company dashboard: active alarms (acknowledged from here by admins),
+// sites → devices → sensors, one chart per sensor (uPlot), resolution and
+// range pickers, completeness per device, live updates from /api/v1/live.
 "use strict";
 
 (async () => {
@@ -195,9 +195,49 @@
     card.querySelector(".status").textContent = `${buckets.length} buckets of ${res}${note}`;
   }
 
+  // Raised and acknowledged alarms, most severe first; a live `alarm` event reloads them.
+  const alarmRows = document.getElementById("alarm-rows");
+  const canAcknowledge = me.role !== "viewer";
+  async function loadAlarms() {
+    const alarms = await api("/alarms" + query(scope));
+    document.getElementById("alarm-count").textContent = String(alarms.length);
+    document.getElementById("alarm-count").classList.toggle("warn", alarms.length > 0);
+    alarmRows.replaceChildren(
+      ...alarms.map((a) => {
+        const status = a.status === "acknowledged"
+          ? el("span", { title: a.acknowledged.comment || "" }, "acknowledged by " + a.acknowledged.by)
+          : canAcknowledge
+            ? el("button", { type: "button", class: "ack" }, "Acknowledge")
+            : "raised";
+        if (status.tagName === "BUTTON") {
+          status.addEventListener("click", async () => {
+            const comment = prompt("Comment (optional)") ?? "";
+            await api(`/alarms/${a.id}/ack` + query(scope), { method: "POST", body: { comment } })
+              .catch((error) => showError(alarmRows, error));
+            await loadAlarms();
+          });
+        }
+        const device = el("a", { href: "#device=" + encodeURIComponent(a.device) }, a.device + (a.sensor ? " · " + a.sensor : ""));
+        device.addEventListener("click", () => selectDevice(a.device));
+        return el("tr", { "data-alarm": a.id, class: "severity-" + a.severity }, [
+          el("td", {}, a.severity),
+          el("td", {}, a.rule_name),
+          el("td", {}, device),
+          el("td", {}, new Date(a.raised_at).toLocaleString()),
+          el("td", {}, a.detail),
+          el("td", {}, status),
+        ]);
+      }),
+    );
+  }
+
   // Live readings: the latest value changes at once; the charts redraw at
   // most every 5 s (a new reading changes only the newest bucket).
   function onLive(name, data) {
+    if (name === "alarm") {
+      loadAlarms().catch(() => {});
+      return;
+    }
     if (name !== "readings") return;
     let touched = false;
     for (const r of data) {
@@ -227,6 +267,8 @@
     resizeTimer = setTimeout(drawCharts, 200);
   });
 
+  loadAlarms().catch((error) => showError(alarmRows, error));
+  setInterval(() => loadAlarms().catch(() => {}), 30000);
   try {
     const devices = await loadTree();
     const wanted = new URLSearchParams(location.hash.slice(1)).get("device");

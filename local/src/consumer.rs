@@ -51,6 +51,10 @@ pub struct ConsumerOptions {
     pub max_backoff: Duration,
     /// How often [`Stage::tick`] runs; never when `None`.
     pub tick_every: Option<Duration>,
+    /// Record each batch's range before processing it, so a restart redoes
+    /// exactly that range (outputs named by it are rewritten, not doubled).
+    /// Stages whose outputs are keyed otherwise skip this write.
+    pub redo_same_range: bool,
 }
 
 impl ConsumerOptions {
@@ -62,6 +66,7 @@ impl ConsumerOptions {
             idle_poll: Duration::from_millis(20),
             max_backoff: Duration::from_secs(30),
             tick_every: None,
+            redo_same_range: true,
         }
     }
 }
@@ -159,7 +164,9 @@ impl<S: Stage> Consumer<S> {
             _ => return Ok(()),
         };
         let name = self.options.name.clone();
-        self.store.begin_flush(&name, first, last).await?;
+        if self.options.redo_same_range {
+            self.store.begin_flush(&name, first, last).await?;
+        }
         let mut backoff = Duration::from_millis(100);
         let state = loop {
             let started = std::time::Instant::now();

@@ -76,7 +76,9 @@ impl Alarms {
         Ok(Alarms { store, table, dispatcher, totals: Arc::default() })
     }
 
-    /// Starts the consumer and the dispatcher; both stop when `stopped` turns true.
+    /// Starts the consumer and the dispatcher on a thread and runtime of
+    /// their own, so that lake, enrich and stats work queued on the main
+    /// runtime never delays an alarm; both stop when `stopped` turns true.
     pub fn start(
         &mut self,
         config: &Config,
@@ -84,7 +86,7 @@ impl Alarms {
         stream: &SqliteStream,
         consumers: ConsumerStore,
         stopped: watch::Receiver<bool>,
-    ) -> Vec<JoinHandle<()>> {
+    ) -> anyhow::Result<JoinHandle<()>> {
         let stage = AlarmStage::new(
             Box::new(RegistryKeys::new(config.keyring_path(), registry.clone())),
             Box::new(RegistryCatalog::new(registry.clone())),
@@ -98,14 +100,26 @@ impl Alarms {
         let mut options = ConsumerOptions::new(ALARMS_CONSUMER, BatchLimits::unchecked(1, Duration::ZERO));
         options.tick_every = Some(Duration::from_millis(config.alarms.timer_millis.max(10)));
         options.read_chunk = 1_000;
+        options.redo_same_range = false; // transitions are keyed by themselves, not by the batch
         let consumer = Consumer::new(Arc::new(stream.clone()), consumers, options, stage);
-        let consumer_stopped = stopped.clone();
-        let consumer = tokio::spawn(async move {
-            if let Err(err) = consumer.run(consumer_stopped).await {
-                tracing::error!(error = %err, "alarms consumer stopped; the stream keeps the records for a restart");
+        let dispatcher = self.dispatcher.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name("wenu-alarms".into()).spawn(move || {
+            runtime.block_on(async move {
+                let consumer_stopped = stopped.clone();
+                let consumer = async move {
+                    if let Err(err) = consumer.run(consumer_stopped).await {
+                        tracing::error!(error = %err, "alarms consumer stopped; the stream keeps the records for a restart");
+                    }
+                };
+                tokio::join!(consumer, dispatcher.run(stopped));
+            })
+        })?;
+        // Awaited like the other consumers' tasks when the server stops.
+        Ok(tokio::task::spawn_blocking(move || {
+            if thread.join().is_err() {
+                tracing::error!("the alarms thread panicked");
             }
-        });
-        let dispatcher = tokio::spawn(self.dispatcher.clone().run(stopped));
-        vec![consumer, dispatcher]
+        }))
     }
 }

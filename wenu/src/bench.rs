@@ -17,6 +17,9 @@ pub enum BenchCommand {
     /// Requests/s and latency of a day of 1-minute stats over HTTP from
     /// concurrent clients, idle and while devices publish.
     Api(crate::bench_api::ApiArgs),
+    /// PUBACK → webhook latency of alarm notifications with 1 000 rules under
+    /// load, against a Mosquitto publish → subscribe round trip.
+    Alarms(crate::bench_alarms::AlarmsArgs),
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
@@ -25,5 +28,6 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Lake(args) => crate::bench_lake::run(args).await,
         BenchCommand::Stats(args) => crate::bench_stats::run(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(config, args).await,
+        BenchCommand::Alarms(args) => crate::bench_alarms::run(config, args).await,
     }
 }

@@ -114,13 +114,13 @@ async fn load(fleet: &Fleet, port: u16, args: &IngestArgs) -> anyhow::Result<Fle
 }
 
 /// A Mosquitto broker on a free loopback port, stopped on drop.
-struct Mosquitto {
+pub(crate) struct Mosquitto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Mosquitto {
-    fn start(binary: &str) -> anyhow::Result<Mosquitto> {
+    pub(crate) fn start(binary: &str) -> anyhow::Result<Mosquitto> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(binary)
             .args(["-p", &port.to_string()])

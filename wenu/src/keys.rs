@@ -4,7 +4,7 @@
 //! takes effect without a restart.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use wenu_alarms::{Rule, RuleSource, WebhookDirectory, WebhookTarget};
@@ -107,10 +107,13 @@ impl RuleSource for RegistryRules {
     }
 }
 
-/// Companies' webhooks for the notifier, reloaded when the registry changes.
+/// Companies' webhooks for the notifier, reloaded when the registry changes
+/// (looked at no more than once a second: a notification must not wait on
+/// registry queries).
 pub struct RegistryWebhooks {
     registry: Registry,
-    cache: tokio::sync::Mutex<Option<(i64, Vec<WebhookTarget>)>>,
+    /// When the revision was last checked, the revision, the webhooks.
+    cache: tokio::sync::Mutex<Option<(std::time::Instant, i64, Vec<WebhookTarget>)>>,
 }
 
 impl RegistryWebhooks {
@@ -122,17 +125,24 @@ impl RegistryWebhooks {
 #[async_trait]
 impl WebhookDirectory for RegistryWebhooks {
     async fn webhooks(&self, company: &str) -> Result<Vec<WebhookTarget>, String> {
-        let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
         let mut cache = self.cache.lock().await;
-        if cache.as_ref().is_none_or(|(seen, _)| *seen != revision) {
-            let hooks = self.registry.webhooks(None).await.map_err(|e| e.to_string())?;
-            let targets = hooks
-                .into_iter()
-                .map(|h| WebhookTarget { id: h.id, company: h.company, url: h.url, secret: h.secret })
-                .collect();
-            *cache = Some((revision, targets));
+        let fresh = cache.as_ref().is_some_and(|(checked, ..)| checked.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
+            let targets = match cache.take() {
+                Some((_, seen, targets)) if seen == revision => targets,
+                _ => self
+                    .registry
+                    .webhooks(None)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|h| WebhookTarget { id: h.id, company: h.company, url: h.url, secret: h.secret })
+                    .collect(),
+            };
+            *cache = Some((std::time::Instant::now(), revision, targets));
         }
-        let (_, targets) = cache.as_ref().expect("filled above");
+        let (_, _, targets) = cache.as_ref().expect("filled above");
         Ok(targets.iter().filter(|t| t.company == company).cloned().collect())
     }
 }

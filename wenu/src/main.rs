@@ -10,6 +10,7 @@ mod alarms;
 mod alarms_cmd;
 mod api_ports;
 mod bench;
+mod bench_alarms;
 mod bench_api;
 mod bench_ingest;
 mod bench_lake;

@@ -99,7 +99,7 @@ impl Server {
             tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, consumers_stopped.clone()));
         let mut alarms = Alarms::open(config, &registry, edge.publisher(), &live)?;
         let mut consumers = vec![lake_task, enrich_task, workers];
-        consumers.extend(alarms.start(config, &registry, &stream, consumer_store, consumers_stopped));
+        consumers.push(alarms.start(config, &registry, &stream, consumer_store, consumers_stopped)?);
 
         let mut tasks = Vec::new();
         let every = Duration::from_secs(config.stats.sweep_interval_secs.max(1));

@@ -1,8 +1,8 @@
 //! The dashboards API, the web pages and `/metrics` of a real `wenu serve`
 //! with simulated data: raw readings agree with DuckDB over the lake, stats
 //! agree with them, `/metrics` parses with Prometheus' own client parser,
-//! and headless Chromium sees charts with data points and creates a sensor
-//! through the backoffice form.
+//! and headless Chromium sees charts with data points and the active alarm,
+//! and creates a sensor through the backoffice form.
 
 mod support;
 
@@ -38,6 +38,13 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
         window: 8,
         ..SimConfig::default()
     };
+    // An alarm for the dashboard to list: any temperature of the first device.
+    ok(wenu(&data)
+        .args(["rules", "put", "--company", "acme", "--id", "any-temp", "--name", "Any temperature"])
+        .args(["--device", &fleet.devices[0].device_id, "--sensor", "temp-1", "--severity", "critical"])
+        .args(["--condition", r#"{"kind":"threshold","direction":"above","limit":-1000}"#])
+        .output()
+        .unwrap());
     let (_stop_tx, stop) = watch::channel(false);
     assert_eq!(run_fleet(&fleet, sim, stop).await.unwrap().unacked_at_exit, 0);
     wait_for_lake(&data).await;
@@ -140,6 +147,7 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
     assert_eq!(seen["devicesInTree"], DEVICES);
     assert!(seen["completeness"].as_array().unwrap().iter().all(|c| c == "100%"), "{seen}");
     assert_eq!(seen["live"], true);
+    assert_eq!(seen["alarms"], serde_json::json!(["Any temperature"]), "the active alarm is listed");
     assert_eq!(seen["sensorFormResult"]["ok"], true, "{seen}");
     assert_eq!(seen["sensorRowShown"], true);
     assert_eq!(seen["auditFirstAction"], "sensor.upsert");

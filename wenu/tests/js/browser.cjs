@@ -57,6 +57,9 @@ async function main() {
       timeout: 15000,
     });
     seen.live = true;
+    // The active alarm the test raised is listed, with its rule's name.
+    await dashboard.waitForSelector("#alarm-rows tr[data-alarm]", { timeout: 15000 });
+    seen.alarms = await dashboard.$$eval("#alarm-rows tr[data-alarm]", (rows) => rows.map((r) => r.children[1].textContent));
     await dashboard.screenshot({ path: `${env.OUT_DIR}/dashboard.png`, fullPage: true });
 
     // The backoffice of an admin: the sensor form creates a sensor.
