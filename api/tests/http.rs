@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{ACME_DEVICES, GLOBEX_DEVICE, Server, code};
+use support::{ACME_DEVICES, GLOBEX_DEVICE, Server, code, now_ms};
 use wenu_api::ApiLimits;
 use wenu_stats::{Job, Point, Retention, SeriesKey};
 
@@ -221,6 +221,7 @@ async fn bad_parameters_get_400_saying_what_is_wrong() {
 async fn no_token_of_one_company_reaches_anything_of_another() {
     let server = Server::start(ApiLimits::default()).await;
     let globex_token_id = server.registry.list_tokens(Some("globex")).await.unwrap()[0].id.clone();
+    let (globex_alarm, globex_webhook) = (server.globex_alarm.clone(), server.globex_webhook.clone());
     let d = GLOBEX_DEVICE;
     let requests: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, "/api/v1/series?company=globex".into(), None),
@@ -256,6 +257,23 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
         ),
         (Method::DELETE, format!("/api/v1/tokens/{globex_token_id}"), None),
         (Method::GET, "/api/v1/audit?company=globex".into(), None),
+        (Method::GET, "/api/v1/rules?company=globex".into(), None),
+        (Method::PUT, "/api/v1/rules/boiler?company=globex".into(), Some(rule_body())),
+        (Method::DELETE, "/api/v1/rules/boiler?company=globex".into(), None),
+        (Method::DELETE, "/api/v1/rules/boiler".into(), None),
+        (Method::GET, "/api/v1/alarms?company=globex".into(), None),
+        (Method::GET, format!("/api/v1/alarms/{globex_alarm}"), None),
+        (Method::POST, format!("/api/v1/alarms/{globex_alarm}/ack"), Some(json!({ "comment": "mine" }))),
+        (Method::POST, format!("/api/v1/alarms/{globex_alarm}/ack?company=globex"), Some(json!({}))),
+        (Method::GET, "/api/v1/alarms/history?company=globex".into(), None),
+        (Method::GET, "/api/v1/alarms/dead-letters?company=globex".into(), None),
+        (Method::GET, "/api/v1/webhooks?company=globex".into(), None),
+        (
+            Method::POST,
+            "/api/v1/webhooks?company=globex".into(),
+            Some(json!({ "url": "https://evil.example" })),
+        ),
+        (Method::DELETE, format!("/api/v1/webhooks/{globex_webhook}"), None),
     ];
     let globex_before = server.registry.audit_log(Some("globex"), None, 1000).await.unwrap();
     for token in [&server.tokens.acme_viewer, &server.tokens.acme_admin] {
@@ -265,7 +283,9 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
                 [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&status),
                 "{method} {path} answered {status} {answer}"
             );
-            assert!(!answer.to_string().contains("East yard"), "{method} {path} leaked {answer}");
+            for secret in ["East yard", "Globex boiler", "globex.example"] {
+                assert!(!answer.to_string().contains(secret), "{method} {path} leaked {answer}");
+            }
         }
     }
     // The implicit scope shows only one's own company.
@@ -289,6 +309,8 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
     // Nothing of globex changed.
     assert_eq!(server.registry.audit_log(Some("globex"), None, 1000).await.unwrap(), globex_before);
     assert!(server.registry.device(GLOBEX_DEVICE).await.unwrap().unwrap().enabled);
+    let alarm = server.alarms.alarm("globex", &server.globex_alarm).await.unwrap().unwrap();
+    assert!(alarm.acknowledged.is_none(), "globex's alarm was not acknowledged by acme");
     // And globex's own token still sees its data.
     let (status, body) = server
         .get(&format!("/api/v1/stats?device={d}&sensor=temp-1&from=-3h"), &server.tokens.globex_viewer)
@@ -496,5 +518,109 @@ async fn a_token_past_its_rate_gets_429_with_retry_after_and_others_do_not() {
         server.get("/api/v1/me", &server.tokens.globex_viewer).await.0,
         StatusCode::OK,
         "another token is served"
+    );
+}
+
+fn rule_body() -> Value {
+    json!({ "name": "Too hot", "sensor": "temp-1", "severity": "warning",
+            "condition": { "kind": "threshold", "direction": "above", "limit": 30, "hysteresis": 1 } })
+}
+
+#[tokio::test]
+async fn alarm_rules_alarms_and_webhooks_through_the_api() {
+    let server = Server::start(ApiLimits::default()).await;
+    let (admin, viewer) = (&server.tokens.acme_admin, &server.tokens.acme_viewer);
+
+    // Rules: validated, admin-only to change, readable by viewers.
+    let (status, rule) =
+        server.call(Method::PUT, "/api/v1/rules/too-hot", Some(admin), Some(rule_body())).await;
+    assert_eq!(status, StatusCode::OK, "{rule}");
+    assert_eq!((rule["company"].as_str(), rule["enabled"].as_bool()), (Some("acme"), Some(true)));
+    let bad = [
+        (
+            json!({ "name": "x", "severity": "warning", "condition": { "kind": "flatline", "window_ms": 0 }, "sensor": "s" }),
+            "window_ms",
+        ),
+        (
+            json!({ "name": "x", "severity": "warning", "condition": { "kind": "missing_data", "silence_ms": 1000 }, "sensor": "s" }),
+            "device",
+        ),
+        (
+            json!({ "name": "x", "severity": "loud", "condition": { "kind": "flatline", "window_ms": 1 }, "sensor": "s" }),
+            "severity",
+        ),
+        (
+            json!({ "name": "x", "severity": "info", "condition": { "kind": "telepathy" }, "sensor": "s" }),
+            "condition",
+        ),
+        (
+            json!({ "name": "x", "severity": "info", "sensor": "s", "device": "globex-00001",
+                 "condition": { "kind": "flatline", "window_ms": 1 } }),
+            "device",
+        ),
+    ];
+    for (body, problem) in bad {
+        let (status, answer) = server.call(Method::PUT, "/api/v1/rules/r2", Some(admin), Some(body)).await;
+        assert!(
+            [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND].contains(&status),
+            "{problem}: {status} {answer}"
+        );
+        assert!(answer.to_string().contains(problem), "{problem} named in {answer}");
+    }
+    let (status, _) =
+        server.call(Method::PUT, "/api/v1/rules/too-hot", Some(viewer), Some(rule_body())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, rules) = server.get("/api/v1/rules", viewer).await;
+    assert_eq!(rules.as_array().unwrap().len(), 1);
+
+    // An alarm of acme's: listed, acknowledged once (admins only), in the history.
+    let too_hot: wenu_alarms::Rule = serde_json::from_value(rule).unwrap();
+    let mut state = wenu_alarms::SeriesState::default();
+    let raised =
+        wenu_alarms::apply_reading(&too_hot, &mut state, "acme-00001", "temp-1", now_ms(), 35.0).unwrap();
+    let id = server.alarms.record(&[raised], &[], now_ms()).await.unwrap()[0].alarm.clone();
+    let (_, active) = server.get("/api/v1/alarms", viewer).await;
+    assert_eq!(active[0]["id"], id.as_str());
+    assert_eq!(active[0]["status"], "raised");
+    let ack = format!("/api/v1/alarms/{id}/ack");
+    let (status, _) = server.call(Method::POST, &ack, Some(viewer), Some(json!({ "comment": "x" }))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, acked) =
+        server.call(Method::POST, &ack, Some(admin), Some(json!({ "comment": "on it" }))).await;
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    assert_eq!(acked["change"], "acknowledged");
+    let (status, again) = server.call(Method::POST, &ack, Some(admin), Some(json!({}))).await;
+    assert_eq!((status, code(&again)), (StatusCode::CONFLICT, "conflict"));
+    let (_, one) = server.get(&format!("/api/v1/alarms/{id}"), viewer).await;
+    assert_eq!(
+        (one["status"].as_str(), one["acknowledged"]["comment"].as_str()),
+        (Some("acknowledged"), Some("on it"))
+    );
+    let (_, history) = server.get("/api/v1/alarms/history?from=-1h", viewer).await;
+    let changes: Vec<&str> = items(&history).iter().map(|t| t["change"].as_str().unwrap()).collect();
+    assert_eq!(changes, ["raised", "acknowledged"]);
+    let (status, missing) =
+        server.call(Method::POST, "/api/v1/alarms/zz/ack", Some(admin), Some(json!({}))).await;
+    assert_eq!((status, code(&missing)), (StatusCode::NOT_FOUND, "not_found"));
+
+    // Webhooks: the secret is shown once, never listed.
+    let (status, hook) = server
+        .call(Method::POST, "/api/v1/webhooks", Some(admin), Some(json!({ "url": "https://acme.example/h" })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = hook["secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 64);
+    let (_, hooks) = server.get("/api/v1/webhooks", admin).await;
+    assert!(!hooks.to_string().contains(secret) && hooks.to_string().contains("acme.example"));
+    let (status, _) = server.get("/api/v1/webhooks", viewer).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, bad_url) =
+        server.call(Method::POST, "/api/v1/webhooks", Some(admin), Some(json!({ "url": "ftp://x" }))).await;
+    assert_eq!((status, code(&bad_url)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let path = format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap());
+    assert_eq!(server.call(Method::DELETE, &path, Some(admin), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        server.call(Method::DELETE, "/api/v1/rules/too-hot", Some(admin), None).await.0,
+        StatusCode::NO_CONTENT
     );
 }

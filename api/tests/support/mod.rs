@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use wenu_alarms::{AlarmStore, Condition, Direction, Rule, SeriesState, Severity, apply_reading};
 use wenu_api::{ApiLimits, ApiState, DeviceKeys, KeyringFile, LiveHub};
 use wenu_core::catalog::SensorSpec;
 use wenu_local::SqliteTable;
@@ -16,6 +17,10 @@ use wenu_stats::{Job, Point, Retention, SeriesKey, apply_job};
 pub struct Server {
     pub addr: SocketAddr,
     pub registry: Registry,
+    pub alarms: AlarmStore,
+    /// A raised alarm of globex's, and the id of globex's webhook.
+    pub globex_alarm: String,
+    pub globex_webhook: String,
     pub live: LiveHub,
     pub client: reqwest::Client,
     pub tokens: Tokens,
@@ -90,12 +95,49 @@ impl Server {
             globex_admin: token(Some("globex"), Role::Admin).await,
             operator: token(None, Role::Operator).await,
         };
+        // Globex has a rule that raised an alarm, and a webhook.
+        let alarms = AlarmStore::new(Arc::new(SqliteTable::open(&dir.path().join("alarms.db")).unwrap()), 90);
+        let rule = Rule {
+            company: "globex".into(),
+            id: "boiler".into(),
+            name: "Globex boiler".into(),
+            device: Some(GLOBEX_DEVICE.into()),
+            sensor: Some("temp-1".into()),
+            condition: Condition::Threshold {
+                direction: Direction::Above,
+                limit: 90.0,
+                hysteresis: 0.0,
+                for_ms: 0,
+            },
+            severity: Severity::Critical,
+            enabled: true,
+            version: 0,
+        };
+        registry.put_rule(&rule).await.unwrap();
+        let mut state = SeriesState::default();
+        let raised = apply_reading(&rule, &mut state, GLOBEX_DEVICE, "temp-1", end, 95.0).unwrap();
+        let notified = alarms.record(&[raised], &[], end).await.unwrap();
+        let globex_alarm = notified[0].alarm.clone();
+        let globex_webhook = registry.add_webhook("globex", "https://globex.example/hook").await.unwrap().id;
         let live = LiveHub::default();
-        let state = ApiState::new(registry.clone(), table, live.clone(), limits).with_device_keys(keys);
+        let state = ApiState::new(registry.clone(), table, live.clone(), limits)
+            .with_device_keys(keys)
+            .with_alarms(alarms.clone(), Arc::new(tokio::sync::Notify::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, wenu_api::router(state)).await.unwrap() });
-        Server { addr, registry, live, client: reqwest::Client::new(), tokens, seeded_until: end, _dir: dir }
+        Server {
+            addr,
+            registry,
+            alarms,
+            globex_alarm,
+            globex_webhook,
+            live,
+            client: reqwest::Client::new(),
+            tokens,
+            seeded_until: end,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
