@@ -176,10 +176,16 @@ fn from_item<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T> {
         .map_err(|e| Error::Corrupt(format!("{}#{}: {e}", item.key.partition, item.key.sort)))
 }
 
+/// Sort keys of transitions: event time in the high bits, so a range of
+/// keys is a range of time.
+fn time_key(ms: i64) -> i64 {
+    ms.clamp(0, i64::MAX >> 20) << 20
+}
+
 fn transition_key(partition: String, t: &Transition, probe: i64) -> ItemKey {
     let hash =
         hash63(&[&t.company, &t.rule, &t.device, t.sensor.as_deref().unwrap_or(""), t.change.as_str()]);
-    ItemKey { partition, sort: (t.ts.max(0) << 20 | (hash & 0xF_FFFF)) + probe }
+    ItemKey { partition, sort: (time_key(t.ts) | (hash & 0xF_FFFF)) + probe }
 }
 
 fn same_transition(a: &Transition, b: &Transition) -> bool {
@@ -408,16 +414,19 @@ impl AlarmStore {
     }
 
     /// A company's transitions with event time in `range` (unix ms), oldest first.
+    /// `cursor` is the `next` of the previous page, if any.
     pub async fn history(
         &self,
         company: &str,
         range: Range<i64>,
         limit: usize,
+        cursor: Option<i64>,
     ) -> Result<(Vec<Notification>, Option<i64>)> {
-        let sort = range.start.max(0) << 20..range.end.max(0) << 20;
+        let start = cursor.unwrap_or(i64::MIN).max(time_key(range.start));
+        let sort = start..time_key(range.end);
         let page = self.table.query(&format!("alarm-history#{company}"), sort, limit).await?;
         let notifications = page.items.iter().map(from_item).collect::<Result<_>>()?;
-        Ok((notifications, page.next.map(|next| next >> 20)))
+        Ok((notifications, page.next))
     }
 
     /// Every notification not yet delivered everywhere, oldest first.

@@ -172,8 +172,7 @@ pub(crate) async fn history(
     let format = Format::choose(params.format.as_deref(), &headers)?;
     let (from, to) = time_range(params.from.as_deref(), params.to.as_deref(), "-1d", now_ms())?;
     let limit = page_size(params.limit, 500, state.0.limits.max_page)?;
-    let from = params.cursor.map_or(from, |c| c.max(from));
-    let (items, next) = store(&state)?.history(&company, from..to, limit).await?;
+    let (items, next) = store(&state)?.history(&company, from..to, limit, params.cursor).await?;
     let rows: Vec<Value> = items.iter().map(history_row).collect();
     rows_response(format, &rows, next.map(|n| n.to_string()))
 }

@@ -495,6 +495,27 @@ async fn the_live_stream_carries_only_the_callers_company() {
         data,
         json!([{ "device": "acme-00001", "sensor": "temp-1", "seq": 7, "ts": 1000, "value": 21.5 }])
     );
+
+    // Alarm transitions, sent through the hub as the alarm notifier does: only acme's arrive.
+    use wenu_alarms::Notifier;
+    let (globex_alarm, _) = server.alarms.history("globex", 0..i64::MAX, 10, None).await.unwrap();
+    let mut acme_alarm = globex_alarm[0].clone();
+    acme_alarm.id = "acme-1".into();
+    acme_alarm.transition.company = "acme".into();
+    server.live.send("api", &globex_alarm[0]).await.unwrap();
+    server.live.send("api", &acme_alarm).await.unwrap();
+    let mut rest = text.split_once("\n\n").unwrap().1.to_owned();
+    while !rest.contains("event: alarm") || !rest.ends_with("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), response.chunk())
+            .await
+            .unwrap()
+            .unwrap();
+        rest.push_str(std::str::from_utf8(&chunk.expect("stream open")).unwrap());
+    }
+    let alarm = rest.split("\n\n").find(|e| e.starts_with("event: alarm")).unwrap();
+    let data: Value = serde_json::from_str(alarm.split_once("data: ").unwrap().1).unwrap();
+    assert_eq!((data["id"].as_str(), data["company"].as_str()), (Some("acme-1"), Some("acme")));
+    assert!(!rest.contains("Globex boiler\",\"company\":\"globex"), "{rest}");
 }
 
 #[tokio::test]

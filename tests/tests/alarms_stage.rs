@@ -171,7 +171,7 @@ async fn each_transition_reaches_the_webhook_once_across_redelivery_and_restart(
     assert_ne!(received[0].delivery, received[1].delivery);
     assert_eq!(received[0].delivery, received[0].notification.id);
     assert_eq!(received[0].notification.alarm, received[1].notification.alarm);
-    let (history, _) = fleet.store().history("acme", T0..T0 + 60_000, 100).await.unwrap();
+    let (history, _) = fleet.store().history("acme", T0..T0 + 60_000, 100, None).await.unwrap();
     assert_eq!(history.len(), 2);
     stop.send_replace(true);
 }
@@ -241,7 +241,7 @@ async fn an_acknowledgement_is_a_transition_and_survives_the_clear() {
     assert_eq!(alarm.status, Change::Cleared);
     assert_eq!(alarm.acknowledged.unwrap().comment, "on my way");
     assert!(matches!(store.acknowledge("acme", &id, "x", "", T0).await.unwrap(), AckOutcome::NotRaised(_)));
-    let (history, _) = store.history("acme", T0..T0 + 60_000, 100).await.unwrap();
+    let (history, _) = store.history("acme", T0..T0 + 60_000, 100, None).await.unwrap();
     let changes: Vec<_> = history.iter().map(|n| n.transition.change).collect();
     assert_eq!(changes, [Change::Raised, Change::Acknowledged, Change::Cleared]);
     assert_eq!(store.outbox().await.unwrap().len(), 3, "three notifications queued");

@@ -151,14 +151,15 @@ pub async fn run_alarms(config: Config, command: AlarmsCommand) -> anyhow::Resul
         }
         AlarmsCommand::History { company, hours } => {
             let now = now_ms();
-            let mut from = now - hours.max(1) * 3_600_000;
+            let from = now - hours.max(1) * 3_600_000;
+            let mut cursor = None;
             loop {
-                let (page, next) = store.history(&company, from..now + 1, 1000).await?;
+                let (page, next) = store.history(&company, from..now + 1, 1000, cursor).await?;
                 for n in page {
                     println!("{}", serde_json::to_string(&n)?);
                 }
                 match next {
-                    Some(next) => from = next,
+                    Some(next) => cursor = Some(next),
                     None => break,
                 }
             }
