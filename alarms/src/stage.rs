@@ -60,6 +60,7 @@ pub struct AlarmTotals {
     pub raised: AtomicU64,
 }
 
+#[derive(Clone)]
 struct Cached {
     state: SeriesState,
     /// The stored item's version; `None` if not stored yet.
@@ -91,6 +92,9 @@ pub struct AlarmStage {
     totals: Arc<AlarmTotals>,
     refreshed_at: Option<tokio::time::Instant>,
 }
+
+/// Batches up to this many records are decoded on the stage's own thread.
+const INLINE_DECODE: usize = 64;
 
 /// How long a change of rules, devices or keys may take to reach the alarms.
 pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -235,9 +239,11 @@ impl AlarmStage {
         }
         self.load(events.iter().map(|(_, key, _)| key)).await?;
         let mut transitions = Vec::new();
+        let mut undo = HashMap::new();
         for (rule, key, event) in events {
             let cached = self.states.get_mut(&key).expect("loaded above");
             let before = cached.state.clone();
+            undo.entry(key.clone()).or_insert_with(|| cached.clone());
             let transition = match event {
                 Event::Reading { sensor, ts, value } => {
                     self.totals.readings.fetch_add(1, Ordering::Relaxed);
@@ -250,7 +256,7 @@ impl AlarmStage {
             cached.dirty |= cached.state != before;
             transitions.extend(transition);
         }
-        self.commit(transitions).await
+        self.commit(transitions, undo, false).await
     }
 
     /// Fires missing-data rules for devices that went silent.
@@ -266,38 +272,48 @@ impl AlarmStage {
         if by_id.is_empty() {
             return Ok(Vec::new());
         }
-        let mut transitions = Vec::new();
+        let (mut transitions, mut undo) = (Vec::new(), HashMap::new());
         for (key, cached) in self.states.iter_mut() {
             let Some(rule) = by_id.get(&(key.company.as_str(), key.rule.as_str())) else { continue };
+            let before = cached.clone();
             if let Some(t) = check_silence(rule, &mut cached.state, &key.device, now, self.watching_since) {
+                undo.insert(key.clone(), before);
                 cached.dirty = true;
                 transitions.push(t);
             }
         }
         transitions.sort_by_key(|t| t.ts);
-        self.commit(transitions).await
+        self.commit(transitions, undo, false).await
     }
 
     async fn decode(&mut self, records: &[Record]) -> Result<Vec<DecodedMessage>> {
-        let mut decoder = self.decoder.take().expect("decoder present between batches");
-        let owned = records.to_vec();
-        // Decryption is CPU work: keep it off the async workers.
-        let (decoder, messages) = tokio::task::spawn_blocking(move || {
-            let messages = decoder
-                .decode_all(&owned)
+        let accepted = |outcomes: Vec<Outcome>| {
+            outcomes
                 .into_iter()
                 .filter_map(|outcome| match outcome {
                     Outcome::Accepted(message) => Some(message),
                     // The lake counts and quarantines these.
                     Outcome::Duplicate { .. } | Outcome::Rejected(_) => None,
                 })
-                .collect::<Vec<_>>();
-            (decoder, messages)
+                .collect::<Vec<_>>()
+        };
+        let decoder = self.decoder.as_mut().expect("decoder present between batches");
+        // A live trickle is decoded right here (a few microseconds a record):
+        // handing it to the thread pool the lake's big batches keep busy would
+        // be most of an alarm's latency. A backlog goes to all cores.
+        if records.len() <= INLINE_DECODE {
+            return Ok(accepted(decoder.decode_here(records)));
+        }
+        let mut decoder = self.decoder.take().expect("decoder present between batches");
+        let owned = records.to_vec();
+        let (decoder, outcomes) = tokio::task::spawn_blocking(move || {
+            let outcomes = decoder.decode_all(&owned);
+            (decoder, outcomes)
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?;
         self.decoder = Some(decoder);
-        Ok(messages)
+        Ok(accepted(outcomes))
     }
 
     /// Brings the states of `keys` into the cache.
@@ -322,9 +338,21 @@ impl AlarmStage {
         Ok(())
     }
 
-    /// Writes the transitions and changed states together; on failure the
-    /// cache is dropped, so the retry starts again from what is stored.
-    async fn commit(&mut self, transitions: Vec<Transition>) -> Result<Vec<Transition>> {
+    /// Writes the transitions with every changed state in one transaction.
+    /// Changed states alone wait (`force` writes them: before a checkpoint),
+    /// so a live trickle of readings that change nothing costs no write:
+    /// the records after the checkpoint are redone after a crash anyway. On
+    /// failure, `undo` puts back the states as they were before the batch,
+    /// so a retry of the batch starts from there.
+    async fn commit(
+        &mut self,
+        transitions: Vec<Transition>,
+        undo: HashMap<StateKey, Cached>,
+        force: bool,
+    ) -> Result<Vec<Transition>> {
+        if transitions.is_empty() && !force {
+            return Ok(transitions);
+        }
         let dirty: BTreeMap<StateKey, (SeriesState, Option<u64>)> = self
             .states
             .iter()
@@ -357,7 +385,7 @@ impl AlarmStage {
                 Ok(transitions)
             }
             Err(err) => {
-                self.states.clear();
+                self.states.extend(undo);
                 Err(err)
             }
         }
@@ -368,9 +396,9 @@ impl AlarmStage {
 impl wenu_local::Stage for AlarmStage {
     type Error = Error;
 
-    /// The table store holds the state: start from it.
+    /// The table store holds the state, loaded as needed; a failed batch
+    /// has already undone itself.
     fn restore(&mut self, _state: Option<&[u8]>) -> Result<()> {
-        self.states.clear();
         Ok(())
     }
 
@@ -381,5 +409,11 @@ impl wenu_local::Stage for AlarmStage {
 
     async fn tick(&mut self) -> Result<()> {
         self.check_timers().await.map(drop)
+    }
+
+    /// Detector states must be stored before the checkpoint passes the
+    /// readings that changed them.
+    async fn before_checkpoint(&mut self) -> Result<()> {
+        self.commit(Vec::new(), HashMap::new(), true).await.map(drop)
     }
 }

@@ -116,6 +116,19 @@ impl Decoder {
         self.decode_all(std::slice::from_ref(record)).pop().expect("one outcome per record")
     }
 
+    /// One outcome per record, in order, on the calling thread: for small
+    /// batches that must not wait for the shared thread pool (alarms).
+    pub fn decode_here(&mut self, records: &[Record]) -> Vec<Outcome> {
+        self.expand_keys(records);
+        records
+            .iter()
+            .map(|record| match self.open(record).and_then(|o| self.check_sequence(record, o)) {
+                Ok(outcome) => outcome,
+                Err(rejection) => Outcome::Rejected(rejection),
+            })
+            .collect()
+    }
+
     /// One outcome per record, in order.
     pub fn decode_all(&mut self, records: &[Record]) -> Vec<Outcome> {
         self.expand_keys(records);

@@ -36,6 +36,12 @@ pub trait Stage: Send + 'static {
     async fn tick(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
+
+    /// Called before the checkpoint is committed: whatever the stage keeps
+    /// outside the checkpoint and has not stored yet must be stored now.
+    async fn before_checkpoint(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +61,12 @@ pub struct ConsumerOptions {
     /// exactly that range (outputs named by it are rewritten, not doubled).
     /// Stages whose outputs are keyed otherwise skip this write.
     pub redo_same_range: bool,
+    /// Commit the checkpoint at most this often (and at shutdown) rather
+    /// than after every batch: for stages that keep their state elsewhere
+    /// and may redo records (the alarms), so a live trickle of small
+    /// batches does not pay two fsyncs each. A crash redoes at most this
+    /// much more.
+    pub checkpoint_every: Duration,
 }
 
 impl ConsumerOptions {
@@ -67,6 +79,7 @@ impl ConsumerOptions {
             max_backoff: Duration::from_secs(30),
             tick_every: None,
             redo_same_range: true,
+            checkpoint_every: Duration::ZERO,
         }
     }
 }
@@ -77,11 +90,14 @@ pub struct Consumer<S: Stage> {
     store: ConsumerStore,
     options: ConsumerOptions,
     stage: S,
+    /// Processed, not yet committed: the last position and the state.
+    uncommitted: Option<(Position, Vec<u8>)>,
+    committed_at: Instant,
 }
 
 impl<S: Stage> Consumer<S> {
     pub fn new(stream: Arc<dyn Stream>, store: ConsumerStore, options: ConsumerOptions, stage: S) -> Self {
-        Consumer { stream, store, options, stage }
+        Consumer { stream, store, options, stage, uncommitted: None, committed_at: Instant::now() }
     }
 
     /// Runs until `shutdown` turns true, then flushes what it holds and
@@ -131,6 +147,7 @@ impl<S: Stage> Consumer<S> {
                 // Nothing new: wait for an append, the next poll, the batch's
                 // deadline, the next tick, or shutdown.
                 let poll = Instant::now() + self.options.idle_poll;
+                self.commit_if_due(false).await?;
                 let wake = [batcher.deadline(), next_tick].into_iter().flatten().fold(poll, Instant::min);
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake) => {}
@@ -146,6 +163,7 @@ impl<S: Stage> Consumer<S> {
             let records = batcher.take();
             self.flush(records, &mut shutdown).await?;
         }
+        self.commit_if_due(true).await?;
         Ok(self.stage)
     }
 
@@ -193,11 +211,28 @@ impl<S: Stage> Consumer<S> {
                 }
             }
         };
+        metrics::counter!("wenu_consumer_records_total", "consumer" => name.clone())
+            .increment(records.len() as u64);
+        self.uncommitted = Some((last, state));
+        self.commit_if_due(false).await
+    }
+
+    /// Commits what was processed, if `checkpoint_every` has passed (or `now`).
+    async fn commit_if_due(&mut self, now: bool) -> Result<()> {
+        if !now && self.committed_at.elapsed() < self.options.checkpoint_every {
+            return Ok(());
+        }
+        let Some((last, state)) = self.uncommitted.take() else { return Ok(()) };
+        let name = self.options.name.clone();
+        if let Err(err) = self.stage.before_checkpoint().await {
+            tracing::warn!(consumer = %name, error = %err, "checkpoint put off: the stage could not store its state");
+            self.uncommitted = Some((last, state));
+            return Ok(());
+        }
         self.store.commit(&name, last, state).await?;
         // Mirrored into the stream so retention and `wenu status` see it.
         self.stream.commit_checkpoint(&name, last).await?;
-        metrics::counter!("wenu_consumer_records_total", "consumer" => name.clone())
-            .increment(records.len() as u64);
+        self.committed_at = Instant::now();
         if let Ok(info) = self.stream.info().await {
             let lag = info.newest.map_or(0, |newest| newest.0.saturating_sub(last.0));
             metrics::gauge!("wenu_consumer_lag_records", "consumer" => name).set(lag as f64);
