@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
+use wenu_alarms::{Condition, Direction, Rule, Severity};
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 use wenu_firmware_sim::{Fault, SimConfig, SimTls, run_fleet};
@@ -128,6 +129,12 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
     std::fs::create_dir_all(&config.data_dir)?;
     let fleet_path = config.data_dir.join("demo-fleet.json");
     let fleet = demo_fleet(&config, &fleet_path, args.devices).await?;
+    let registry = config.registry().await?.acting_as("demo");
+    for rule in demo_rules() {
+        if registry.rule(&rule.company, &rule.id).await?.is_none() {
+            registry.put_rule(&rule).await?;
+        }
+    }
     let server = Server::start(&config).await?;
     let mqtt = server.edge.tcp_addr().ok_or_else(|| anyhow::anyhow!("the demo needs mqtt.listen set"))?;
     eprintln!(
@@ -137,7 +144,6 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
     );
     if let Some(http) = server.http_addr {
         // Tokens travel in the URL fragment, which the browser never sends to the server.
-        let registry = config.registry().await?.acting_as("demo");
         let company = fleet.devices.first().map_or("demo", |d| d.company.as_str());
         let viewer = registry.create_token(Some(company), Role::Viewer, "demo dashboard", None).await?;
         let admin = registry.create_token(Some(company), Role::Admin, "demo backoffice", None).await?;
@@ -146,10 +152,13 @@ pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> 
     }
     eprintln!("{} simulated devices at {}/s each; Ctrl-C to stop.", fleet.devices.len(), args.rate);
 
+    // Two devices have a stuck sensor: the flatline rule raises within a minute.
     let sim = SimConfig {
         port: mqtt.port(),
         rate_per_device: args.rate,
         first_seq: next_seq_for_demo(),
+        fault: Some(Fault::Stuck),
+        faulty_devices: 2.min(fleet.devices.len()),
         ..SimConfig::default()
     };
     let (stop_tx, stop) = watch::channel(false);
@@ -219,6 +228,45 @@ async fn demo_fleet(config: &Config, fleet_path: &std::path::Path, devices: usiz
     crate::devices::define_simulated_sensors(&registry, &fleet).await?;
     fleet.save(fleet_path)?;
     Ok(fleet)
+}
+
+/// Alarm rules on every demo device: a stuck temperature, an implausible
+/// one, a device gone quiet.
+fn demo_rules() -> Vec<Rule> {
+    let rule = |id: &str, name: &str, sensor: Option<&str>, severity, condition| Rule {
+        company: "demo".into(),
+        id: id.into(),
+        name: name.into(),
+        device: None,
+        sensor: sensor.map(Into::into),
+        condition,
+        severity,
+        enabled: true,
+        version: 0,
+    };
+    vec![
+        rule(
+            "stuck-temperature",
+            "Temperature sensor stuck",
+            Some("temp-1"),
+            Severity::Warning,
+            Condition::Flatline { window_ms: 30_000, tolerance: 0.0 },
+        ),
+        rule(
+            "too-hot",
+            "Temperature above 60 °C",
+            Some("temp-1"),
+            Severity::Critical,
+            Condition::Threshold { direction: Direction::Above, limit: 60.0, hysteresis: 2.0, for_ms: 0 },
+        ),
+        rule(
+            "silent-device",
+            "Device silent for a minute",
+            None,
+            Severity::Critical,
+            Condition::MissingData { silence_ms: 60_000, max_gap: Some(20) },
+        ),
+    ]
 }
 
 /// Sequence numbers must keep growing across demo runs; the wall clock in
