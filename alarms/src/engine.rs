@@ -127,8 +127,11 @@ pub fn apply_reading(
     Some(t)
 }
 
+/// For people: what happened. The exact value is in the transition.
 fn describe(condition: &Condition, change: Change, value: f64) -> String {
     let back = change == Change::Cleared;
+    // Three decimals are enough to read; 21.232693029753275 is not.
+    let value = (value * 1000.0).round() / 1000.0;
     match *condition {
         Condition::Threshold { direction, limit, .. } => {
             let side = match (direction, back) {

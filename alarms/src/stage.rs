@@ -10,7 +10,7 @@
 //! readings not newer than the last it evaluated) and its transitions
 //! already recorded, so it adds nothing. The checkpoint carries no state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +24,7 @@ use wenu_enrich::{Catalog, CatalogSource, normalise};
 
 use crate::clock::Clock;
 use crate::engine::{RuleSet, SeriesState, Transition, apply_message, apply_reading, check_silence};
+use crate::lifecycle::{Change, Phase};
 use crate::rule::Rule;
 use crate::store::{AlarmStore, StateKey};
 use crate::{Error, Result};
@@ -167,8 +168,52 @@ impl AlarmStage {
         }
         if watch_list_changed {
             self.watch_devices().await?;
+            self.clear_orphans().await?;
         }
         Ok(())
+    }
+
+    /// Clears the alarms whose rule was deleted or disabled (also while the
+    /// alarms were down): nothing would ever clear them otherwise.
+    async fn clear_orphans(&mut self) -> Result<()> {
+        let rules = self.rules.clone();
+        let live: HashSet<(&str, &str)> = rules.iter().map(|r| (r.company.as_str(), r.id.as_str())).collect();
+        let companies: BTreeSet<String> = self.directory.iter().map(|(_, d)| d.company.clone()).collect();
+        let now = self.clock.now_ms();
+        let (mut transitions, mut undo) = (Vec::new(), HashMap::new());
+        for company in companies {
+            for alarm in self.store.active(&company).await? {
+                if live.contains(&(alarm.company.as_str(), alarm.rule.as_str())) {
+                    continue;
+                }
+                let key = StateKey {
+                    company: alarm.company.clone(),
+                    rule: alarm.rule.clone(),
+                    device: alarm.device.clone(),
+                    sensor: alarm.sensor.clone(),
+                };
+                self.load(std::iter::once(&key)).await?;
+                let cached = self.states.get_mut(&key).expect("loaded above");
+                undo.insert(key.clone(), cached.clone());
+                cached.state.phase = Phase::Normal;
+                cached.dirty = true;
+                transitions.push(Transition {
+                    company: alarm.company,
+                    rule: alarm.rule,
+                    rule_name: alarm.rule_name,
+                    severity: alarm.severity,
+                    condition: alarm.condition,
+                    device: alarm.device,
+                    sensor: alarm.sensor,
+                    change: Change::Cleared,
+                    ts: now.max(alarm.raised_at),
+                    raised_at: alarm.raised_at,
+                    value: None,
+                    detail: "the rule was deleted or disabled".into(),
+                });
+            }
+        }
+        self.commit(transitions, undo, false).await.map(drop)
     }
 
     async fn watch_devices(&mut self) -> Result<()> {
@@ -375,7 +420,7 @@ impl AlarmStage {
                 if !fresh.is_empty() {
                     self.wake.notify_one();
                 }
-                let raised = transitions.iter().filter(|t| t.change == crate::Change::Raised).count();
+                let raised = transitions.iter().filter(|t| t.change == Change::Raised).count();
                 self.totals.transitions.fetch_add(transitions.len() as u64, Ordering::Relaxed);
                 self.totals.raised.fetch_add(raised as u64, Ordering::Relaxed);
                 for t in &transitions {

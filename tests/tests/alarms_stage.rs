@@ -288,3 +288,29 @@ async fn missing_data_fires_for_a_silent_device_on_the_timer_alone() {
         [("d1", Change::Cleared)]
     );
 }
+
+#[tokio::test]
+async fn deleting_or_disabling_a_rule_clears_its_alarms() {
+    let fleet = Fleet::new(&["d1"]);
+    let store = fleet.store();
+    let mut stage = fleet.stage(vec![too_hot()], Arc::new(Notify::new()));
+    stage.evaluate(&[fleet.record(0, "d1", 1, T0, 40.0)]).await.unwrap();
+    assert_eq!(store.active("acme").await.unwrap().len(), 1);
+
+    // Restarted without the rule (deleted while the alarms were down).
+    let mut without = fleet.stage(Vec::new(), Arc::new(Notify::new()));
+    without.evaluate(&[]).await.unwrap();
+    assert!(store.active("acme").await.unwrap().is_empty());
+    let (history, _) = store.history("acme", T0..i64::MAX, 100, None).await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.transition.change, last.transition.detail.as_str()),
+        (Change::Cleared, "the rule was deleted or disabled")
+    );
+    assert_eq!(store.outbox().await.unwrap().len(), 2, "the clear is notified like any transition");
+
+    // The rule back: it starts from normal and raises again.
+    let mut again = fleet.stage(vec![too_hot()], Arc::new(Notify::new()));
+    let raised = again.evaluate(&[fleet.record(1, "d1", 2, T0 + 1000, 41.0)]).await.unwrap();
+    assert_eq!(raised.iter().map(|t| t.change).collect::<Vec<_>>(), [Change::Raised]);
+}
