@@ -285,23 +285,27 @@ async fn fault_modes_raise_alarms_notified_once_per_transition_on_webhook_and_mq
     assert!(active_rules.contains(&"stuck") && active_rules.contains(&"silent"), "{active_rules:?}");
 }
 
-/// A rule that raises on the first reading of device 0.
-async fn hot_rule(api: &Api, device: &str) {
-    api.put_rule(
-        "hot",
-        json!({"name": "Any temperature", "device": device, "sensor": "temp-1", "severity": "critical",
-        "condition": {"kind": "threshold", "direction": "above", "limit": -1000}}),
-    )
-    .await;
+/// A one-device data directory with a rule that raises on the device's
+/// first reading and a webhook receiver, its setup server stopped: tests
+/// then start `wenu serve` with the failpoints they need.
+async fn one_hot_device() -> (Pipeline, Receiver) {
+    let pipeline = start_pipeline(1);
+    let admin = Api::new(&pipeline.server, &token(&pipeline.data, "acme", "admin"));
+    admin
+        .put_rule(
+            "hot",
+            json!({"name": "Any temperature", "device": pipeline.fleet.devices[0].device_id, "sensor": "temp-1",
+            "severity": "critical", "condition": {"kind": "threshold", "direction": "above", "limit": -1000}}),
+        )
+        .await;
+    let receiver = Receiver::start("unset").await;
+    admin.add_webhook(&receiver).await;
+    (pipeline, receiver)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_recording_and_notifying_still_notifies_exactly_once() {
-    let Pipeline { dir: _dir, data, fleet, port, server } = start_pipeline(1);
-    let admin = Api::new(&server, &token(&data, "acme", "admin"));
-    hot_rule(&admin, &fleet.devices[0].device_id).await;
-    let receiver = Receiver::start("unset").await;
-    admin.add_webhook(&receiver).await;
+    let (Pipeline { dir: _dir, data, fleet, port, server }, receiver) = one_hot_device().await;
     server.terminate();
 
     // This server dies (as kill -9 would) right after the transition is
@@ -335,11 +339,7 @@ async fn a_crash_between_recording_and_notifying_still_notifies_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_alarm_consumer_and_a_stalled_lake_do_not_hold_each_other_up() {
-    let Pipeline { dir: _dir, data, fleet, port, server } = start_pipeline(1);
-    let admin = Api::new(&server, &token(&data, "acme", "admin"));
-    hot_rule(&admin, &fleet.devices[0].device_id).await;
-    let receiver = Receiver::start("unset").await;
-    admin.add_webhook(&receiver).await;
+    let (Pipeline { dir: _dir, data, fleet, port, server }, receiver) = one_hot_device().await;
     server.terminate();
     let mqtt = format!("127.0.0.1:{port}");
     let run = |first_seq: u64| {
