@@ -96,19 +96,7 @@ impl Registry {
     }
 
     pub async fn delete_rule(&self, company: &str, id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM alarm_rules WHERE company_id = $1 AND id = $2")
-            .bind(company)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(Error::UnknownRule(id.to_owned()));
-        }
-        let change = Change { action: "rule.delete", company: Some(company), target: id, detail: json!({}) };
-        self.record_change(&mut tx, change).await?;
-        Ok(tx.commit().await?)
+        self.delete_owned(Owned::Rule, company, id).await
     }
 
     /// Adds a webhook for `company`; the returned webhook holds its new secret.
@@ -176,21 +164,35 @@ impl Registry {
     }
 
     pub async fn delete_webhook(&self, company: &str, id: &str) -> Result<()> {
+        self.delete_owned(Owned::Webhook, company, id).await
+    }
+
+    /// Deletes one of a company's rules or webhooks, audited; another
+    /// company's is unknown, exactly like a missing one.
+    async fn delete_owned(&self, what: Owned, company: &str, id: &str) -> Result<()> {
+        let (sql, action) = match what {
+            Owned::Rule => ("DELETE FROM alarm_rules WHERE company_id = $1 AND id = $2", "rule.delete"),
+            Owned::Webhook => ("DELETE FROM webhooks WHERE company_id = $1 AND id = $2", "webhook.delete"),
+        };
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM webhooks WHERE company_id = $1 AND id = $2")
-            .bind(company)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted = sqlx::query(sql).bind(company).bind(id).execute(&mut *tx).await?.rows_affected();
         if deleted == 0 {
-            return Err(Error::UnknownWebhook(id.to_owned()));
+            return Err(match what {
+                Owned::Rule => Error::UnknownRule(id.to_owned()),
+                Owned::Webhook => Error::UnknownWebhook(id.to_owned()),
+            });
         }
-        let change =
-            Change { action: "webhook.delete", company: Some(company), target: id, detail: json!({}) };
+        let change = Change { action, company: Some(company), target: id, detail: json!({}) };
         self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
+}
+
+/// What a company owns here.
+#[derive(Clone, Copy)]
+enum Owned {
+    Rule,
+    Webhook,
 }
 
 fn rule_from_row(row: &AnyRow) -> Result<Rule> {
