@@ -42,9 +42,8 @@ pub struct SimConfig {
     /// Readings repeated in one message, to vary the payload size.
     pub readings_per_message: usize,
     pub first_seq: u64,
-    pub fault: Option<Fault>,
-    /// How many devices (the first ones) have the fault.
-    pub faulty_devices: usize,
+    /// The fault of each of the first `faults.len()` devices; the rest are healthy.
+    pub faults: Vec<Fault>,
     pub reconnect_delay: Duration,
     /// After production stops, how long devices wait for outstanding acks.
     pub drain_timeout: Duration,
@@ -65,8 +64,7 @@ impl Default for SimConfig {
             buffer: 10_000,
             readings_per_message: 1,
             first_seq: 1,
-            fault: None,
-            faulty_devices: 0,
+            faults: Vec::new(),
             reconnect_delay: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(30),
             report: None,
@@ -145,7 +143,7 @@ pub async fn run_fleet(fleet: &Fleet, config: SimConfig, stop: watch::Receiver<b
             Some(tls) => Some(device_tls(tls, &identity.device_id)?),
             None => None,
         };
-        let fault = if index < config.faulty_devices { config.fault } else { None };
+        let fault = config.faults.get(index).copied();
         let device = Device { index, identity: identity.clone(), fault, tls };
         devices.push(tokio::spawn(device.run(config.clone(), acked_tx.clone(), stop.clone())));
     }

@@ -130,6 +130,8 @@ impl Retention {
 pub struct JobReport {
     /// Readings counted for the first time (per resolution, so up to 3 per point).
     pub counted: u64,
+    /// Readings counted for the first time in the finest rollup: each reading once.
+    pub new_readings: u64,
     /// Readings the buckets already had: redelivered.
     pub already_counted: u64,
     pub buckets_written: u64,
@@ -205,6 +207,9 @@ pub async fn apply_jobs(table: &dyn TableStore, jobs: &[&Job]) -> Result<Vec<Job
                     continue;
                 }
                 report.counted += rollup.count - before;
+                if resolution == Resolution::Minute {
+                    report.new_readings += rollup.count - before;
+                }
                 report.buckets_written += 1;
                 let expires_at = Some(job.retention.expires_at(resolution, start));
                 writes.push(Write { key: key.clone(), value: rollup.to_bytes().into(), expires_at, expect });

@@ -7,6 +7,7 @@
 //! count, lands in the dead-letter queue, where `wenu queue redrive` finds it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -87,16 +88,27 @@ impl Default for WorkerOptions {
     }
 }
 
+/// What the pool has done since it started (the same figures as the
+/// `wenu_stats_*` metrics, for a caller that shows them).
+#[derive(Debug, Default)]
+pub struct WorkerTotals {
+    pub jobs_applied: AtomicU64,
+    /// Readings counted for the first time (each once, whatever the resolutions).
+    pub readings_counted: AtomicU64,
+}
+
 /// Runs the pool until `shutdown` turns true; jobs in hand are finished first.
 pub async fn run_workers(
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     options: WorkerOptions,
+    totals: Arc<WorkerTotals>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut workers = JoinSet::new();
     for _ in 0..options.workers.max(1) {
-        let (queue, handler, mut shutdown) = (queue.clone(), handler.clone(), shutdown.clone());
+        let (queue, handler, totals, mut shutdown) =
+            (queue.clone(), handler.clone(), totals.clone(), shutdown.clone());
         workers.spawn(async move {
             while !*shutdown.borrow() {
                 let received = match queue.receive(options.batch, options.visibility).await {
@@ -113,7 +125,7 @@ pub async fn run_workers(
                     }
                     continue;
                 }
-                work_on(queue.as_ref(), handler.as_ref(), &received, &options).await;
+                work_on(queue.as_ref(), handler.as_ref(), &received, &options, &totals).await;
             }
         });
     }
@@ -122,7 +134,13 @@ pub async fn run_workers(
 
 /// Applies a received batch, then deletes what was applied and gives back,
 /// after a backoff, what failed.
-async fn work_on(queue: &dyn Queue, handler: &dyn Handler, received: &[Received], options: &WorkerOptions) {
+async fn work_on(
+    queue: &dyn Queue,
+    handler: &dyn Handler,
+    received: &[Received],
+    options: &WorkerOptions,
+    totals: &WorkerTotals,
+) {
     let parsed: Vec<Result<Job>> = received.iter().map(|m| Job::from_bytes(&m.body)).collect();
     let jobs: Vec<&Job> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
     let started = std::time::Instant::now();
@@ -136,6 +154,8 @@ async fn work_on(queue: &dyn Queue, handler: &dyn Handler, received: &[Received]
         match outcome {
             Ok(report) => {
                 metrics::counter!("wenu_stats_jobs_total", "outcome" => "applied").increment(1);
+                totals.jobs_applied.fetch_add(1, Ordering::Relaxed);
+                totals.readings_counted.fetch_add(report.new_readings, Ordering::Relaxed);
                 metrics::counter!("wenu_stats_readings_counted_total").increment(report.counted);
                 metrics::counter!("wenu_stats_readings_already_counted_total")
                     .increment(report.already_counted);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use wenu_core::queue::{NewMessage, Queue, QueueDepth};
 use wenu_local::{QueueOptions, SqliteQueue, SqliteTable};
-use wenu_stats::worker::{Handler, TableHandler, WorkerOptions, run_workers};
+use wenu_stats::worker::{Handler, TableHandler, WorkerOptions, WorkerTotals, run_workers};
 use wenu_stats::{Error, Job, JobReport, Point, Resolution, Retention, SeriesKey, read_series};
 
 const NOW: i64 = 1_795_714_200_000;
@@ -89,7 +89,9 @@ async fn jobs_are_applied_in_parallel_and_a_poison_job_is_dead_lettered_then_red
         idle_poll: Duration::from_millis(5),
         ..Default::default()
     };
-    let pool = tokio::spawn(run_workers(Arc::new(queue.clone()), hook.clone(), options, shutdown));
+    let totals = Arc::new(WorkerTotals::default());
+    let pool =
+        tokio::spawn(run_workers(Arc::new(queue.clone()), hook.clone(), options, totals.clone(), shutdown));
 
     // The poison series' first job dies; the rest of that group follows it
     // (each fails too while poisoned), everything else is applied.
@@ -110,6 +112,7 @@ async fn jobs_are_applied_in_parallel_and_a_poison_job_is_dead_lettered_then_red
     assert_eq!(queue.redrive(None).await.unwrap(), 10);
     wait_for(&queue, QueueDepth::default()).await;
     assert_eq!(minutes(7).await.iter().map(|(_, r)| r.count).sum::<u64>(), 50);
+    assert_eq!(totals.readings_counted.load(Ordering::SeqCst), 20 * 50, "the pool's own count agrees");
 
     stop.send(true).unwrap();
     pool.await.unwrap();

@@ -15,8 +15,7 @@ async fn run_with(fault: Fault) -> Vec<(usize, Vec<ReadingBatch>)> {
         port: edge.port(),
         rate_per_device: 0.0,
         per_device: Some(60),
-        fault: Some(fault),
-        faulty_devices: 1,
+        faults: vec![fault],
         ..SimConfig::default()
     };
     let (_stop, stop) = watch::channel(false);

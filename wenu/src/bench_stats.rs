@@ -161,7 +161,7 @@ async fn enrich_and_count(
     let options =
         WorkerOptions { workers: args.workers, idle_poll: Duration::from_millis(5), ..Default::default() };
     let handler = Arc::new(TableHandler { table: Arc::new(table.clone()) });
-    let workers = tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, stop));
+    let workers = tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, Arc::default(), stop));
 
     eprintln!("enrich → queue → stats…");
     let total = args.devices * args.sensors * args.per_device;

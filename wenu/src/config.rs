@@ -185,7 +185,75 @@ impl Config {
             .ignore(&["CONFIG", "FAILPOINTS"])
             .map(|key| env_key_to_path(key.as_str()).into())
             .lowercase(false);
-        figment.merge(env).extract().context("invalid configuration")
+        Self::extract(figment.merge(env))
+    }
+
+    fn extract(figment: Figment) -> anyhow::Result<Config> {
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate().context("invalid configuration")?;
+        Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work, naming the key, so that a
+    /// typo fails at start-up rather than as a panic or a stall later.
+    fn validate(&self) -> anyhow::Result<()> {
+        fn check<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            value: T,
+            min: T,
+            max: T,
+            why: &str,
+        ) -> anyhow::Result<()> {
+            anyhow::ensure!(
+                value >= min && value <= max,
+                "{key} = {value} is out of range: {min}..={max} ({why})"
+            );
+            Ok(())
+        }
+        let hours = self.stream.retention_hours;
+        anyhow::ensure!(
+            hours.is_finite() && hours > 0.0 && hours <= 8760.0,
+            "stream.retention_hours = {hours} is out of range: more than 0, at most 8760 (a year, Kinesis' longest)"
+        );
+        check(
+            "stream.queue_depth",
+            self.stream.queue_depth,
+            1,
+            1 << 20,
+            "appends waiting for the log writer",
+        )?;
+        check(
+            "mqtt.max_payload_bytes",
+            self.mqtt.max_payload_bytes,
+            64,
+            256 << 20,
+            "MQTT's limit is 256 MiB",
+        )?;
+        check("lake.buffer_mib", self.lake.buffer_mib, 1, 128, "Firehose's buffering size")?;
+        check("lake.buffer_secs", self.lake.buffer_secs, 0, 900, "Firehose's buffering interval")?;
+        check("lake.max_future_secs", self.lake.max_future_secs, 0, 366 * 86_400, "at most a year")?;
+        check("stats.batch_mib", self.stats.batch_mib, 1, 1024, "enrich's batch size")?;
+        check("stats.batch_millis", self.stats.batch_millis, 0, 3_600_000, "at most an hour")?;
+        check("stats.max_receive_count", self.stats.max_receive_count, 1, 1000, "SQS allows 1–1000")?;
+        check(
+            "http.rate_per_second",
+            self.http.rate_per_second,
+            1,
+            1_000_000,
+            "requests per second per token",
+        )?;
+        check("http.burst", self.http.burst, 1, 1_000_000, "requests at once per token")?;
+        check("alarms.max_attempts", self.alarms.max_attempts, 1, 1000, "sends per notification")?;
+        check("alarms.max_backoff_secs", self.alarms.max_backoff_secs, 1, 86_400, "at most a day")?;
+        check(
+            "alarms.first_backoff_millis",
+            self.alarms.first_backoff_millis,
+            1,
+            3_600_000,
+            "at most an hour",
+        )?;
+        check("alarms.timer_millis", self.alarms.timer_millis, 10, 3_600_000, "silence checks")?;
+        Ok(())
     }
 
     pub fn edge(&self) -> EdgeConfig {
@@ -208,13 +276,16 @@ impl Config {
 
     /// The lake's batching, checked against Firehose's ranges.
     pub fn lake_batch(&self) -> anyhow::Result<BatchLimits> {
-        Ok(BatchLimits::new(self.lake.buffer_mib * 1024 * 1024, Duration::from_secs(self.lake.buffer_secs))?)
+        Ok(BatchLimits::new(
+            self.lake.buffer_mib.saturating_mul(1 << 20),
+            Duration::from_secs(self.lake.buffer_secs),
+        )?)
     }
 
     /// Enrich's batching.
     pub fn enrich_batch(&self) -> BatchLimits {
         BatchLimits::unchecked(
-            self.stats.batch_mib.max(1) * 1024 * 1024,
+            self.stats.batch_mib.clamp(1, 1024) << 20,
             Duration::from_millis(self.stats.batch_millis),
         )
     }
@@ -239,7 +310,8 @@ impl Config {
     }
 
     pub fn decode_limits(&self) -> DecodeLimits {
-        DecodeLimits { max_future_ms: self.lake.max_future_secs as i64 * 1000, ..DecodeLimits::default() }
+        let max_future_ms = (self.lake.max_future_secs as i64).saturating_mul(1000);
+        DecodeLimits { max_future_ms, ..DecodeLimits::default() }
     }
 
     pub fn retention(&self) -> Duration {
@@ -250,6 +322,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn env_names_map_to_nested_keys() {
@@ -279,5 +352,114 @@ mod tests {
             assert!(Config::load(None).is_err());
             Ok(())
         });
+    }
+
+    /// Every key of the file, as `section.key`.
+    const KEYS: [&str; 30] = [
+        "data_dir",
+        "mqtt.listen",
+        "mqtt.max_payload_bytes",
+        "mqtt.max_connections",
+        "mqtt.tls.listen",
+        "mqtt.tls.cert",
+        "mqtt.tls.key",
+        "mqtt.tls.client_ca",
+        "stream.retention_hours",
+        "stream.sweep_interval_secs",
+        "stream.queue_depth",
+        "stream.max_bytes",
+        "lake.dir",
+        "lake.buffer_mib",
+        "lake.buffer_secs",
+        "lake.max_future_secs",
+        "registry.url",
+        "stats.batch_mib",
+        "stats.batch_millis",
+        "stats.workers",
+        "stats.max_receive_count",
+        "stats.sweep_interval_secs",
+        "http.listen",
+        "http.rate_per_second",
+        "http.burst",
+        "alarms.history_days",
+        "alarms.max_attempts",
+        "alarms.first_backoff_millis",
+        "alarms.max_backoff_secs",
+        "alarms.timer_millis",
+    ];
+
+    fn cases() -> u32 {
+        std::env::var("WENU_GENERATED_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(3_000)
+    }
+
+    /// A TOML value: of the right type and range, or not.
+    fn toml_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0..2000u64).prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            Just("nan".to_owned()),
+            Just("-inf".to_owned()),
+            Just("1e400".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[ -~]{0,16}".prop_map(|t| format!("{t:?}")),
+            Just("\"127.0.0.1:0\"".to_owned()),
+            Just("\"[::1]:8883\"".to_owned()),
+            Just("\"sqlite:/nonexistent/r.db\"".to_owned()),
+            Just("[1, 2]".to_owned()),
+            Just("{ a = 1 }".to_owned()),
+            Just("1979-05-27T07:32:00Z".to_owned()),
+        ]
+    }
+
+    /// A `wenu.toml`: known keys (some twice), unknown ones, broken lines.
+    fn toml_document() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            8 => (proptest::sample::select(KEYS.to_vec()), toml_value()).prop_map(|(k, v)| format!("{k} = {v}")),
+            1 => ("[a-z_.]{1,20}", toml_value()).prop_map(|(k, v)| format!("{k} = {v}")),
+            1 => "[ -~]{0,30}",
+        ];
+        proptest::collection::vec(line, 0..8).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever the file says, loading it either fails with a message or
+        /// gives a configuration whose every derived setting can be built.
+        #[test]
+        fn generated_config_files_load_or_fail_with_a_message(document in toml_document()) {
+            let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(&document));
+            match Config::extract(figment) {
+                Ok(config) => {
+                    prop_assert!(config.stream.retention_hours.is_finite());
+                    let _ = (config.edge(), config.enrich_batch(), config.decode_limits(), config.retention());
+                    prop_assert!(config.lake_batch().is_ok(), "validated ranges are Firehose's");
+                }
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    prop_assert!(message.starts_with("invalid configuration: "), "{message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_by_name() {
+        for (document, key) in [
+            ("stream.retention_hours = nan", "stream.retention_hours"),
+            ("stream.retention_hours = -1.0", "stream.retention_hours"),
+            ("lake.buffer_mib = 0", "lake.buffer_mib"),
+            ("lake.buffer_secs = 901", "lake.buffer_secs"),
+            ("stream.queue_depth = 0", "stream.queue_depth"),
+            ("alarms.timer_millis = 0", "alarms.timer_millis"),
+            ("http.rate_per_second = 0", "http.rate_per_second"),
+        ] {
+            let figment =
+                Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(document));
+            let error = format!("{:#}", Config::extract(figment).unwrap_err());
+            assert!(error.contains(key), "{document}: {error}");
+        }
     }
 }

@@ -17,6 +17,7 @@ mod bench_lake;
 mod bench_stats;
 mod certs;
 mod config;
+mod demo;
 mod devices;
 mod http;
 mod keys;
@@ -92,7 +93,7 @@ enum Command {
     /// Run a simulated fleet from a fleet file against a running server.
     Sim(sim::SimArgs),
     /// Start the pipeline with a simulated fleet and show live counts.
-    Demo(sim::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Maintain the Parquet lake (compaction).
     #[command(subcommand)]
     Lake(lake::LakeCommand),
@@ -145,7 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Queue(command) => stats_cmd::run_queue(config, command).await,
             Command::Certs(command) => certs::run(command),
             Command::Sim(args) => sim::run_sim(args).await,
-            Command::Demo(args) => sim::run_demo(config, args).await,
+            Command::Demo(args) => demo::run_demo(config, args).await,
             Command::Lake(command) => lake::run(config, command),
             Command::Replay(args) => replay::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,

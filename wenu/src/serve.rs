@@ -17,13 +17,14 @@ use wenu_local::{
     StreamOptions,
 };
 use wenu_registry::Registry;
-use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
+use wenu_stats::worker::{TableHandler, WorkerOptions, WorkerTotals, run_workers};
 
 use wenu_api::{ApiLimits, ApiState, KeyringFile, LiveHub};
 
-use wenu_alarms::AlarmTotals;
+use wenu_alarms::{AlarmStore, AlarmTotals};
+use wenu_core::stream::Stream;
 
-use crate::alarms::Alarms;
+use crate::alarms::{ALARMS_CONSUMER, Alarms};
 use crate::api_ports::LocalLake;
 use crate::config::Config;
 use crate::http;
@@ -47,8 +48,11 @@ pub struct Server {
     pub lake: Arc<LakeTotals>,
     pub enrich: Arc<EnrichTotals>,
     pub alarms: Arc<AlarmTotals>,
+    pub alarm_store: AlarmStore,
+    pub stats: Arc<WorkerTotals>,
     /// The stats jobs queue.
     pub queue: SqliteQueue,
+    consumer_store: ConsumerStore,
     tasks: Vec<JoinHandle<()>>,
     /// Consumers finish their batch and commit when this turns true.
     stop_consumers: watch::Sender<bool>,
@@ -95,11 +99,23 @@ impl Server {
         )?;
         let options = WorkerOptions { workers: config.stats.workers, ..WorkerOptions::default() };
         let handler = Arc::new(TableHandler { table: Arc::new(stats.clone()) });
-        let workers =
-            tokio::spawn(run_workers(Arc::new(queue.clone()), handler, options, consumers_stopped.clone()));
+        let worker_totals = Arc::new(WorkerTotals::default());
+        let workers = tokio::spawn(run_workers(
+            Arc::new(queue.clone()),
+            handler,
+            options,
+            worker_totals.clone(),
+            consumers_stopped.clone(),
+        ));
         let mut alarms = Alarms::open(config, &registry, edge.publisher(), &live)?;
         let mut consumers = vec![lake_task, enrich_task, workers];
-        consumers.push(alarms.start(config, &registry, &stream, consumer_store, consumers_stopped)?);
+        consumers.push(alarms.start(
+            config,
+            &registry,
+            &stream,
+            consumer_store.clone(),
+            consumers_stopped,
+        )?);
 
         let mut tasks = Vec::new();
         let every = Duration::from_secs(config.stats.sweep_interval_secs.max(1));
@@ -156,8 +172,32 @@ impl Server {
                 "http": http_addr,
             })
         );
-        let alarms = alarms.totals;
-        Ok(Server { edge, stream, http_addr, lake, enrich, alarms, queue, tasks, stop_consumers, consumers })
+        Ok(Server {
+            edge,
+            stream,
+            http_addr,
+            lake,
+            enrich,
+            alarms: alarms.totals,
+            alarm_store: alarms.store,
+            stats: worker_totals,
+            queue,
+            consumer_store,
+            tasks,
+            stop_consumers,
+            consumers,
+        })
+    }
+
+    /// How far each consumer is behind the newest record in the log.
+    pub async fn consumer_lag(&self) -> anyhow::Result<Vec<(&'static str, u64)>> {
+        let newest = self.stream.info().await?.newest.map_or(0, |p| p.0);
+        let mut lag = Vec::new();
+        for name in [LAKE_CONSUMER, ENRICH_CONSUMER, ALARMS_CONSUMER] {
+            let position = self.consumer_store.load(name).await?.position.map_or(0, |p| p.0);
+            lag.push((name, newest.saturating_sub(position)));
+        }
+        Ok(lag)
     }
 
     /// Stops taking connections, waits until every append already queued is

@@ -233,8 +233,7 @@ async fn fault_modes_raise_alarms_notified_once_per_transition_on_webhook_and_mq
             rate_per_device: 40.0,
             per_device: Some(200),
             window: 4,
-            fault: Some(fault),
-            faulty_devices: 1,
+            faults: vec![fault],
             ..SimConfig::default()
         };
         let devices = only(&fleet, index);

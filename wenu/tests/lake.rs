@@ -25,8 +25,7 @@ async fn run(fleet: &Fleet, port: u16, fault: Fault, first_seq: u64, report: &Pa
         per_device: Some(PER_RUN),
         window: 8,
         first_seq,
-        fault: Some(fault),
-        faulty_devices: 1,
+        faults: vec![fault],
         report: Some(report.to_owned()),
         ..SimConfig::default()
     };

@@ -48,8 +48,7 @@ async fn stats_agree_with_duckdb_over_the_lake() {
         rate_per_device: 0.0,
         per_device: Some(PER_DEVICE),
         window: 8,
-        fault: Some(Fault::Spike),
-        faulty_devices: 1,
+        faults: vec![Fault::Spike],
         ..SimConfig::default()
     };
     let (_stop_tx, stop) = watch::channel(false);
