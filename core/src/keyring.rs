@@ -66,8 +66,11 @@ impl<'de> Deserialize<'de> for SecretKey {
 pub struct DeviceKey {
     pub id: u32,
     pub key: SecretKey,
-    #[serde(default)]
-    pub retired: bool,
+    /// From this arrival time on (unix ms) the key no longer decrypts; what
+    /// arrived before still does, so retiring a key does not condemn the
+    /// messages still on their way through the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<i64>,
 }
 
 /// All devices' keys.
@@ -105,29 +108,35 @@ impl Keyring {
         let keys = self.devices.entry(device_id.to_owned()).or_default();
         let id = keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
         let key = SecretKey::generate();
-        keys.push(DeviceKey { id, key: key.clone(), retired: false });
+        keys.push(DeviceKey { id, key: key.clone(), retired_at: None });
         (id, key)
     }
 
-    /// Stops a key from decrypting anything more.
-    pub fn retire(&mut self, device_id: &str, key_id: u32) -> Result<()> {
+    /// Stops a key from decrypting what arrives from `at` (unix ms) on.
+    pub fn retire(&mut self, device_id: &str, key_id: u32, at: i64) -> Result<()> {
         let key = self
             .devices
             .get_mut(device_id)
             .and_then(|keys| keys.iter_mut().find(|k| k.id == key_id))
             .ok_or_else(|| Error::UnknownKey { device_id: device_id.to_owned(), key_id })?;
-        key.retired = true;
+        key.retired_at = Some(at);
         Ok(())
     }
 
-    /// The key to decrypt an envelope that names `key_id`.
+    /// The key to decrypt an envelope that names `key_id`, arriving now.
     pub fn decryption_key(&self, device_id: &str, key_id: u32) -> Result<&SecretKey> {
+        self.decryption_key_at(device_id, key_id, i64::MAX)
+    }
+
+    /// The key to decrypt an envelope that names `key_id` and arrived at
+    /// `received_at` (unix ms).
+    pub fn decryption_key_at(&self, device_id: &str, key_id: u32, received_at: i64) -> Result<&SecretKey> {
         let keys = self.devices.get(device_id).ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))?;
         let key = keys
             .iter()
             .find(|k| k.id == key_id)
             .ok_or_else(|| Error::UnknownKey { device_id: device_id.to_owned(), key_id })?;
-        if key.retired {
+        if key.retired_at.is_some_and(|at| at <= received_at) {
             return Err(Error::RetiredKey { device_id: device_id.to_owned(), key_id });
         }
         Ok(&key.key)
@@ -135,7 +144,7 @@ impl Keyring {
 
     /// The newest live key of a device: the one it should encrypt with.
     pub fn current_key(&self, device_id: &str) -> Option<&DeviceKey> {
-        self.devices.get(device_id)?.iter().filter(|k| !k.retired).max_by_key(|k| k.id)
+        self.devices.get(device_id)?.iter().filter(|k| k.retired_at.is_none()).max_by_key(|k| k.id)
     }
 
     pub fn key_ids(&self, device_id: &str) -> Vec<u32> {
@@ -174,8 +183,10 @@ mod tests {
         assert_eq!((first, second), (1, 2));
         assert_eq!(ring.current_key("dev-1").unwrap().id, 2);
         assert!(ring.decryption_key("dev-1", 1).is_ok());
-        ring.retire("dev-1", 1).unwrap();
+        ring.retire("dev-1", 1, 5_000).unwrap();
         assert!(matches!(ring.decryption_key("dev-1", 1), Err(Error::RetiredKey { .. })));
+        assert!(matches!(ring.decryption_key_at("dev-1", 1, 5_000), Err(Error::RetiredKey { .. })));
+        assert!(ring.decryption_key_at("dev-1", 1, 4_999).is_ok(), "what arrived before still opens");
         assert!(matches!(ring.decryption_key("dev-1", 3), Err(Error::UnknownKey { .. })));
         assert!(matches!(ring.decryption_key("dev-2", 1), Err(Error::UnknownDevice(_))));
     }

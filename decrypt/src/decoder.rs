@@ -152,8 +152,8 @@ impl Decoder {
             if cached.is_some_and(|keys| keys.iter().any(|(id, _)| *id == header.key_id)) {
                 continue;
             }
-            // A missing key is reported by `open`, per record.
-            if let Ok(key) = self.keyring.decryption_key(&record.device_id, header.key_id) {
+            // A missing or retired key is reported by `open`, per record.
+            if let Ok(key) = self.keyring.decryption_key_at(&record.device_id, header.key_id, i64::MIN) {
                 let opener = Opener::new(key);
                 self.openers.entry(record.device_id.clone()).or_default().push((header.key_id, opener));
             }
@@ -173,6 +173,8 @@ impl Decoder {
             ));
         }
         let header = Header::parse(&record.payload)?;
+        // Retirement depends on the record's arrival, so it is checked even when the key is cached.
+        let key = self.keyring.decryption_key_at(device_id, header.key_id, record.received_at)?;
         let opener = self
             .openers
             .get(device_id)
@@ -180,10 +182,7 @@ impl Decoder {
             .map(|(_, opener)| opener);
         let plaintext = match opener {
             Some(opener) => opener.open(device_id, &record.payload)?,
-            None => {
-                let key = self.keyring.decryption_key(device_id, header.key_id)?;
-                Opener::new(key).open(device_id, &record.payload)?
-            }
+            None => Opener::new(key).open(device_id, &record.payload)?,
         };
         let batch = ReadingBatch::from_json(&plaintext)?;
 

@@ -27,6 +27,6 @@ pub use catalog::Snapshot;
 pub use devices::{AuthOutcome, Device};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};
-pub use provision::{provision_fleet, rotate_key};
+pub use provision::{provision_fleet, retire_key, rotate_key};
 pub use store::Registry;
 pub use tokens::{ApiToken, NewToken, Role};

@@ -1,11 +1,12 @@
-//! Provisioning: creating devices with their password and first key, and
-//! rotating keys. Touches the registry (ids, hashes, key ids) and the keyring
+//! Provisioning: creating devices with their password and first key,
+//! rotating and retiring keys. Touches the registry (ids, hashes, key ids) and the keyring
 //! (key material) together.
 
 use wenu_core::fleet::{FleetDevice, Secret};
 use wenu_core::keyring::Keyring;
 
 use crate::password::{generate_password, hash_password};
+use crate::store::now_ms;
 use crate::{Error, Registry, Result};
 
 /// Creates `count` devices for `company`, named `{company}-{n:05}` after the
@@ -46,4 +47,26 @@ pub async fn rotate_key(registry: &Registry, keyring: &mut Keyring, device_id: &
     let (key_id, _) = keyring.add_key(device_id);
     registry.add_key(device_id, key_id).await?;
     Ok(key_id)
+}
+
+/// Stops a key from decrypting: what a device sealed with it and that
+/// arrives from now on is quarantined as `retired_key` (what arrived before
+/// still decrypts). The device's newest key cannot be retired
+/// (rotate first), so a device always has a key to send with.
+pub async fn retire_key(
+    registry: &Registry,
+    keyring: &mut Keyring,
+    device_id: &str,
+    key_id: u32,
+) -> Result<()> {
+    let device =
+        registry.device(device_id).await?.ok_or_else(|| Error::UnknownDevice(device_id.to_owned()))?;
+    if device.live_key_ids.iter().max() == Some(&key_id) {
+        return Err(Error::Invalid(format!(
+            "key {key_id} is {device_id}'s newest key; rotate the key before retiring it"
+        )));
+    }
+    registry.retire_key(device_id, key_id).await?;
+    keyring.retire(device_id, key_id, now_ms())?;
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `wenu devices`: provisioning and key rotation.
+//! `wenu devices`: provisioning, key rotation and retirement, disabling.
 
 use std::path::PathBuf;
 
@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
 use wenu_core::keyring::Keyring;
-use wenu_registry::{Registry, provision_fleet, rotate_key};
+use wenu_registry::{Registry, provision_fleet, retire_key, rotate_key};
 
 use crate::config::Config;
 
@@ -40,6 +40,17 @@ pub enum DevicesCommand {
         #[arg(long)]
         fleet: Option<PathBuf>,
     },
+    /// Stop one of a device's older keys from decrypting (after a rotation,
+    /// or when a key leaked): what is sealed with it is quarantined.
+    RetireKey {
+        device: String,
+        #[arg(long)]
+        key_id: u32,
+    },
+    /// Refuse a device's connections (and quarantine what it sent before).
+    Disable { device: String },
+    /// Let a disabled device connect again.
+    Enable { device: String },
 }
 
 pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
@@ -94,6 +105,20 @@ pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
                 fleet.save(&path)?;
             }
             eprintln!("{device} now encrypts with key {key_id}");
+        }
+        DevicesCommand::RetireKey { device, key_id } => {
+            let mut keyring = Keyring::load_or_default(&keyring_path)?;
+            retire_key(&registry, &mut keyring, &device, key_id).await?;
+            keyring.save(&keyring_path)?;
+            eprintln!("{device}'s key {key_id} is retired");
+        }
+        DevicesCommand::Disable { device } => {
+            registry.set_enabled(&device, false).await?;
+            eprintln!("{device} is disabled");
+        }
+        DevicesCommand::Enable { device } => {
+            registry.set_enabled(&device, true).await?;
+            eprintln!("{device} is enabled");
         }
     }
     Ok(())

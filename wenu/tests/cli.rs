@@ -45,6 +45,29 @@ fn provision_list_and_rotate_a_key() {
 
     let out = wenu(&data).args(["devices", "rotate-key", "nobody"]).output().unwrap();
     assert!(!out.status.success());
+
+    // The newest key cannot be retired; the older one can, once.
+    let retire =
+        |key: &str| wenu(&data).args(["devices", "retire-key", device, "--key-id", key]).output().unwrap();
+    let out = retire("2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rotate the key before retiring it"), "{out:?}");
+    assert!(retire("1").status.success());
+    assert!(!retire("1").status.success(), "already retired");
+    let keyring = Keyring::load(&data.join("keyring.json")).unwrap();
+    assert!(keyring.decryption_key(device, 1).is_err(), "the retired key no longer decrypts");
+    let out = wenu(&data).args(["devices", "list", "--json"]).output().unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed.as_array().unwrap().iter().find(|d| d["id"] == device.as_str()).unwrap().clone();
+    assert_eq!(listed["live_key_ids"], serde_json::json!([2]));
+
+    assert!(wenu(&data).args(["devices", "disable", device]).output().unwrap().status.success());
+    let out = wenu(&data).args(["devices", "list", "--json"]).output().unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().iter().find(|d| d["id"] == device.as_str()).unwrap()["enabled"],
+        false
+    );
+    assert!(wenu(&data).args(["devices", "enable", device]).output().unwrap().status.success());
 }
 
 #[test]

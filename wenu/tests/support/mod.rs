@@ -43,6 +43,11 @@ pub struct Pipeline {
 }
 
 pub fn start_pipeline(devices: usize) -> Pipeline {
+    start_pipeline_with(devices, &[])
+}
+
+/// The same, with extra `WENU_*` settings.
+pub fn start_pipeline_with(devices: usize, env: &[(&str, &str)]) -> Pipeline {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
@@ -53,7 +58,7 @@ pub fn start_pipeline(devices: usize) -> Pipeline {
     let server = ServeProcess::start_with(
         &data,
         &format!("127.0.0.1:{port}"),
-        &[("WENU_LAKE_BUFFER_SECS", "1"), ("WENU_STATS_BATCH_MILLIS", "100")],
+        &[[("WENU_LAKE_BUFFER_SECS", "1"), ("WENU_STATS_BATCH_MILLIS", "100")].as_slice(), env].concat(),
     );
     Pipeline { dir, data, fleet, port, server }
 }
