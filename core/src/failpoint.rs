@@ -32,13 +32,29 @@ fn configured() -> &'static HashMap<String, Action> {
 pub async fn hit(name: &str) {
     match configured().get(name) {
         None => {}
-        Some(Action::Abort) => {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
-        }
+        Some(Action::Abort) => abort(name),
         Some(Action::Stall) => {
             eprintln!("failpoint {name}: stalling this task");
             std::future::pending::<()>().await
         }
     }
+}
+
+/// The same, for code that is not async (a stall parks the thread).
+pub fn hit_blocking(name: &str) {
+    match configured().get(name) {
+        None => {}
+        Some(Action::Abort) => abort(name),
+        Some(Action::Stall) => {
+            eprintln!("failpoint {name}: stalling this thread");
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}
+
+fn abort(name: &str) -> ! {
+    eprintln!("failpoint {name}: aborting");
+    std::process::abort()
 }

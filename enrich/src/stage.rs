@@ -148,6 +148,8 @@ impl EnrichStage {
                 .map(|job| NewMessage { group: job.series.group(), body: job.to_bytes().into() })
                 .collect();
             self.queue.send_batch(messages).await?;
+            // Jobs queued, checkpoint not yet moved: the crash tests stop here.
+            wenu_core::failpoint::hit("enrich.after_send").await;
             if let Some(live) = self.live.as_ref().filter(|l| l.receiver_count() > 0) {
                 // No subscriber, no copy; a send fails only without subscribers.
                 let _ = live.send(Arc::new(batch.jobs.clone()));

@@ -147,6 +147,7 @@ pub fn compact_partition(lake_dir: &Path, plan: &PartitionPlan, lock: &LakeLock)
     std::fs::create_dir_all(&staged).map_err(|e| io(&staged, e))?;
     let merged_path = staged.join(part_name(first, last));
     write_synced(&merged_path, &bytes)?;
+    wenu_core::failpoint::hit_blocking("lake.compact.before_swap");
 
     {
         let _exclusive = lock.exclusive()?;
@@ -166,6 +167,7 @@ pub fn compact_partition(lake_dir: &Path, plan: &PartitionPlan, lock: &LakeLock)
         sync_dir(plan.dir.parent().unwrap_or(lake_dir))?;
     }
     // `staged` now holds the old files.
+    wenu_core::failpoint::hit_blocking("lake.compact.after_swap");
     clear_dir(&staged)?;
     Ok(rows)
 }

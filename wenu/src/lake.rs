@@ -22,6 +22,11 @@ pub struct CompactArgs {
     /// (later readings still land in it, and are merged at the next run).
     #[arg(long, default_value_t = 10)]
     grace_minutes: u64,
+    /// Also the hours still open, the current one included (before a backup,
+    /// or to see the effect at once); what lands in them later is merged at
+    /// the next run.
+    #[arg(long)]
+    all_hours: bool,
 }
 
 pub fn run(config: Config, command: LakeCommand) -> anyhow::Result<()> {
@@ -44,8 +49,9 @@ fn run_compact(config: &Config, args: CompactArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let options =
-        CompactOptions { closed_before_ms: now_ms() - args.grace_minutes as i64 * 60_000, committed_up_to };
+    let closed_before_ms =
+        if args.all_hours { i64::MAX } else { now_ms() - args.grace_minutes as i64 * 60_000 };
+    let options = CompactOptions { closed_before_ms, committed_up_to };
     let plans = compact::plan(&lake_dir, options)?;
     let progress = ProgressBar::new(plans.len() as u64);
     progress.set_style(
