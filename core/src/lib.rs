@@ -25,6 +25,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fleet;
 pub mod keyring;
+pub mod log_throttle;
 pub mod queue;
 pub mod reading;
 pub mod stream;

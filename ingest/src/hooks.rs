@@ -2,13 +2,14 @@
 //! and the durable append.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{AuthResult, ConnectInfo, Publish, PublishAclResult, PublishResult, SubscribeAclResult};
+use wenu_core::log_throttle::LogThrottle;
 use wenu_core::stream::{NewRecord, Stream};
 use wenu_registry::{AuthOutcome, Registry};
 
@@ -186,7 +187,10 @@ impl EdgeHooks {
                 PublishAclResult::allow()
             }
             Err(err) => {
-                tracing::warn!(error = %err, "stream append failed; publish not acknowledged");
+                static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+                if let Some(suppressed) = THROTTLE.allow() {
+                    tracing::warn!(error = %err, suppressed, "stream append failed; publish not acknowledged");
+                }
                 self.refuse(PublishRefusal::StreamUnavailable, v5)
             }
         }

@@ -101,8 +101,33 @@ impl<S: Stage> Consumer<S> {
     }
 
     /// Runs until `shutdown` turns true, then flushes what it holds and
-    /// returns the stage.
+    /// returns the stage. A failure that may go away (a full disk, a busy
+    /// database) starts it again from its checkpoint after a backoff, as a
+    /// restart of the process would; only a state it cannot restore, or a
+    /// failure during shutdown, ends it.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<S> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.run_from_checkpoint(&mut shutdown).await {
+                Ok(()) => return Ok(self.stage),
+                Err(err) if *shutdown.borrow() || !err.is_retryable() => return Err(err),
+                Err(err) => {
+                    let name = self.options.name.clone();
+                    metrics::counter!("wenu_consumer_restarts_total", "consumer" => name.clone())
+                        .increment(1);
+                    tracing::warn!(consumer = %name, error = %err, retry_in_ms = backoff.as_millis() as u64, "consumer failed; starting again from its checkpoint");
+                    self.uncommitted = None;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(self.options.max_backoff);
+                }
+            }
+        }
+    }
+
+    async fn run_from_checkpoint(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
         let name = self.options.name.clone();
         let saved = self.store.load(&name).await?;
         self.restore(saved.state.as_deref())?;
@@ -114,7 +139,7 @@ impl<S: Stage> Consumer<S> {
             let records = self.read_range(first, last).await?;
             tracing::info!(consumer = %name, first = first.0, last = last.0, records = records.len(), "redoing an interrupted flush");
             if !records.is_empty() {
-                self.flush(records, &mut shutdown).await?;
+                self.flush(records, shutdown).await?;
             }
             next = StartAt::Position(Position(last.0 + 1));
         }
@@ -133,7 +158,7 @@ impl<S: Stage> Consumer<S> {
             }
             if batcher.is_due(Instant::now()) {
                 let records = batcher.take();
-                self.flush(records, &mut shutdown).await?;
+                self.flush(records, shutdown).await?;
             }
             // Marked seen before the read: an append after it wakes the wait below.
             if let Some(appends) = appends.as_mut() {
@@ -161,10 +186,9 @@ impl<S: Stage> Consumer<S> {
         }
         if !batcher.is_empty() {
             let records = batcher.take();
-            self.flush(records, &mut shutdown).await?;
+            self.flush(records, shutdown).await?;
         }
-        self.commit_if_due(true).await?;
-        Ok(self.stage)
+        self.commit_if_due(true).await
     }
 
     fn restore(&mut self, state: Option<&[u8]>) -> Result<()> {

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot, watch};
+use wenu_core::log_throttle::LogThrottle;
 use wenu_core::stream::{NewRecord, Position, Record, StartAt, Stream, StreamInfo};
 use wenu_core::{Error, Result};
 
@@ -357,7 +358,10 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) -> usize {
             appended
         }
         Err(err) => {
-            tracing::error!(error = %err, "stream commit failed; nothing in this group is acknowledged");
+            static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::error!(error = %err, suppressed, "stream commit failed; nothing in this group is acknowledged");
+            }
             metrics::counter!("wenu_stream_commit_failures_total").increment(1);
             let err = stream_error(err);
             for job in group {

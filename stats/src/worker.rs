@@ -114,8 +114,12 @@ pub async fn run_workers(
                 let received = match queue.receive(options.batch, options.visibility).await {
                     Ok(received) => received,
                     Err(e) => {
-                        tracing::warn!(error = %e, "stats worker cannot receive");
-                        Vec::new()
+                        tracing::warn!(error = %e, "stats worker cannot receive; trying again in a second");
+                        tokio::select! {
+                            _ = tokio::time::sleep(options.retry_backoff.max(options.idle_poll)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
                     }
                 };
                 if received.is_empty() {

@@ -134,7 +134,7 @@ fn alarm_store(config: &Config) -> anyhow::Result<AlarmStore> {
 }
 
 pub async fn run_alarms(config: Config, command: AlarmsCommand) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    config.ensure_data_dir()?;
     let store = alarm_store(&config)?;
     match command {
         AlarmsCommand::List { company } => {

@@ -188,6 +188,20 @@ impl Config {
         Self::extract(figment.merge(env))
     }
 
+    /// The configuration as a `wenu.toml` would hold it; a password in
+    /// `registry.url` is masked.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        if let Some(url) = &mut shown.registry.url
+            && let Some((scheme_user, rest)) = url.split_once("://")
+            && let Some((credentials, host)) = rest.rsplit_once('@')
+            && let Some((user, _password)) = credentials.split_once(':')
+        {
+            *url = format!("{scheme_user}://{user}:***@{host}");
+        }
+        Ok(toml::to_string(&shown)?)
+    }
+
     fn extract(figment: Figment) -> anyhow::Result<Config> {
         let config: Config = figment.extract().context("invalid configuration")?;
         config.validate().context("invalid configuration")?;
@@ -264,6 +278,21 @@ impl Config {
             max_connections: self.mqtt.max_connections,
             counters_file: Some(self.data_dir.join("edge.json")),
         }
+    }
+
+    /// Creates the data directory, owner-only: it holds the registry's
+    /// password and token hashes, webhook secrets and the encrypted log.
+    /// An existing directory keeps its mode.
+    pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.data_dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.data_dir)
+                .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
+        }
+        Ok(())
     }
 
     pub fn keyring_path(&self) -> PathBuf {
@@ -442,6 +471,44 @@ mod tests {
                     prop_assert!(message.starts_with("invalid configuration: "), "{message}");
                 }
             }
+        }
+    }
+
+    /// `docs/operations.md` documents every key, and `KEYS` is every key.
+    #[test]
+    fn every_key_is_in_the_operations_guide() {
+        fn leaves(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+            match value {
+                toml::Value::Table(table) => {
+                    for (key, value) in table {
+                        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                        leaves(&path, value, out);
+                    }
+                }
+                _ => out.push(prefix.to_owned()),
+            }
+        }
+        let mut config = Config::default();
+        // Every optional key set, so that it shows.
+        config.mqtt.tls = Some(TlsConfig {
+            listen: "127.0.0.1:8883".parse().unwrap(),
+            cert: "c".into(),
+            key: "k".into(),
+            client_ca: Some("ca".into()),
+        });
+        config.stream.max_bytes = Some(1);
+        config.lake.dir = Some("l".into());
+        config.registry.url = Some("sqlite:r".into());
+        let mut keys = Vec::new();
+        leaves("", &toml::Value::try_from(&config).unwrap(), &mut keys);
+        keys.sort();
+        let mut listed: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
+        listed.sort();
+        assert_eq!(keys, listed, "KEYS lists every key of the configuration");
+        let guide =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md")).unwrap();
+        for key in KEYS {
+            assert!(guide.contains(&format!("| `{key}` |")), "docs/operations.md does not document {key}");
         }
     }
 

@@ -62,7 +62,7 @@ pub struct DemoArgs {
 pub async fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.devices >= 2, "the demo needs at least two devices");
     config.lake.buffer_secs = args.lake_flush_secs;
-    std::fs::create_dir_all(&config.data_dir)?;
+    config.ensure_data_dir()?;
     let fleet_path = config.data_dir.join("demo-fleet.json");
     let mut fleet = demo_fleet(&config, &fleet_path, args.devices).await?;
     let registry = config.registry().await?.acting_as("demo");

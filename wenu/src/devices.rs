@@ -54,7 +54,7 @@ pub enum DevicesCommand {
 }
 
 pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    config.ensure_data_dir()?;
     let registry = config.registry().await?;
     let keyring_path = config.keyring_path();
     match command {

@@ -104,6 +104,8 @@ enum Command {
     /// Measure the pipeline.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print the configuration in effect (defaults, the file, `WENU_*`), as TOML.
+    Config,
 }
 
 fn main() -> std::process::ExitCode {
@@ -151,6 +153,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Replay(args) => replay::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::Bench(command) => bench::run(config, command).await,
+            Command::Config => {
+                print!("{}", config.to_toml()?);
+                Ok(())
+            }
         }
     })
 }

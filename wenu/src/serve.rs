@@ -65,8 +65,7 @@ pub fn now_ms() -> i64 {
 
 impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        config.ensure_data_dir()?;
         let metrics = http::install_metrics_recorder();
         let options = StreamOptions {
             retention: config.retention(),

@@ -53,7 +53,7 @@ impl From<RoleArg> for Role {
 }
 
 pub async fn run(config: Config, command: TokensCommand) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    config.ensure_data_dir()?;
     let registry = config.registry().await?.acting_as("cli");
     match command {
         TokensCommand::Create { company, role, name, rate, json } => {

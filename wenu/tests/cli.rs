@@ -23,6 +23,11 @@ fn provision_list_and_rotate_a_key() {
     for path in [&fleet_path, &data.join("keyring.json")] {
         assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
     }
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "the data directory is owner-only"
+    );
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!printed.contains(&fleet.devices[0].password.0));
     assert!(!printed.contains(&fleet.devices[0].key.to_base64()));
