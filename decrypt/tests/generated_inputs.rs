@@ -195,7 +195,9 @@ proptest! {
         let f = Fixture::new();
         let sealed = f.seal(&plaintext, nonce);
         let mutated = apply(&mutation, sealed.clone());
-        prop_assume!(mutated != sealed);
+        if mutated == sealed {
+            return Ok(()); // a mutation that changed nothing (the same byte written back)
+        }
         match f.decode(mutated) {
             Outcome::Rejected(rejection) => {
                 prop_assert!(
