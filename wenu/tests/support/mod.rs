@@ -78,6 +78,17 @@ impl ServeProcess {
 
     /// The same, with extra `WENU_*` settings.
     pub fn start_with(data_dir: &Path, mqtt: &str, env: &[(&str, &str)]) -> ServeProcess {
+        Self::try_start_with(data_dir, mqtt, env)
+            .unwrap_or_else(|status| panic!("wenu serve exited before listening: {status}"))
+    }
+
+    /// Starts `wenu serve`; its exit status if it ended before listening
+    /// (a failpoint can fire while it starts).
+    pub fn try_start_with(
+        data_dir: &Path,
+        mqtt: &str,
+        env: &[(&str, &str)],
+    ) -> Result<ServeProcess, std::process::ExitStatus> {
         let mut child = wenu(data_dir)
             .arg("serve")
             .env("WENU_MQTT_LISTEN", mqtt)
@@ -88,11 +99,14 @@ impl ServeProcess {
             .expect("wenu serve starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        if line.is_empty() {
+            return Err(child.wait().unwrap());
+        }
         let listening: serde_json::Value =
             serde_json::from_str(&line).expect("serve prints where it listens");
         assert_eq!(listening["event"], "listening");
         let http = listening["http"].as_str().unwrap_or_default().to_owned();
-        ServeProcess { child, http }
+        Ok(ServeProcess { child, http })
     }
 
     /// `GET path` on its HTTP server; the body.
