@@ -124,8 +124,7 @@ fn accept_any_value(data: &std::path::Path, device: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_kills_lose_nothing_and_count_nothing_twice() {
-    let seed =
-        std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     println!("chaos seed {seed} (CHAOS_SEED={seed} replays it)");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
 
