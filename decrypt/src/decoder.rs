@@ -35,6 +35,8 @@ pub struct DecodedMessage {
     pub position: u64,
     pub device_id: CompactString,
     pub company: CompactString,
+    /// The device's site when the message was decoded.
+    pub site: Option<CompactString>,
     pub seq: u64,
     /// Event time, unix ms.
     pub ts: i64,
@@ -230,11 +232,14 @@ impl Decoder {
                 ));
             }
         }
-        let company = self.directory.get(device_id).map(|d| d.company.as_str()).unwrap_or_default().into();
+        let entry = self.directory.get(device_id);
+        let company = entry.map(|d| d.company.as_str()).unwrap_or_default().into();
+        let site = entry.and_then(|d| d.site.as_deref()).map(CompactString::from);
         Ok(Outcome::Accepted(DecodedMessage {
             position: record.position.0,
             device_id: device_id.into(),
             company,
+            site,
             seq: batch.seq,
             ts: batch.ts,
             received_at: record.received_at,

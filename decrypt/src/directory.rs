@@ -12,6 +12,8 @@ pub struct DeviceEntry {
     /// older than this (give or take clock skew).
     pub created_at: i64,
     pub enabled: bool,
+    /// The site it is placed at, if any: a column of the lake.
+    pub site: Option<String>,
 }
 
 /// Device id → entry.

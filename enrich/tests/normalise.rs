@@ -17,6 +17,7 @@ fn message(device: &str, seq: u64, readings: Vec<Reading>) -> DecodedMessage {
         position: seq,
         device_id: device.into(),
         company: "acme".into(),
+        site: None,
         seq,
         ts: 1_700_000_000_000 + seq as i64 * 1000,
         received_at: 1_700_000_000_000,

@@ -106,7 +106,11 @@ pub fn readings_batch(messages: &mut [DecodedMessage]) -> Result<RecordBatch> {
     let values: ArrayRef = Arc::new(Float64Array::from(values));
     let columns: Vec<ArrayRef> = vec![
         strings(|m, _| &m.device_id),
-        Arc::new(StringArray::new_null(rows)),
+        {
+            let mut column = StringBuilder::with_capacity(rows, rows * 8);
+            each().for_each(|(m, _)| column.append_option(m.site.as_deref()));
+            Arc::new(column.finish())
+        },
         strings(|_, r| &r.sensor),
         strings(|_, r| &r.kind),
         values.clone(),

@@ -24,8 +24,10 @@ fn keys() -> (Keyring, Directory) {
     let mut keyring = Keyring::default();
     keyring.add_key("dev-1");
     keyring.add_key("dev-2");
-    let entry = DeviceEntry { company: "acme".into(), created_at: NOW - 48 * HOUR, enabled: true };
-    let directory = Directory::new([("dev-1".to_string(), entry.clone()), ("dev-2".to_string(), entry)]);
+    let entry =
+        DeviceEntry { company: "acme".into(), created_at: NOW - 48 * HOUR, enabled: true, site: None };
+    let placed = DeviceEntry { site: Some("north".into()), ..entry.clone() };
+    let directory = Directory::new([("dev-1".to_string(), placed), ("dev-2".to_string(), entry)]);
     (keyring, directory)
 }
 
@@ -111,6 +113,14 @@ async fn partitions_quarantines_and_rewrites_the_same_files() {
     let rows = arrow::compute::concat_batches(&rows[0].schema(), &rows).unwrap();
     assert_eq!(rows.num_rows(), 4, "dev-1 seq 1 and dev-2 seq 1, two sensors each, the duplicate dropped");
     assert_eq!(rows.schema(), *encode::READINGS_SCHEMA);
+    let (devices, sites) = (rows.column_by_name("device_id").unwrap(), rows.column_by_name("site").unwrap());
+    let devices = devices.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+    let sites = sites.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+    for i in 0..rows.num_rows() {
+        let site = arrow::array::Array::is_valid(sites, i).then(|| sites.value(i));
+        let expected = if devices.value(i) == "dev-1" { Some("north") } else { None };
+        assert_eq!(site, expected, "the registry's site of the device, or none");
+    }
 
     let quarantined = store.get(&expected[0].as_str().into()).await.unwrap().bytes().await.unwrap();
     let q = &encode::read(quarantined).unwrap()[0];

@@ -38,7 +38,15 @@ impl KeySource for RegistryKeys {
         let keyring = Keyring::load_or_default(&self.keyring).map_err(|e| e.to_string())?;
         let devices = self.registry.list_devices(None).await.map_err(|e| e.to_string())?;
         let directory = Directory::new(devices.into_iter().map(|d| {
-            (d.id, DeviceEntry { company: d.company, created_at: d.created_at, enabled: d.enabled })
+            (
+                d.id,
+                DeviceEntry {
+                    company: d.company,
+                    created_at: d.created_at,
+                    enabled: d.enabled,
+                    site: d.site,
+                },
+            )
         }));
         tracing::debug!(devices = directory.len(), revision, "keys and devices reloaded");
         self.seen = Some((revision, modified));
