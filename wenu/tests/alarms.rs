@@ -10,21 +10,16 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Pipeline, ServeProcess, start_pipeline, wait_for_consumer, wenu};
+use support::{Pipeline, ServeProcess, ok, start_pipeline, wait_for_consumer, wenu};
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_firmware_sim::{Fault, SimConfig, run_fleet};
 use wenu_tests::webhook_receiver::Receiver;
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn token(data: &std::path::Path, company: &str, role: &str) -> String {
     ok(wenu(data).args(["tokens", "create", "--company", company, "--role", role]).output().unwrap())

@@ -248,15 +248,6 @@ async fn send(input: &Input, port: u16, fleet: &Fleet, dir: &Path, n: usize) -> 
     (out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_owned())
 }
 
-/// `name{labels} value` lines of the Prometheus text format.
-fn metrics(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(name, value)| Some((name.to_owned(), value.parse().ok()?)))
-        .collect()
-}
-
 /// Rows of `wenu sql --format csv`, header skipped.
 fn sql(data: &Path, query: &str) -> Vec<Vec<String>> {
     let out = wenu(data).args(["sql", "--format", "csv", query]).output().unwrap();
@@ -343,7 +334,7 @@ async fn every_kind_of_bad_input_gets_an_error_a_metric_and_a_quarantine_entry()
     wait_for_lake(&data).await;
 
     // Metrics: one count per case under its reason (the flood adds its own).
-    let metrics = metrics(&pipeline.server.http_get("/metrics"));
+    let metrics = pipeline.server.metrics();
     let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
     let mut expected: BTreeMap<String, usize> = BTreeMap::new();
     for case in &cases {

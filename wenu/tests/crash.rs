@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Int64Array, StringArray};
 use rand::{Rng, SeedableRng};
 use support::{
-    ServeProcess, acked_lines, free_loopback_port, provision, wait_for_consumer, wait_for_lake,
+    ServeProcess, acked_lines, free_loopback_port, ok, provision, wait_for_consumer, wait_for_lake,
     wait_for_stats, wenu,
 };
 use tokio::sync::watch;
@@ -55,11 +55,6 @@ fn round_death(round: usize) -> Death {
         3 => Death::Failpoint("alarms.after_record"),
         _ => Death::Kill9,
     }
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Polls until the simulator has at least `count` acks on file.

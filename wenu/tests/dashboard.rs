@@ -6,21 +6,16 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-use support::{Pipeline, python, start_pipeline, wait_for_lake, wait_for_stats, wenu};
+use support::{Pipeline, ok, python, start_pipeline, wait_for_lake, wait_for_stats, wenu};
 use tokio::sync::watch;
 use wenu_core::catalog::SensorSpec;
 use wenu_firmware_sim::{SimConfig, run_fleet};
 
 const DEVICES: usize = 3;
 const PER_DEVICE: u64 = 40;
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn token(data: &std::path::Path, role: &str) -> String {
     ok(wenu(data).args(["tokens", "create", "--company", "acme", "--role", role]).output().unwrap())

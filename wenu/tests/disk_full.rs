@@ -82,16 +82,6 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn metrics(server: &ServeProcess) -> BTreeMap<String, f64> {
-    server
-        .http_get("/metrics")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(name, value)| Some((name.to_owned(), value.parse().ok()?)))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_withholds_acks_and_the_pipeline_resumes_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,7 +124,8 @@ async fn a_full_disk_withholds_acks_and_the_pipeline_resumes_when_space_returns(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let acked_later = acked_lines(&acked_path).len();
     assert!(server.child.try_wait().unwrap().is_none(), "the server survives a full disk");
-    let refused = metrics(&server)
+    let refused = server
+        .metrics()
         .iter()
         .filter(|(name, _)| name.starts_with("wenu_edge_publishes_total{outcome=\"refused\""))
         .map(|(_, n)| *n)

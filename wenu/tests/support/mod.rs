@@ -119,6 +119,16 @@ impl ServeProcess {
         response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
     }
 
+    /// Its `/metrics`, as `name{labels}` → value.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        self.http_get("/metrics")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter_map(|(name, value)| Some((name.to_owned(), value.parse().ok()?)))
+            .collect()
+    }
+
     /// `kill -9`: no shutdown code runs.
     pub fn kill_9(mut self) {
         self.child.kill().unwrap();
@@ -142,6 +152,12 @@ impl Drop for ServeProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A successful command's standard output.
+pub fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn free_loopback_port() -> u16 {
