@@ -4,8 +4,9 @@
 //! deleted the pipeline resumes by itself: every acknowledged reading ends
 //! up in the lake and the stats exactly once.
 //!
-//! Mounting a tmpfs needs root (CI runs as root); elsewhere the test says so
-//! and fails rather than pass without checking anything.
+//! Mounting a tmpfs needs root or password-less sudo (CI has either);
+//! elsewhere the test says so and fails rather than pass without checking
+//! anything.
 
 mod support;
 
@@ -27,20 +28,39 @@ use wenu_stats::{Resolution, SeriesKey, read_series};
 const DEVICES: usize = 5;
 const TMPFS_MIB: u64 = 64;
 
-/// A tmpfs mounted for the test's lifetime.
+/// A tmpfs mounted for the test's lifetime, owned by the test's user.
 struct Tmpfs(PathBuf);
+
+/// `id -u` or `id -g`: the test's user and group.
+fn id(which: &str) -> String {
+    let out = Command::new("id").arg(which).output().expect("id runs");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `mount`/`umount` as root: directly when the test runs as root (CI),
+/// else through `sudo -n`.
+fn as_root(program: &str) -> Command {
+    if id("-u") == "0" {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
+    }
+}
 
 impl Tmpfs {
     fn mount(at: &Path, mib: u64) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        let (uid, gid) = (id("-u"), id("-g"));
+        let out = as_root("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,uid={uid},gid={gid},mode=0700"), "tmpfs"])
             .arg(at)
             .output()
             .expect("mount runs");
         assert!(
             out.status.success(),
-            "mounting a {mib} MiB tmpfs needs root (CI runs as root): {}",
+            "mounting a {mib} MiB tmpfs needs root or password-less sudo: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         Tmpfs(at.to_owned())
@@ -49,7 +69,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = as_root("umount").arg("-l").arg(&self.0).status();
     }
 }
 
