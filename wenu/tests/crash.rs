@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 use arrow::array::{Int64Array, StringArray};
 use rand::{Rng, SeedableRng};
 use support::{
-    ServeProcess, acked_lines, free_loopback_port, ok, provision, wait_for_consumer, wait_for_lake,
+    ServeProcess, acked_lines, free_loopback_port, ok, provisioned, wait_for_consumer, wait_for_lake,
     wait_for_stats, wenu,
 };
 use tokio::sync::watch;
-use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 use wenu_core::stream::{StartAt, Stream};
 use wenu_firmware_sim::{Fault, SimConfig, run_fleet};
@@ -126,9 +125,7 @@ async fn twenty_kills_lose_nothing_and_count_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let out = provision(&data, DEVICES, &fleet_path);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let fleet = Fleet::load(&fleet_path).unwrap();
+    let fleet = provisioned(&data, DEVICES, &fleet_path);
     let spiky = fleet.devices[0].device_id.clone();
     accept_any_value(&data, &spiky);
     let condition = r#"{"kind":"threshold","direction":"above","limit":60,"hysteresis":2,"for_ms":0}"#;

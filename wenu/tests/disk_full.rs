@@ -17,10 +17,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{
-    ServeProcess, acked_lines, free_loopback_port, provision, wait_for_lake, wait_for_stats, wenu,
+    ServeProcess, acked_lines, free_loopback_port, provisioned, wait_for_lake, wait_for_stats, wenu,
 };
 use tokio::sync::watch;
-use wenu_core::fleet::Fleet;
 use wenu_firmware_sim::{SimConfig, run_fleet};
 use wenu_local::SqliteTable;
 use wenu_stats::{Resolution, SeriesKey, read_series};
@@ -108,9 +107,7 @@ async fn a_full_disk_withholds_acks_and_the_pipeline_resumes_when_space_returns(
     let data = dir.path().join("data");
     let _tmpfs = Tmpfs::mount(&data, TMPFS_MIB);
     let fleet_path = dir.path().join("fleet.json");
-    let out = provision(&data, DEVICES, &fleet_path);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let fleet = Fleet::load(&fleet_path).unwrap();
+    let fleet = provisioned(&data, DEVICES, &fleet_path);
 
     let port = free_loopback_port();
     let mqtt = format!("127.0.0.1:{port}");

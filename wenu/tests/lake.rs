@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use support::{
-    ServeProcess, acked_lines, free_loopback_port, provision, python, status, wait_for_lake, wenu,
+    ServeProcess, acked_lines, free_loopback_port, provisioned, python, status, wait_for_lake, wenu,
 };
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
@@ -39,9 +39,7 @@ async fn the_lake_holds_every_acknowledged_reading_once_and_quarantines_the_rest
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let out = provision(&data, DEVICES, &fleet_path);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let fleet = Fleet::load(&fleet_path).unwrap();
+    let fleet = provisioned(&data, DEVICES, &fleet_path);
     let faulty = fleet.devices[0].device_id.clone();
 
     let port = free_loopback_port();

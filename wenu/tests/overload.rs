@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{ServeProcess, acked_lines, free_loopback_port, provision, wait_for_lake, wenu};
+use support::{ServeProcess, acked_lines, free_loopback_port, provisioned, wait_for_lake, wenu};
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
@@ -55,9 +55,7 @@ async fn more_than_the_server_can_take_is_held_back_with_memory_that_does_not_gr
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let out = provision(&data, DEVICES, &fleet_path);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let fleet = Fleet::load(&fleet_path).unwrap();
+    let fleet = provisioned(&data, DEVICES, &fleet_path);
     let port = free_loopback_port();
     let server = ServeProcess::start_with(
         &data,

@@ -31,6 +31,13 @@ pub fn provision(data_dir: &Path, count: usize, fleet: &Path) -> std::process::O
         .unwrap()
 }
 
+/// [`provision`], which must succeed, and the fleet it wrote.
+pub fn provisioned(data_dir: &Path, count: usize, fleet: &Path) -> wenu_core::fleet::Fleet {
+    let out = provision(data_dir, count, fleet);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wenu_core::fleet::Fleet::load(fleet).unwrap()
+}
+
 /// A data directory with simulated devices and `wenu serve` running on it,
 /// its lake and stats flushing within a second.
 pub struct Pipeline {
@@ -51,9 +58,7 @@ pub fn start_pipeline_with(devices: usize, env: &[(&str, &str)]) -> Pipeline {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet_path = dir.path().join("fleet.json");
-    let out = provision(&data, devices, &fleet_path);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let fleet = wenu_core::fleet::Fleet::load(&fleet_path).unwrap();
+    let fleet = provisioned(&data, devices, &fleet_path);
     let port = free_loopback_port();
     let server = ServeProcess::start_with(
         &data,
