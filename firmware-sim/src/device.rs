@@ -17,7 +17,7 @@ use wenu_core::keyring::SecretKey;
 use wenu_core::reading::ReadingBatch;
 use wenu_core::topic::telemetry_topic;
 
-use crate::fleet_run::{Acked, DeviceTotals, SimConfig};
+use crate::fleet_run::{Acked, DeviceTotals, SimConfig, StartGate};
 use crate::signal::{Fault, SensorSignal, take_readings};
 
 /// A message the device has produced and not yet seen acknowledged.
@@ -33,6 +33,7 @@ pub(crate) struct Device {
     pub identity: FleetDevice,
     pub fault: Option<Fault>,
     pub tls: Option<TlsConfiguration>,
+    pub gate: StartGate,
 }
 
 impl Device {
@@ -68,6 +69,7 @@ impl Device {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut producing = true;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
+        let mut gate_open = self.gate.open.clone();
 
         loop {
             if producing && (*stop.borrow() || config.per_device.is_some_and(|n| firmware.produced >= n)) {
@@ -84,7 +86,8 @@ impl Device {
             }
             // At full speed a device produces only as fast as acks come back;
             // at a set rate it keeps measuring while offline and buffers.
-            let can_produce = producing && (rate_limited || unacked.len() < window);
+            let started = *gate_open.borrow();
+            let can_produce = started && producing && (rate_limited || unacked.len() < window);
             let reconnect = async {
                 match reconnect_at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -117,7 +120,10 @@ impl Device {
                 event = event => match event {
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         totals.connects += 1;
-                        totals.first_connected.get_or_insert_with(Instant::now);
+                        if totals.first_connected.is_none() {
+                            totals.first_connected = Some(Instant::now());
+                            self.gate.device_connected();
+                        }
                         if let Some(session) = session.as_mut() {
                             session.connected = true;
                         }
@@ -157,6 +163,7 @@ impl Device {
                     }
                 },
                 _ = stop.changed(), if producing => {}
+                _ = gate_open.changed(), if !started => {}
             }
         }
         totals.unacked_at_exit = unacked.len() as u64;

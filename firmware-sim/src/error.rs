@@ -14,6 +14,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("load connection of {device}: {source}")]
+    Load {
+        device: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{device}: the server answered {reply}")]
+    Refused { device: String, reply: String },
     #[error(transparent)]
     Core(#[from] wenu_core::Error),
 }

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -50,6 +51,10 @@ pub struct SimConfig {
     /// `(device, seq)` per PUBACK, one JSON object per line.
     pub report: Option<PathBuf>,
     pub seed: u64,
+    /// No device produces until every device has connected once, so a
+    /// benchmark measures the fleet at full size rather than a connect storm
+    /// with early devices already done.
+    pub start_together: bool,
 }
 
 impl Default for SimConfig {
@@ -69,6 +74,7 @@ impl Default for SimConfig {
             drain_timeout: Duration::from_secs(30),
             report: None,
             seed: 0x5eed,
+            start_together: false,
         }
     }
 }
@@ -79,6 +85,34 @@ impl SimConfig {
             Duration::from_secs_f64(1.0 / self.rate_per_device)
         } else {
             Duration::from_micros(1)
+        }
+    }
+}
+
+/// Opens when the last device of the fleet has connected (or at once).
+#[derive(Clone)]
+pub(crate) struct StartGate {
+    connected: Arc<AtomicUsize>,
+    fleet_size: usize,
+    open_tx: Arc<watch::Sender<bool>>,
+    pub open: watch::Receiver<bool>,
+}
+
+impl StartGate {
+    pub(crate) fn new(fleet_size: usize, open: bool) -> StartGate {
+        let (open_tx, open_rx) = watch::channel(open || fleet_size == 0);
+        StartGate {
+            connected: Arc::new(AtomicUsize::new(0)),
+            fleet_size,
+            open_tx: Arc::new(open_tx),
+            open: open_rx,
+        }
+    }
+
+    /// A device's first CONNACK.
+    pub(crate) fn device_connected(&self) {
+        if self.connected.fetch_add(1, Ordering::SeqCst) + 1 == self.fleet_size {
+            self.open_tx.send_replace(true);
         }
     }
 }
@@ -116,6 +150,8 @@ pub struct FleetReport {
     pub connects: u64,
     pub connection_errors: u64,
     pub elapsed_secs: f64,
+    /// From the start to the last device's first CONNACK.
+    pub connected_after_secs: Option<f64>,
     pub acked_per_sec: f64,
     /// Acks per second once every device had connected (device
     /// authentication excluded), to the last ack.
@@ -137,6 +173,7 @@ pub async fn run_fleet(fleet: &Fleet, config: SimConfig, stop: watch::Receiver<b
         }
     };
     let started = Instant::now();
+    let gate = StartGate::new(fleet.devices.len(), !config.start_together);
     let mut devices = Vec::with_capacity(fleet.devices.len());
     for (index, identity) in fleet.devices.iter().enumerate() {
         let tls = match &config.tls {
@@ -144,7 +181,7 @@ pub async fn run_fleet(fleet: &Fleet, config: SimConfig, stop: watch::Receiver<b
             None => None,
         };
         let fault = config.faults.get(index).copied();
-        let device = Device { index, identity: identity.clone(), fault, tls };
+        let device = Device { index, identity: identity.clone(), fault, tls, gate: gate.clone() };
         devices.push(tokio::spawn(device.run(config.clone(), acked_tx.clone(), stop.clone())));
     }
     drop(acked_tx);
@@ -160,6 +197,7 @@ pub async fn run_fleet(fleet: &Fleet, config: SimConfig, stop: watch::Receiver<b
         connects: 0,
         connection_errors: 0,
         elapsed_secs: 0.0,
+        connected_after_secs: None,
         acked_per_sec: 0.0,
         steady_acked_per_sec: 0.0,
         puback_latency_p50_ms: 0.0,
@@ -184,6 +222,7 @@ pub async fn run_fleet(fleet: &Fleet, config: SimConfig, stop: watch::Receiver<b
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.acked_per_sec = report.acked as f64 / report.elapsed_secs.max(1e-9);
+    report.connected_after_secs = all_connected.map(|at| at.duration_since(started).as_secs_f64());
     if let (Some(start), Some(end)) = (all_connected, ack_times.iter().max()) {
         let steady = ack_times.iter().filter(|t| **t > start).count();
         report.steady_acked_per_sec = steady as f64 / end.duration_since(start).as_secs_f64().max(1e-9);

@@ -10,8 +10,10 @@
 mod device;
 mod error;
 mod fleet_run;
+mod load;
 mod signal;
 
 pub use error::{Error, Result};
 pub use fleet_run::{FleetReport, SimConfig, SimTls, run_fleet};
+pub use load::{LoadConfig, LoadReport, run_load};
 pub use signal::{Fault, SensorSignal, sensor_specs};

@@ -20,14 +20,29 @@ pub enum BenchCommand {
     /// PUBACK → webhook latency of alarm notifications with 1 000 rules under
     /// load, against a Mosquitto publish → subscribe round trip.
     Alarms(crate::bench_alarms::AlarmsArgs),
+    /// Throughput, PUBACK latency and server memory from 100 to 10 000
+    /// connected devices, `wenu serve` and Mosquitto as separate processes;
+    /// draws the plot (SVG).
+    Connections(crate::bench_connections::ConnectionsArgs),
+    /// Twice the maximum rate offered to a server confined to one core:
+    /// backpressure, memory and delivery under overload.
+    Overload(crate::bench_overload::OverloadArgs),
+    /// Every benchmark above in one run, with the machine, each figure's
+    /// ratio to its baseline, a summary table and the plot.
+    All(crate::bench_all::AllArgs),
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
-    match command {
+    let report = match command {
         BenchCommand::Ingest(args) => crate::bench_ingest::run(config, args).await,
         BenchCommand::Lake(args) => crate::bench_lake::run(args).await,
         BenchCommand::Stats(args) => crate::bench_stats::run(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(config, args).await,
         BenchCommand::Alarms(args) => crate::bench_alarms::run(config, args).await,
-    }
+        BenchCommand::Connections(args) => crate::bench_connections::run(args).await,
+        BenchCommand::Overload(args) => crate::bench_overload::run(args).await,
+        BenchCommand::All(args) => crate::bench_all::run(config, args).await,
+    }?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }

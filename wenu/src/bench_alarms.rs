@@ -23,7 +23,7 @@ use wenu_core::reading::{Reading, ReadingBatch};
 use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
 use wenu_registry::{Registry, provision_fleet};
 
-use crate::bench_ingest::Mosquitto;
+use crate::bench_process::{Scratch, ServerProcess};
 use crate::config::Config;
 use crate::serve::{Server, now_ms};
 
@@ -48,16 +48,16 @@ pub struct AlarmsArgs {
 
 const PROBE_RULE: &str = "probe";
 
-pub async fn run(mut config: Config, args: AlarmsArgs) -> anyhow::Result<()> {
-    let scratch = std::env::temp_dir().join(format!("wenu-bench-alarms-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    config.data_dir = scratch.clone();
+pub async fn run(mut config: Config, args: AlarmsArgs) -> anyhow::Result<serde_json::Value> {
+    let scratch = Scratch::new("alarms")?;
+    let scratch = scratch.path();
+    config.data_dir = scratch.to_owned();
     config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.mqtt.tls = None;
     config.http.listen = None;
 
     eprintln!("provisioning {} devices, a probe and {} rules…", args.devices, args.rules);
-    let registry = Registry::open(&Registry::default_path(&scratch)).await?;
+    let registry = Registry::open(&Registry::default_path(scratch)).await?;
     let mut keyring = Keyring::default();
     let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.devices).await? };
     let probe = provision_fleet(&registry, &mut keyring, "bench", 1).await?.remove(0);
@@ -83,13 +83,12 @@ pub async fn run(mut config: Config, args: AlarmsArgs) -> anyhow::Result<()> {
     let baseline = if args.mosquitto == "none" {
         None
     } else {
-        let broker = Mosquitto::start(&args.mosquitto)?;
+        let broker = ServerProcess::mosquitto(&args.mosquitto)?;
         eprintln!("mosquitto: same fleet load, {} publish → subscribe round trips…", args.probes);
         let (load, round_trips) =
             under_load(&fleet, broker.port, args.ingest_rate, round_trips(broker.port, args.probes)).await?;
         Some((load, round_trips?))
     };
-    let _ = std::fs::remove_dir_all(&scratch);
 
     let ms = |h: &Histogram<u64>, q: f64| (h.value_at_quantile(q) as f64 / 10.0).round() / 100.0;
     let result = json!({
@@ -111,8 +110,7 @@ pub async fn run(mut config: Config, args: AlarmsArgs) -> anyhow::Result<()> {
         })),
         "alarm_p99_vs_mosquitto_round_trip_p99": baseline.as_ref().map(|(_, rt)| ms(&from_puback, 0.99) / ms(rt, 0.99).max(0.01)),
     });
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    Ok(())
+    Ok(result)
 }
 
 fn ingest_summary(load: &FleetReport, target: f64) -> serde_json::Value {

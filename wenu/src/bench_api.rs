@@ -19,6 +19,7 @@ use wenu_local::SqliteTable;
 use wenu_registry::{Registry, Role, provision_fleet};
 use wenu_stats::{Job, Point, Resolution, Retention, SeriesKey, apply_job};
 
+use crate::bench_process::Scratch;
 use crate::config::Config;
 use crate::serve::{Server, now_ms};
 
@@ -39,16 +40,16 @@ pub struct ApiArgs {
     ingest_rate: f64,
 }
 
-pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
-    let scratch = std::env::temp_dir().join(format!("wenu-bench-api-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    config.data_dir = scratch.clone();
+pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json::Value> {
+    let scratch = Scratch::new("api")?;
+    let scratch = scratch.path();
+    config.data_dir = scratch.to_owned();
     config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.mqtt.tls = None;
     config.http.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
 
     eprintln!("provisioning {} devices and a day of 1-minute stats each…", args.devices);
-    let registry = Registry::open(&Registry::default_path(&scratch)).await?;
+    let registry = Registry::open(&Registry::default_path(scratch)).await?;
     let mut keyring = Keyring::default();
     let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.devices).await? };
     keyring.save(&config.keyring_path())?;
@@ -60,8 +61,13 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
     let base = format!("http://{}", server.http_addr.expect("HTTP is on"));
     let devices: Arc<Vec<String>> = Arc::new(fleet.devices.iter().map(|d| d.device_id.clone()).collect());
 
+    eprintln!(
+        "baseline, idle server: {} clients asking /api/v1/health for {} s…",
+        args.clients, args.seconds
+    );
+    let baseline = query_load(&base, &token, &devices, &args, Query::Health).await?;
     eprintln!("idle server: {} clients for {} s…", args.clients, args.seconds);
-    let idle = query_load(&base, &token, &devices, &args).await?;
+    let idle = query_load(&base, &token, &devices, &args, Query::DayOfMinutes).await?;
 
     eprintln!("with ingest at {} msg/s: {} clients for {} s…", args.ingest_rate, args.clients, args.seconds);
     let (stop_tx, stop) = watch::channel(false);
@@ -78,15 +84,15 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
     };
     // Let the fleet connect and reach its rate before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let loaded = query_load(&base, &token, &devices, &args).await?;
+    let loaded = query_load(&base, &token, &devices, &args, Query::DayOfMinutes).await?;
     stop_tx.send_replace(true);
     let ingest = ingest.await??;
     server.stop().await?;
-    let _ = std::fs::remove_dir_all(&scratch);
 
     let result = json!({
         "query": "GET /api/v1/stats?res=1m&from=-24h (1440 buckets)",
         "clients": args.clients,
+        "baseline_health": baseline,
         "idle": idle,
         "with_ingest": loaded,
         "ingest": {
@@ -96,8 +102,7 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<()> {
             "puback_p99_ms": ingest.puback_latency_p99_ms,
         },
     });
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    Ok(())
+    Ok(result)
 }
 
 /// One reading a minute for the last day, for every device's `temp-1`.
@@ -122,12 +127,22 @@ async fn seed_day_of_stats(config: &Config, fleet: &Fleet) -> anyhow::Result<()>
     Ok(())
 }
 
+#[derive(Clone, Copy)]
+enum Query {
+    /// A day of one device's 1-minute stats: what a dashboard chart asks.
+    DayOfMinutes,
+    /// `/api/v1/health`: the same server, clients and HTTP round trip with
+    /// next to no work behind it, the baseline of the figure above.
+    Health,
+}
+
 /// `clients` tasks, each querying a device after another for `seconds`.
 async fn query_load(
     base: &str,
     token: &str,
     devices: &Arc<Vec<String>>,
     args: &ApiArgs,
+    query: Query,
 ) -> anyhow::Result<serde_json::Value> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
@@ -142,13 +157,20 @@ async fn query_load(
             while Instant::now() < deadline {
                 let device = &devices[i % devices.len()];
                 i += stride(devices.len());
-                let url = format!("{base}/api/v1/stats?device={device}&sensor=temp-1&res=1m&from=-24h");
+                let url = match query {
+                    Query::DayOfMinutes => {
+                        format!("{base}/api/v1/stats?device={device}&sensor=temp-1&res=1m&from=-24h")
+                    }
+                    Query::Health => format!("{base}/api/v1/health"),
+                };
                 let sent = Instant::now();
                 let response = client.get(url).bearer_auth(&token).send().await?;
                 anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
                 let body: serde_json::Value = response.json().await?;
-                let buckets = body["items"].as_array().map_or(0, Vec::len);
-                anyhow::ensure!(buckets >= 1440, "{buckets} buckets, expected a day's 1440");
+                if let Query::DayOfMinutes = query {
+                    let buckets = body["items"].as_array().map_or(0, Vec::len);
+                    anyhow::ensure!(buckets >= 1440, "{buckets} buckets, expected a day's 1440");
+                }
                 latencies.record(sent.elapsed().as_micros() as u64)?;
             }
             Ok::<_, anyhow::Error>(latencies)

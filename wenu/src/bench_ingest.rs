@@ -2,11 +2,8 @@
 //! group commit before every PUBACK) and against Mosquitto (default settings,
 //! no persistence), one after the other on this machine.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
-use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use tokio::sync::watch;
@@ -15,6 +12,7 @@ use wenu_core::keyring::Keyring;
 use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
 use wenu_registry::{Registry, provision_fleet};
 
+use crate::bench_process::{Scratch, ServerProcess};
 use crate::config::Config;
 use crate::serve::Server;
 
@@ -37,16 +35,16 @@ pub struct IngestArgs {
     mosquitto: String,
 }
 
-pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
-    let scratch = std::env::temp_dir().join(format!("wenu-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    config.data_dir = scratch.clone();
+pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<serde_json::Value> {
+    let scratch = Scratch::new("ingest")?;
+    let scratch = scratch.path();
+    config.data_dir = scratch.to_owned();
     config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.mqtt.tls = None;
     config.http.listen = None;
 
     eprintln!("provisioning {} devices…", args.connections);
-    let registry = Registry::open(&Registry::default_path(&scratch)).await?;
+    let registry = Registry::open(&Registry::default_path(scratch)).await?;
     let mut keyring = Keyring::default();
     let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.connections).await? };
     keyring.save(&scratch.join("keyring.json"))?;
@@ -61,13 +59,12 @@ pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
     let mosquitto = if args.no_baseline {
         None
     } else {
-        let broker = Mosquitto::start(&args.mosquitto)?;
+        let broker = ServerProcess::mosquitto(&args.mosquitto)?;
         eprintln!("mosquitto: same load…");
         let report = load(&fleet, broker.port, &args).await?;
         drop(broker);
         Some(report)
     };
-    let _ = std::fs::remove_dir_all(&scratch);
 
     let ratio = mosquitto.as_ref().map(|m| wenu.acked_per_sec / m.acked_per_sec);
     let result = json!({
@@ -80,8 +77,7 @@ pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<()> {
         "mosquitto": mosquitto.as_ref().map(summary),
         "wenu_vs_mosquitto": ratio,
     });
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    Ok(())
+    Ok(result)
 }
 
 fn summary(report: &FleetReport) -> serde_json::Value {
@@ -111,36 +107,4 @@ async fn load(fleet: &Fleet, port: u16, args: &IngestArgs) -> anyhow::Result<Fle
         report.unacked_at_exit
     );
     Ok(report)
-}
-
-/// A Mosquitto broker on a free loopback port, stopped on drop.
-pub(crate) struct Mosquitto {
-    child: Child,
-    pub(crate) port: u16,
-}
-
-impl Mosquitto {
-    pub(crate) fn start(binary: &str) -> anyhow::Result<Mosquitto> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(binary)
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {binary} (apt install mosquitto)"))?;
-        let broker = Mosquitto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "mosquitto did not start listening on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(broker)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -22,6 +22,7 @@ use wenu_decrypt::{DecodeLimits, DeviceEntry, Directory, FixedKeys};
 use wenu_lake::LakeStage;
 use wenu_local::{BatchLimits, SqliteStream, StreamOptions};
 
+use crate::bench_process::{Scratch, own_memory};
 use crate::serve::now_ms;
 
 #[derive(Args)]
@@ -35,7 +36,7 @@ pub struct LakeArgs {
     #[arg(long, default_value_t = 1_000)]
     devices: u64,
     /// Batch size of the lake, as `lake.buffer_mib`.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 16)]
     buffer_mib: usize,
     /// Python with the `duckdb` module, for the baseline (the test command's venv).
     #[arg(long, env = "DUCKDB_PYTHON")]
@@ -45,10 +46,10 @@ pub struct LakeArgs {
     no_baseline: bool,
 }
 
-pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
+pub async fn run(args: LakeArgs) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(args.readings_per_message > 0 && args.devices > 0, "counts must be positive");
-    let scratch = std::env::temp_dir().join(format!("wenu-bench-lake-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
+    let scratch = Scratch::new("lake")?;
+    let scratch = scratch.path();
     let (keyring, directory) = fleet(args.devices);
     let stream = SqliteStream::open(&scratch.join("stream.db"), StreamOptions::default())?;
     let plain_path = scratch.join("plain.jsonl");
@@ -73,10 +74,10 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
         rows += stage.write_batch(&batch).await?.rows;
     }
     let lake_secs = started.elapsed().as_secs_f64();
-    let peak_rss_mib = peak_rss_kib().map(|k| k / 1024);
+    let peak_rss_mib = own_memory()?.peak_rss_mib.round();
     eprintln!("lake: {rows} rows in {lake_secs:.1} s");
 
-    let duckdb = if args.no_baseline { None } else { Some(duckdb_baseline(&args, &plain_path, &scratch)?) };
+    let duckdb = if args.no_baseline { None } else { Some(duckdb_baseline(&args, &plain_path, scratch)?) };
     let duck_rows_per_sec = duckdb.as_ref().and_then(|d| d["rows_per_sec"].as_f64());
     let wenu_rows_per_sec = rows as f64 / lake_secs;
     let report = json!({
@@ -88,9 +89,7 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
         "duckdb": duckdb,
         "wenu_vs_duckdb": duck_rows_per_sec.map(|d| wenu_rows_per_sec / d),
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    std::fs::remove_dir_all(&scratch).ok();
-    Ok(())
+    Ok(report)
 }
 
 pub(crate) fn fleet(devices: u64) -> (Keyring, Directory) {
@@ -227,10 +226,4 @@ print(json.dumps({"rows": rows, "secs": secs, "rows_per_sec": round(rows / secs)
         .with_context(|| format!("running {python}"))?;
     anyhow::ensure!(out.status.success(), "duckdb baseline: {}", String::from_utf8_lossy(&out.stderr));
     Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-/// `VmHWM` of this process, KiB.
-pub(crate) fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
 }

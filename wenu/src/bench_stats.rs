@@ -24,7 +24,8 @@ use wenu_local::{QueueOptions, SqliteQueue, SqliteStream, SqliteTable, StreamOpt
 use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
 use wenu_stats::{Resolution, SeriesKey, read_series};
 
-use crate::bench_lake::{bench_message, fleet, peak_rss_kib, read_batch};
+use crate::bench_lake::{bench_message, fleet, read_batch};
+use crate::bench_process::{Scratch, own_memory};
 use crate::serve::now_ms;
 
 #[derive(Args)]
@@ -60,17 +61,17 @@ pub struct StatsArgs {
     no_baseline: bool,
 }
 
-pub async fn run(args: StatsArgs) -> anyhow::Result<()> {
+pub async fn run(args: StatsArgs) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(args.devices > 0 && args.sensors > 0 && args.per_device > 0, "counts must be positive");
-    let scratch = std::env::temp_dir().join(format!("wenu-bench-stats-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
+    let scratch = Scratch::new("stats")?;
+    let scratch = scratch.path();
     let (keyring, directory) = fleet(args.devices);
     let stream = SqliteStream::open(&scratch.join("stream.db"), StreamOptions::default())?;
     let day_start = prepare(&stream, &keyring, &args).await?;
 
     let queue = SqliteQueue::open(&scratch.join("queue.db"), QueueOptions::default())?;
     let table = SqliteTable::open(&scratch.join("stats.db"))?;
-    let throughput = enrich_and_count(&args, &stream, &keyring, &directory, &queue, &table, &scratch).await?;
+    let throughput = enrich_and_count(&args, &stream, &keyring, &directory, &queue, &table, scratch).await?;
 
     let series = SeriesKey { company: "bench".into(), device: "bench-00000".into(), sensor: "s-0".into() };
     let (from, to) = (day_start, day_start + 86_400_000);
@@ -79,7 +80,7 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<()> {
     let duckdb = if args.no_baseline {
         None
     } else {
-        Some(duckdb_baseline(&args, &stream, keyring, directory, &scratch, &series, from, to).await?)
+        Some(duckdb_baseline(&args, &stream, keyring, directory, scratch, &series, from, to).await?)
     };
     let speedup = duckdb.as_ref().and_then(|d| Some(d["p50_ms"].as_f64()? / query["p50_ms"].as_f64()?));
     let report = json!({
@@ -91,11 +92,9 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<()> {
         "query_1d_of_1m": query,
         "duckdb_same_buckets_from_lake": duckdb,
         "query_speedup_vs_duckdb_p50": speedup,
-        "peak_rss_mib": peak_rss_kib().map(|k| k / 1024),
+        "peak_rss_mib": own_memory()?.peak_rss_mib.round(),
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    std::fs::remove_dir_all(&scratch).ok();
-    Ok(())
+    Ok(report)
 }
 
 /// Seals every device's messages into the stream in time order; returns the

@@ -133,7 +133,7 @@ impl Default for Config {
                 queue_depth: 1024,
                 max_bytes: None,
             },
-            lake: LakeConfig { dir: None, buffer_mib: 128, buffer_secs: 60, max_future_secs: 600 },
+            lake: LakeConfig { dir: None, buffer_mib: 16, buffer_secs: 60, max_future_secs: 600 },
             registry: RegistryConfig { url: None },
             stats: StatsConfig {
                 batch_mib: 4,

@@ -11,9 +11,14 @@ mod alarms_cmd;
 mod api_ports;
 mod bench;
 mod bench_alarms;
+mod bench_all;
 mod bench_api;
+mod bench_connections;
 mod bench_ingest;
 mod bench_lake;
+mod bench_overload;
+mod bench_plot;
+mod bench_process;
 mod bench_stats;
 mod certs;
 mod config;
@@ -38,6 +43,7 @@ use clap::{Parser, Subcommand};
 /// The lake allocates and frees ~100 MiB per batch; glibc hands such blocks
 /// back to the kernel each time, and the zeroing of fresh pages cost a sixth
 /// of the lake stage's time. mimalloc keeps and reuses them.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
