@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
 use crate::bench_connections::{Point, Sweep};
@@ -36,7 +37,9 @@ fn panel(
         .clone()
         .fold((f64::MAX, 1.0f64), |(lo, hi), p| (lo.min(p.devices as f64), hi.max(p.devices as f64)));
     let (x_min, x_max) = (x_min.min(x_max) * 0.8, x_max * 1.25);
-    let y_max = all.clone().map(&value).fold(0.0f64, f64::max).max(1e-3) * 1.15;
+    // Headroom above the highest point for the legend.
+    let headroom = if log_y { 3.0 } else { 1.4 };
+    let y_max = all.clone().map(&value).fold(0.0f64, f64::max).max(1e-3) * headroom;
     let y_min = all.map(&value).fold(f64::MAX, f64::min).max(1e-3) * 0.8;
 
     let mut builder = ChartBuilder::on(area);
@@ -44,14 +47,40 @@ fn panel(
     let series = |points: &[Point]| points.iter().map(|p| (p.devices as f64, value(p))).collect::<Vec<_>>();
     if log_y {
         let mut chart = builder.build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())?;
-        chart.configure_mesh().x_desc("connected devices").draw()?;
+        mesh(&mut chart)?;
         draw(&mut chart, series(&sweep.wenu), series(&sweep.mosquitto))?;
     } else {
         let mut chart = builder.build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?;
-        chart.configure_mesh().x_desc("connected devices").draw()?;
+        mesh(&mut chart)?;
         draw(&mut chart, series(&sweep.wenu), series(&sweep.mosquitto))?;
     }
     Ok(())
+}
+
+fn mesh<'a, X, Y>(chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("connected devices")
+        .x_label_formatter(&|v| short(*v))
+        .y_label_formatter(&|v| short(*v))
+        .draw()?;
+    Ok(())
+}
+
+/// 12000 → "12k", 250 → "250", 2.5 → "2.5".
+fn short(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{}k", (v / 100.0).round() / 10.0)
+    } else if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 fn draw<'a, X, Y>(
@@ -73,6 +102,11 @@ where
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod alarms;
 mod alarms_cmd;
+mod allocator;
 mod api_ports;
 mod bench;
 mod bench_alarms;
@@ -39,13 +40,6 @@ mod tokens_cmd;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-
-/// The lake allocates and frees ~100 MiB per batch; glibc hands such blocks
-/// back to the kernel each time, and the zeroing of fresh pages cost a sixth
-/// of the lake stage's time. mimalloc keeps and reuses them.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "wenu", version, about = "Wenu IoT telemetry pipeline")]
@@ -115,6 +109,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::return_freed_memory_at_once();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
