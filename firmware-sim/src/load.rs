@@ -33,6 +33,11 @@ use crate::signal::{SensorSignal, take_readings};
 use crate::{Error, Result};
 
 const MAX_PACKET: usize = 1 << 20;
+const KEEP_ALIVE_SECS: u16 = 60;
+const PINGREQ: [u8; 2] = [0xC0, 0x00];
+const DISCONNECT: [u8; 2] = [0xE0, 0x00];
+/// How long a device keeps trying to connect before the run fails.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -55,6 +60,9 @@ pub struct LoadReport {
     pub devices: usize,
     /// Seconds from the start until every device had its CONNACK.
     pub connect_secs: f64,
+    /// Connection attempts beyond one per device (the server dropped a
+    /// handshake it could not complete in time, and the device tried again).
+    pub reconnects: u64,
     pub produced: u64,
     pub acked: u64,
     /// Produced per second of production.
@@ -81,7 +89,7 @@ pub async fn run_load(fleet: &Fleet, config: LoadConfig) -> Result<LoadReport> {
         .map(|(index, device)| tokio::spawn(run_device(index, device.clone(), config.clone(), gate.clone())))
         .collect();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
-    let (mut produced, mut acked, mut unacked) = (0, 0, 0);
+    let (mut produced, mut acked, mut unacked, mut reconnects) = (0, 0, 0, 0);
     let (mut first_start, mut last_ack) = (None::<Instant>, None::<Instant>);
     let mut connected = started;
     for task in tasks {
@@ -89,6 +97,7 @@ pub async fn run_load(fleet: &Fleet, config: LoadConfig) -> Result<LoadReport> {
         produced += device.produced;
         acked += device.acked;
         unacked += device.produced - device.acked;
+        reconnects += u64::from(device.attempts - 1);
         connected = connected.max(device.connected);
         first_start = Some(first_start.map_or(device.started, |t: Instant| t.min(device.started)));
         last_ack = last_ack.max(device.last_ack);
@@ -100,6 +109,7 @@ pub async fn run_load(fleet: &Fleet, config: LoadConfig) -> Result<LoadReport> {
     Ok(LoadReport {
         devices: fleet.devices.len(),
         connect_secs: connected.duration_since(started).as_secs_f64(),
+        reconnects,
         produced,
         acked,
         offered_per_sec: produced as f64 / config.duration.as_secs_f64().max(1e-9),
@@ -118,6 +128,7 @@ struct DeviceRun {
     started: Instant,
     last_ack: Option<Instant>,
     latency: Histogram<u64>,
+    attempts: u32,
 }
 
 async fn run_device(
@@ -127,28 +138,36 @@ async fn run_device(
     gate: StartGate,
 ) -> Result<DeviceRun> {
     let io = |source| Error::Load { device: device.device_id.clone(), source };
-    let mut socket = TcpStream::connect((config.host.as_str(), config.port)).await.map_err(io)?;
-    socket.set_nodelay(true).map_err(io)?;
-    let mut out = BytesMut::with_capacity(16 * 1024);
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut connect = Connect::new(device.device_id.clone());
-    connect.keep_alive = 60;
-    connect.login = Some(Login::new(device.device_id.clone(), device.password.0.clone()));
-    connect.write(&mut out).map_err(|e| protocol(&device, e))?;
-    socket.write_all(&out).await.map_err(io)?;
-    out.clear();
-    match next_packet(&mut socket, &mut input, &device).await? {
-        Packet::ConnAck(ack) if ack.code == v4::ConnectReturnCode::Success => {}
-        other => {
-            return Err(Error::Refused { device: device.device_id.clone(), reply: format!("{other:?}") });
+    // A server admitting a connect storm may drop connections it could not
+    // authenticate in time; like firmware, a device tries again.
+    let give_up_connecting = Instant::now() + CONNECT_PATIENCE;
+    let mut attempts = 0;
+    let (mut socket, mut input) = loop {
+        attempts += 1;
+        match connect(&device, &config).await {
+            Ok(connected) => break connected,
+            Err(_) if Instant::now() < give_up_connecting => {
+                tokio::time::sleep(Duration::from_millis(500 + (index % 1000) as u64)).await;
+            }
+            Err(error) => {
+                gate.device_connected(); // the others must not wait for it
+                return Err(error);
+            }
         }
-    }
+    };
     let connected = Instant::now();
     gate.device_connected();
+    // Waiting for the rest of the fleet can take longer than the keep-alive.
     let mut open = gate.open.clone();
     while !*open.borrow_and_update() {
-        let _ = open.changed().await;
+        tokio::select! {
+            _ = open.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(KEEP_ALIVE_SECS as u64 / 2)) => {
+                socket.write_all(&PINGREQ).await.map_err(io)?;
+            }
+        }
     }
+    let mut out = BytesMut::with_capacity(16 * 1024);
 
     let mut firmware = LeanFirmware::new(index, &device, config.first_seq);
     let topic = telemetry_topic(&device.device_id);
@@ -223,8 +242,26 @@ async fn run_device(
             }
         }
     }
-    let _ = socket.write_all(&[0xE0, 0x00]).await; // DISCONNECT
-    Ok(DeviceRun { produced, acked, connected, started, last_ack, latency })
+    let _ = socket.write_all(&DISCONNECT).await;
+    Ok(DeviceRun { produced, acked, connected, started, last_ack, latency, attempts })
+}
+
+/// Opens the socket and completes the MQTT handshake.
+async fn connect(device: &FleetDevice, config: &LoadConfig) -> Result<(TcpStream, BytesMut)> {
+    let io = |source| Error::Load { device: device.device_id.clone(), source };
+    let mut socket = TcpStream::connect((config.host.as_str(), config.port)).await.map_err(io)?;
+    socket.set_nodelay(true).map_err(io)?;
+    let mut out = BytesMut::with_capacity(256);
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut connect = Connect::new(device.device_id.clone());
+    connect.keep_alive = KEEP_ALIVE_SECS;
+    connect.login = Some(Login::new(device.device_id.clone(), device.password.0.clone()));
+    connect.write(&mut out).map_err(|e| protocol(device, e))?;
+    socket.write_all(&out).await.map_err(io)?;
+    match next_packet(&mut socket, &mut input, device).await? {
+        Packet::ConnAck(ack) if ack.code == v4::ConnectReturnCode::Success => Ok((socket, input)),
+        other => Err(Error::Refused { device: device.device_id.clone(), reply: format!("{other:?}") }),
+    }
 }
 
 async fn next_packet(socket: &mut TcpStream, input: &mut BytesMut, device: &FleetDevice) -> Result<Packet> {

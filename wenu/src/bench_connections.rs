@@ -52,6 +52,9 @@ pub struct Point {
     pub puback_p99_ms: f64,
     /// Time for the whole fleet to connect (Argon2 per device for Wenu).
     pub connect_secs: f64,
+    /// Handshakes the server dropped (not authenticated within its 30 s
+    /// handshake timeout while a connect storm queued) that devices retried.
+    pub reconnects: u64,
     /// The server's memory when the fleet is done: resident then, and the
     /// peak over the whole run (connect storm and load).
     pub server_memory: Memory,
@@ -162,6 +165,7 @@ async fn measure(server: &ServerProcess, fleet: &Fleet, args: &ConnectionsArgs) 
         puback_p50_ms: report.puback_p50_ms,
         puback_p99_ms: report.puback_p99_ms,
         connect_secs: report.connect_secs,
+        reconnects: report.reconnects,
         server_memory: server.memory()?,
     })
 }

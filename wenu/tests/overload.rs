@@ -23,7 +23,7 @@ const DEVICES: usize = 50;
 const OVERLOAD_SECS: u64 = 12;
 /// How much higher the second half of the overload may peak than the first
 /// (allocator noise), in MiB.
-const RSS_SLACK_MIB: u64 = 24;
+const RSS_SLACK_MIB: u64 = 32;
 
 /// `taskset -a -p -c CPUS PID`: every thread of `pid` on those CPUs.
 fn pin(pid: u32, cpus: &str) {
