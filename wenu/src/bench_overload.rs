@@ -86,6 +86,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<serde_json::Value> {
     });
     let overload = run_load(&fleet, open).await?;
     stop_sampling.send_replace(true);
+    pin_to_cpus(std::process::id(), &format!("0-{}", cores - 1))?;
     let rss = sampler.await?;
     let (first, second) = rss.split_at(rss.len() / 2);
     let max_of = |s: &[f64]| s.iter().copied().fold(0.0f64, f64::max).round();
