@@ -105,15 +105,19 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
     Ok(result)
 }
 
+/// Minutes of stats seeded: a day, and an hour more so that a query for the
+/// last 24 hours still finds 1 440 buckets after the clock has moved on.
+const SEEDED_MINUTES: u64 = 1_500;
+
 /// One reading a minute for the last day, for every device's `temp-1`.
 async fn seed_day_of_stats(config: &Config, fleet: &Fleet) -> anyhow::Result<()> {
     let table = SqliteTable::open(&config.stats_path())?;
     let end = Resolution::Minute.bucket_start(now_ms());
     for device in &fleet.devices {
-        let points = (0..1440)
+        let points = (0..SEEDED_MINUTES)
             .map(|i| Point {
                 seq: i + 1,
-                ts: end - (1440 - i as i64) * 60_000,
+                ts: end - (SEEDED_MINUTES - i) as i64 * 60_000,
                 value: 20.0 + (i % 60) as f64 / 10.0,
             })
             .collect();

@@ -134,7 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config.data_dir = data_dir;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(config, args).await,
             Command::Status(args) => status::run(config, args).await,
@@ -159,7 +159,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    // A command that failed half-way may leave blocking work behind (a
+    // server it started); the user needs the error, not a wait for that.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    result
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default filter. rmqtt's own
