@@ -38,7 +38,7 @@ impl Registry {
         let mut stored = rule.clone();
         stored.version = now_ms();
         let condition = serde_json::to_string(&rule.condition).expect("a condition serializes");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         require_company(&mut tx, &rule.company).await?;
         if let Some(device) = &rule.device
             && device_company(&mut tx, device).await? != rule.company
@@ -114,7 +114,7 @@ impl Registry {
             secret: hex::encode(&bytes[8..]),
             created_at: now_ms(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         require_company(&mut tx, company).await?;
         sqlx::query(
             "INSERT INTO webhooks (id, company_id, url, secret, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -174,7 +174,7 @@ impl Registry {
             Owned::Rule => ("DELETE FROM alarm_rules WHERE company_id = $1 AND id = $2", "rule.delete"),
             Owned::Webhook => ("DELETE FROM webhooks WHERE company_id = $1 AND id = $2", "webhook.delete"),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let deleted = sqlx::query(sql).bind(company).bind(id).execute(&mut *tx).await?.rows_affected();
         if deleted == 0 {
             return Err(match what {

@@ -27,7 +27,7 @@ impl Registry {
     /// Creates or renames a site of `company`.
     pub async fn upsert_site(&self, company: &str, site: &str, name: &str) -> Result<()> {
         check_id(site)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         require_company(&mut tx, company).await?;
         sqlx::query(
             "INSERT INTO sites (company_id, id, name, created_at) VALUES ($1, $2, $3, $4)
@@ -60,7 +60,7 @@ impl Registry {
     /// Defines a sensor of a device, or changes its definition.
     pub async fn upsert_sensor(&self, spec: &SensorSpec) -> Result<()> {
         validate_sensor(spec)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let company = device_company(&mut tx, &spec.device).await?;
         sqlx::query(
             "INSERT INTO sensors (device_id, name, kind, unit, scale, ofs, valid_min, valid_max, updated_at)
@@ -89,7 +89,7 @@ impl Registry {
 
     /// Removes a sensor's definition; its readings are quarantined as unknown from then on.
     pub async fn delete_sensor(&self, device: &str, sensor: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let company = device_company(&mut tx, device).await?;
         let deleted = sqlx::query("DELETE FROM sensors WHERE device_id = $1 AND name = $2")
             .bind(device)
@@ -109,7 +109,7 @@ impl Registry {
 
     /// Removes a site that no device is placed at.
     pub async fn delete_site(&self, company: &str, site: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let in_use: i64 =
             sqlx::query_scalar("SELECT count(*) FROM devices WHERE company_id = $1 AND site_id = $2")
                 .bind(company)
@@ -178,7 +178,7 @@ impl Registry {
                 return Err(Error::Invalid("a stats retention is at least one day".into()));
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         require_company(&mut tx, &settings.company).await?;
         let days = |d: Option<u32>| d.map(i64::from);
         sqlx::query(

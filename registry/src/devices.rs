@@ -45,7 +45,7 @@ impl Registry {
     /// Creates the company if it doesn't exist yet.
     pub async fn ensure_company(&self, company: &str) -> Result<()> {
         check_id(company)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let inserted =
             sqlx::query("INSERT INTO companies (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(company)
@@ -68,7 +68,7 @@ impl Registry {
     /// Adds a device with an already hashed password.
     pub async fn add_device(&self, company: &str, device_id: &str, password_hash: &str) -> Result<()> {
         check_id(device_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         require_company(&mut tx, company).await?;
         let inserted = sqlx::query(
             "INSERT INTO devices (id, company_id, password_hash, enabled, created_at) VALUES ($1, $2, $3, $4, $5)
@@ -93,7 +93,7 @@ impl Registry {
 
     /// Records that a device has a key with this id (the key itself lives in the keyring).
     pub async fn add_key(&self, device_id: &str, key_id: u32) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("INSERT INTO device_keys (device_id, key_id, created_at) VALUES ($1, $2, $3)")
             .bind(device_id)
             .bind(i64::from(key_id))
@@ -112,7 +112,7 @@ impl Registry {
     }
 
     pub async fn retire_key(&self, device_id: &str, key_id: u32) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let changed = sqlx::query(
             "UPDATE device_keys SET retired_at = $3 WHERE device_id = $1 AND key_id = $2 AND retired_at IS NULL",
         )
@@ -169,7 +169,7 @@ impl Registry {
             sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
         ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let changed = bind(sqlx::query(sql).bind(device_id)).execute(&mut *tx).await?.rows_affected();
         if changed == 0 {
             return Err(Error::UnknownDevice(device_id.to_owned()));

@@ -20,6 +20,7 @@ use crate::{Error, Result};
 pub struct Registry {
     pub(crate) pool: AnyPool,
     actor: Arc<str>,
+    sqlite: bool,
 }
 
 /// One change, as the audit log records it.
@@ -64,13 +65,13 @@ impl Registry {
             .connect_with(options)
             .await?;
         migrator().run(&pool).await?;
-        Ok(Registry { pool, actor: Arc::from("local") })
+        Ok(Registry { pool, actor: Arc::from("local"), sqlite })
     }
 
     /// The same registry, recording changes in the audit log as made by `actor`
     /// (an API token id, `cli`, …).
     pub fn acting_as(&self, actor: &str) -> Registry {
-        Registry { pool: self.pool.clone(), actor: Arc::from(actor) }
+        Registry { pool: self.pool.clone(), actor: Arc::from(actor), sqlite: self.sqlite }
     }
 
     /// Opens (or creates) the SQLite registry file at `path`.
@@ -86,6 +87,16 @@ impl Registry {
     /// snapshot holders (decrypt, enrich) reload only when something changed.
     pub async fn revision(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
+    /// A transaction that writes. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so it waits its turn (`busy_timeout`) behind
+    /// another writer; a deferred one that read first fails at once with
+    /// "database is locked" when it tries to write while another connection
+    /// holds the lock (seen with a rolled-back transaction still releasing it).
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let begin = if self.sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        Ok(self.pool.begin_with(begin).await?)
     }
 
     /// Closes the pool's connections (SQLite checkpoints its WAL).

@@ -117,7 +117,7 @@ impl Registry {
             created_at: now_ms(),
             revoked_at: None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if let Some(company) = company {
             require_company(&mut tx, company).await?;
         }
@@ -196,7 +196,7 @@ impl Registry {
 
     /// Revokes a token for good.
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let company: Option<Option<String>> =
             sqlx::query_scalar("SELECT company_id FROM api_tokens WHERE id = $1 AND revoked_at IS NULL")
                 .bind(id)
