@@ -95,8 +95,11 @@ impl Registry {
     /// "database is locked" when it tries to write while another connection
     /// holds the lock (seen with a rolled-back transaction still releasing it).
     pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let begin = if self.sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
-        Ok(self.pool.begin_with(begin).await?)
+        if self.sqlite {
+            Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        } else {
+            Ok(self.pool.begin().await?)
+        }
     }
 
     /// Closes the pool's connections (SQLite checkpoints its WAL).
