@@ -93,25 +93,13 @@ pub async fn sweep(args: &ConnectionsArgs) -> anyhow::Result<Sweep> {
         let data_dir = scratch.join(&format!("wenu-{devices}"));
         copy_files(&base, &data_dir)?;
         let server = ServerProcess::wenu(&data_dir, &[])?;
-        eprintln!("wenu: {devices} devices…");
-        let point = measure(&server, &fleet, args).await?;
-        eprintln!(
-            "  {:.0} acks/s, PUBACK p99 {:.1} ms, RSS {:.0} MiB",
-            point.acked_per_sec, point.puback_p99_ms, point.server_memory.rss_mib
-        );
-        sweep.wenu.push(point);
+        sweep.wenu.push(measure("wenu", &server, &fleet, args).await?);
         drop(server);
         std::fs::remove_dir_all(&data_dir).ok();
 
         if !args.no_baseline {
             let broker = ServerProcess::mosquitto(&args.mosquitto)?;
-            eprintln!("mosquitto: {devices} devices…");
-            let point = measure(&broker, &fleet, args).await?;
-            eprintln!(
-                "  {:.0} acks/s, PUBACK p99 {:.1} ms, RSS {:.0} MiB",
-                point.acked_per_sec, point.puback_p99_ms, point.server_memory.rss_mib
-            );
-            sweep.mosquitto.push(point);
+            sweep.mosquitto.push(measure("mosquitto", &broker, &fleet, args).await?);
         }
     }
     Ok(sweep)
@@ -139,8 +127,15 @@ pub(crate) fn copy_files(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(server: &ServerProcess, fleet: &Fleet, args: &ConnectionsArgs) -> anyhow::Result<Point> {
+/// The fleet's load against `server`, reported on stderr as it ends.
+async fn measure(
+    name: &str,
+    server: &ServerProcess,
+    fleet: &Fleet,
+    args: &ConnectionsArgs,
+) -> anyhow::Result<Point> {
     let devices = fleet.devices.len();
+    eprintln!("{name}: {devices} devices…");
     let window = args.in_flight.div_ceil(devices).clamp(1, 32);
     let load = LoadConfig {
         host: "127.0.0.1".into(),
@@ -157,7 +152,7 @@ async fn measure(server: &ServerProcess, fleet: &Fleet, args: &ConnectionsArgs) 
         "{} messages were never acknowledged",
         report.unacked_at_exit
     );
-    Ok(Point {
+    let point = Point {
         devices,
         window,
         acked: report.acked,
@@ -167,5 +162,10 @@ async fn measure(server: &ServerProcess, fleet: &Fleet, args: &ConnectionsArgs) 
         connect_secs: report.connect_secs,
         reconnects: report.reconnects,
         server_memory: server.memory()?,
-    })
+    };
+    eprintln!(
+        "  {:.0} acks/s, PUBACK p99 {:.1} ms, RSS {:.0} MiB",
+        point.acked_per_sec, point.puback_p99_ms, point.server_memory.rss_mib
+    );
+    Ok(point)
 }
