@@ -102,80 +102,27 @@ pub async fn run(config: Config, args: AllArgs) -> anyhow::Result<Value> {
     let last = |v: &Value, server: &str, field: &str| {
         v[server].as_array().and_then(|p| p.last()).and_then(|p| p.pointer(field)).and_then(Value::as_f64)
     };
-    let lines = [
-        Line {
-            what: "ingest, QoS 1 acks/s (100 connections)",
-            wenu: num(&ingest, "/wenu/steady_acked_per_sec"),
-            baseline: num(&ingest, "/mosquitto/steady_acked_per_sec"),
-            unit: "msgs/s",
-            baseline_name: "Mosquitto (in memory)",
-            higher_is_better: true,
-        },
-        Line {
-            what: "ingest, PUBACK p99",
-            wenu: num(&ingest, "/wenu/puback_p99_ms"),
-            baseline: num(&ingest, "/mosquitto/puback_p99_ms"),
-            unit: "ms",
-            baseline_name: "Mosquitto",
-            higher_is_better: false,
-        },
-        Line {
-            what: "lake, decrypt + Parquet rows/s",
-            wenu: num(&lake, "/wenu/rows_per_sec"),
-            baseline: num(&lake, "/duckdb/rows_per_sec"),
-            unit: "rows/s",
-            baseline_name: "DuckDB read_json → Parquet",
-            higher_is_better: true,
-        },
-        Line {
-            what: "stats query, 1 day of 1-min buckets, p50",
-            wenu: num(&stats, "/query_1d_of_1m/p50_ms"),
-            baseline: num(&stats, "/duckdb_same_buckets_from_lake/p50_ms"),
-            unit: "ms",
-            baseline_name: "DuckDB over the lake",
-            higher_is_better: false,
-        },
-        Line {
-            what: "dashboard API, 1-day stats request p50 (idle)",
-            wenu: num(&api, "/idle/p50_ms"),
-            baseline: num(&api, "/baseline_health/p50_ms"),
-            unit: "ms",
-            baseline_name: "same server and clients, /health",
-            higher_is_better: false,
-        },
-        Line {
-            what: "alarm, PUBACK → webhook p99",
-            wenu: num(&alarms, "/wenu/puback_to_webhook_p99_ms"),
-            baseline: num(&alarms, "/mosquitto/publish_to_subscriber_p99_ms"),
-            unit: "ms",
-            baseline_name: "Mosquitto publish → subscriber",
-            higher_is_better: false,
-        },
-        Line {
-            what: "most devices: acks/s",
-            wenu: last(&connections, "wenu", "/acked_per_sec"),
-            baseline: last(&connections, "mosquitto", "/acked_per_sec"),
-            unit: "msgs/s",
-            baseline_name: "Mosquitto",
-            higher_is_better: true,
-        },
-        Line {
-            what: "most devices: server resident memory",
-            wenu: last(&connections, "wenu", "/server_memory/rss_mib"),
-            baseline: last(&connections, "mosquitto", "/server_memory/rss_mib"),
-            unit: "MiB",
-            baseline_name: "Mosquitto",
-            higher_is_better: false,
-        },
-        Line {
-            what: "most devices: server peak resident memory",
-            wenu: last(&connections, "wenu", "/server_memory/peak_rss_mib"),
-            baseline: last(&connections, "mosquitto", "/server_memory/peak_rss_mib"),
-            unit: "MiB",
-            baseline_name: "Mosquitto",
-            higher_is_better: false,
-        },
+    // A table: (figure, Wenu's, the baseline's, unit, the baseline, higher is better).
+    #[rustfmt::skip]
+    let rows = [
+        ("ingest, QoS 1 acks/s (100 connections)", num(&ingest, "/wenu/steady_acked_per_sec"), num(&ingest, "/mosquitto/steady_acked_per_sec"), "msgs/s", "Mosquitto (in memory)", true),
+        ("ingest, PUBACK p99", num(&ingest, "/wenu/puback_p99_ms"), num(&ingest, "/mosquitto/puback_p99_ms"), "ms", "Mosquitto", false),
+        ("lake, decrypt + Parquet rows/s", num(&lake, "/wenu/rows_per_sec"), num(&lake, "/duckdb/rows_per_sec"), "rows/s", "DuckDB read_json → Parquet", true),
+        ("stats query, 1 day of 1-min buckets, p50", num(&stats, "/query_1d_of_1m/p50_ms"), num(&stats, "/duckdb_same_buckets_from_lake/p50_ms"), "ms", "DuckDB over the lake", false),
+        ("dashboard API, 1-day stats request p50 (idle)", num(&api, "/idle/p50_ms"), num(&api, "/baseline_health/p50_ms"), "ms", "same server and clients, /health", false),
+        ("alarm, PUBACK → webhook p99", num(&alarms, "/wenu/puback_to_webhook_p99_ms"), num(&alarms, "/mosquitto/publish_to_subscriber_p99_ms"), "ms", "Mosquitto publish → subscriber", false),
+        ("most devices: acks/s", last(&connections, "wenu", "/acked_per_sec"), last(&connections, "mosquitto", "/acked_per_sec"), "msgs/s", "Mosquitto", true),
+        ("most devices: server resident memory", last(&connections, "wenu", "/server_memory/rss_mib"), last(&connections, "mosquitto", "/server_memory/rss_mib"), "MiB", "Mosquitto", false),
+        ("most devices: server peak resident memory", last(&connections, "wenu", "/server_memory/peak_rss_mib"), last(&connections, "mosquitto", "/server_memory/peak_rss_mib"), "MiB", "Mosquitto", false),
     ];
+    let lines = rows.map(|(what, wenu, baseline, unit, baseline_name, higher_is_better)| Line {
+        what,
+        wenu,
+        baseline,
+        unit,
+        baseline_name,
+        higher_is_better,
+    });
     let most_devices = connections["wenu"].as_array().and_then(|p| p.last()).map(|p| p["devices"].clone());
     let summary =
         summary_markdown(&lines, &overload, most_devices.as_ref(), &machine, started.elapsed().as_secs_f64());

@@ -15,7 +15,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{ServeProcess, free_loopback_port, provisioned, wait_for_lake, wenu};
+use support::{start_pipeline_with, wait_for_lake, wenu};
 use tokio::sync::watch;
 use wenu_firmware_sim::{LoadConfig, run_load};
 
@@ -54,16 +54,9 @@ async fn more_than_the_server_can_take_is_held_back_with_memory_that_does_not_gr
         eprintln!("SKIPPED: needs two cores, one for the server and one for the load generator");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let fleet_path = dir.path().join("fleet.json");
-    let fleet = provisioned(&data, DEVICES, &fleet_path);
-    let port = free_loopback_port();
-    let server = ServeProcess::start_with(
-        &data,
-        &format!("127.0.0.1:{port}"),
-        &[("WENU_LAKE_BUFFER_SECS", "1"), ("WENU_STATS_BATCH_MILLIS", "200")],
-    );
+    // Stats workers flush every 200 ms: fewer, larger writes under load.
+    let pipeline = start_pipeline_with(DEVICES, &[("WENU_STATS_BATCH_MILLIS", "200")]);
+    let (data, fleet, port, server) = (&pipeline.data, &pipeline.fleet, pipeline.port, &pipeline.server);
     let pid = server.child.id();
     // The server gets one core, the load generator (this test) the other:
     // the server, not the generator, must be what runs out of capacity.
@@ -80,7 +73,7 @@ async fn more_than_the_server_can_take_is_held_back_with_memory_that_does_not_gr
         first_seq: 1,
         drain_timeout: Duration::from_secs(60),
     };
-    let max = run_load(&fleet, closed.clone()).await.unwrap();
+    let max = run_load(fleet, closed.clone()).await.unwrap();
     let max_rate = max.acked_per_sec.max(1.0);
     let (peak_at_max, _) = memory_mib(pid);
 
@@ -104,7 +97,7 @@ async fn more_than_the_server_can_take_is_held_back_with_memory_that_does_not_gr
         }
         samples
     });
-    let overload = run_load(&fleet, open).await.unwrap();
+    let overload = run_load(fleet, open).await.unwrap();
     stop_sampling.send(true).unwrap();
     let samples = sampler.await.unwrap();
     let (first, second) = samples.split_at(samples.len() / 2);
@@ -138,8 +131,8 @@ async fn more_than_the_server_can_take_is_held_back_with_memory_that_does_not_gr
 
     // Everything acknowledged is in the lake, once: each device's seqs are
     // contiguous from `first_seq` and every one produced was acknowledged.
-    wait_for_lake(&data).await;
-    let out = wenu(&data)
+    wait_for_lake(data).await;
+    let out = wenu(data)
         .args(["sql", "--format", "csv", "SELECT count(DISTINCT device_id || ':' || seq), count(*) - count(DISTINCT device_id || ':' || seq || ':' || sensor) FROM readings"])
         .output()
         .unwrap();
@@ -149,5 +142,5 @@ async fn more_than_the_server_can_take_is_held_back_with_memory_that_does_not_gr
     assert_eq!(row[0], max.produced + overload.produced, "the lake holds exactly the acknowledged messages");
     assert_eq!(row[1], 0, "no reading twice");
 
-    server.terminate();
+    pipeline.server.terminate();
 }
