@@ -20,15 +20,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # DuckDB and pyarrow read the lake in the end-to-end tests: independent proof
-# that the files are standard Parquet. Kept outside the clone and reused.
+# that the files are standard Parquet. Prometheus' own client parses
+# /metrics. moto is the AWS emulator the AWS adapters are tested against.
+# Kept outside the clone and reused.
 venv="$HOME/.cache/wenu-venv"
-# Prometheus' own client parses /metrics.
-if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client' 2>/dev/null; then
-  command -v python3 >/dev/null || { echo "python3 is needed for the lake tests" >&2; exit 1; }
+if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client, moto.server' 2>/dev/null; then
+  command -v python3 >/dev/null || { echo "python3 is needed for the lake and AWS tests" >&2; exit 1; }
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client
+  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client 'moto[server]==5.2.5'
 fi
 export DUCKDB_PYTHON="$venv/bin/python"
+export MOTO_PYTHON="$venv/bin/python"
 
 # The browser test drives Debian's Chromium with playwright-core (no browser
 # download: it uses /usr/bin/chromium). Kept outside the clone and reused.

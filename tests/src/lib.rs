@@ -1,9 +1,10 @@
 //! Helpers for Wenu's cross-crate tests: start the real edge on the real
 //! stream and registry on `127.0.0.1:0`, drive it with real MQTT clients,
 //! and read back what the log holds; and the ports' conformance suites,
-//! which every backend of a port must pass; a webhook receiver for the
-//! alarm tests.
+//! which every backend of a port must pass; the moto server the AWS
+//! backends run against; a webhook receiver for the alarm tests.
 
+pub mod moto;
 pub mod queue_conformance;
 pub mod table_conformance;
 pub mod webhook_receiver;

@@ -1,0 +1,23 @@
+//! Wenu's AWS backends: the ports of `wenu-core` on AWS services, for the
+//! deployment that outgrows one machine.
+//!
+//! * [`SqsQueue`]: the jobs queue on an SQS FIFO queue with a dead-letter
+//!   queue;
+//! * [`DynamoTable`]: the table store (stats rollups, alarm state) on
+//!   DynamoDB with its TTL attribute.
+//!
+//! Every client is built from [`config::load`], aws-config's standard chain,
+//! so `AWS_ENDPOINT_URL` points them all at an emulator. Failures map onto
+//! the ports' own error kinds, retryable or not ([`error`]); the entries of
+//! a batch call that AWS fails one by one are retried here with backoff
+//! ([`retry`]). The same conformance suites run against these adapters (on
+//! moto) and the embedded ones (`wenu-tests`).
+
+pub mod config;
+mod dynamodb;
+pub mod error;
+pub mod retry;
+mod sqs;
+
+pub use dynamodb::{DynamoTable, TTL_ATTRIBUTE};
+pub use sqs::SqsQueue;
