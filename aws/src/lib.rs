@@ -1,6 +1,9 @@
 //! Wenu's AWS backends: the ports of `wenu-core` on AWS services, for the
 //! deployment that outgrows one machine.
 //!
+//! * [`KinesisStream`]: the stream on Kinesis Data Streams, with consumers'
+//!   checkpoints in a table store (DynamoDB), as the KCL keeps them;
+//! * [`SnsNotifier`]: alarm notifications on an SNS topic;
 //! * [`SqsQueue`]: the jobs queue on an SQS FIFO queue with a dead-letter
 //!   queue;
 //! * [`DynamoTable`]: the table store (stats rollups, alarm state) on
@@ -16,8 +19,12 @@
 pub mod config;
 mod dynamodb;
 pub mod error;
+mod kinesis;
 pub mod retry;
+mod sns;
 mod sqs;
 
 pub use dynamodb::{DynamoTable, TTL_ATTRIBUTE};
+pub use kinesis::KinesisStream;
+pub use sns::SnsNotifier;
 pub use sqs::SqsQueue;

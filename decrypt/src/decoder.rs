@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use wenu_core::envelope::{Header, Opener};
 use wenu_core::keyring::Keyring;
 use wenu_core::reading::{Reading, ReadingBatch};
-use wenu_core::stream::Record;
+use wenu_core::stream::{Position, Record};
 
 use crate::directory::Directory;
 use crate::rejection::{RejectReason, Rejection};
@@ -32,7 +32,7 @@ impl Default for DecodeLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedMessage {
     /// Stream position of the record it came from.
-    pub position: u64,
+    pub position: Position,
     pub device_id: CompactString,
     pub company: CompactString,
     /// The device's site when the message was decoded.
@@ -236,7 +236,7 @@ impl Decoder {
         let company = entry.map(|d| d.company.as_str()).unwrap_or_default().into();
         let site = entry.and_then(|d| d.site.as_deref()).map(CompactString::from);
         Ok(Outcome::Accepted(DecodedMessage {
-            position: record.position.0,
+            position: record.position,
             device_id: device_id.into(),
             company,
             site,

@@ -68,7 +68,7 @@ impl Fixture {
 
 fn record(position: u64, device_id: &str, payload: Bytes) -> Record {
     Record {
-        position: Position(position),
+        position: Position::new(position),
         device_id: device_id.into(),
         topic: format!("wenu/{device_id}/telemetry"),
         received_at: NOW,
@@ -89,7 +89,10 @@ fn a_good_record_becomes_attributed_readings() {
     let mut decoder = f.decoder();
     let payload = f.sealed("dev-1", 7, NOW - 5, 21.5);
     let Outcome::Accepted(m) = decoder.decode(&record(42, "dev-1", payload)) else { panic!() };
-    assert_eq!((m.position, m.device_id.as_str(), m.company.as_str(), m.seq), (42, "dev-1", "acme", 7));
+    assert_eq!(
+        (m.position, m.device_id.as_str(), m.company.as_str(), m.seq),
+        (Position::new(42), "dev-1", "acme", 7)
+    );
     assert_eq!((m.ts, m.received_at, m.key_id), (NOW - 5, NOW, 1));
     assert_eq!(m.readings.len(), 1);
     assert_eq!((m.readings[0].sensor.as_str(), m.readings[0].value), ("temp-1", 21.5));

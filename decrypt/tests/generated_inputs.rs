@@ -44,7 +44,7 @@ impl Fixture {
             SequenceTracker::default(),
         );
         let record = Record {
-            position: Position(1),
+            position: Position::new(1),
             device_id: "dev-1".into(),
             topic: "wenu/dev-1/telemetry".into(),
             received_at: NOW,

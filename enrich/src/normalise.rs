@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use wenu_core::reading::Reading;
+use wenu_core::stream::Position;
 use wenu_decrypt::DecodedMessage;
 use wenu_stats::{Job, Point, SeriesKey};
 
@@ -101,7 +102,7 @@ pub struct QuarantinedReading {
     pub seq: u64,
     pub ts: i64,
     /// Stream position of the message, to find it again with `wenu replay`.
-    pub position: u64,
+    pub position: Position,
     pub sensor: String,
     pub kind: String,
     pub value: f64,

@@ -107,7 +107,7 @@ impl EnrichStage {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(EnrichedBatch::default());
         };
-        let name = format!("part-{:020}-{:020}.jsonl", first.position.0, last.position.0);
+        let name = format!("part-{:020}-{:020}.jsonl", first.position, last.position);
         let mut decoder = self.decoder.take().expect("decoder present between batches");
         if let Some((keyring, directory)) = self.keys.refresh().await.map_err(Error::Registry)? {
             decoder.refresh(keyring, directory);

@@ -14,7 +14,7 @@ fn reading(sensor: &str, value: f64, unit: &str) -> Reading {
 
 fn message(device: &str, seq: u64, readings: Vec<Reading>) -> DecodedMessage {
     DecodedMessage {
-        position: seq,
+        position: seq.into(),
         device_id: device.into(),
         company: "acme".into(),
         site: None,

@@ -127,7 +127,9 @@ pub fn readings_batch(messages: &mut [DecodedMessage]) -> Result<RecordBatch> {
 /// One quarantine file, rows in stream order.
 pub fn quarantine_file(rows: &[QuarantinedRecord]) -> Result<Bytes> {
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|q| q.record.position.0 as i64))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|q| q.record.position.as_u64().map_or(i64::MAX, |p| p as i64)),
+        )),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|q| q.record.device_id.as_str()))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|q| q.record.topic.as_str()))),
         Arc::new(

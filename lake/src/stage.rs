@@ -79,7 +79,18 @@ impl LakeStage {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(BatchReport::default());
         };
-        let name = part_name(first.position.0, last.position.0);
+        // Files are named by the embedded log's positions, which fit a u64 (on
+        // AWS, Firehose writes the lake).
+        let (Some(first), Some(last)) = (first.position.as_u64(), last.position.as_u64()) else {
+            return Err(Error::Core(wenu_core::Error::Stream {
+                message: format!(
+                    "positions {}..{} are not the embedded log's",
+                    first.position, last.position
+                ),
+                retryable: false,
+            }));
+        };
+        let name = part_name(first, last);
         let mut decoder = self.decoder.take().expect("decoder present between batches");
         if let Some((keyring, directory)) = self.keys.refresh().await.map_err(Error::Keys)? {
             decoder.refresh(keyring, directory);
@@ -163,7 +174,7 @@ fn encode_batch(
             Outcome::Rejected(rejection) => {
                 let label = rejection.reason.label();
                 *report.quarantined.entry(label).or_default() += 1;
-                tracing::debug!(device = %record.device_id, position = record.position.0, reason = label, detail = %rejection.detail, "record quarantined");
+                tracing::debug!(device = %record.device_id, position = %record.position, reason = label, detail = %rejection.detail, "record quarantined");
                 quarantine
                     .entry(quarantine_dir(label, record.received_at))
                     .or_default()

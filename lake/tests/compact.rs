@@ -30,7 +30,7 @@ fn batch(keyring: &Keyring, positions: std::ops::RangeInclusive<u64>, ts: i64) -
             nonce[4..].copy_from_slice(&p.to_be_bytes());
             let plaintext = ReadingBatch { seq: p, ts, readings }.to_json();
             Record {
-                position: Position(p),
+                position: Position::new(p),
                 device_id: "dev-1".into(),
                 topic: "wenu/dev-1/telemetry".into(),
                 received_at: NOW,

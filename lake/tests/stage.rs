@@ -48,7 +48,7 @@ fn sealed(keyring: &Keyring, device_id: &str, seq: u64, ts: i64) -> Bytes {
 
 fn record(position: u64, device_id: &str, payload: Bytes) -> Record {
     Record {
-        position: Position(position),
+        position: Position::new(position),
         device_id: device_id.into(),
         topic: format!("wenu/{device_id}/telemetry"),
         received_at: NOW,

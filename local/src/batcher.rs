@@ -104,7 +104,7 @@ mod tests {
 
     fn record(position: u64, len: usize) -> Record {
         Record {
-            position: Position(position),
+            position: Position::new(position),
             device_id: "d".into(),
             topic: "wenu/d/telemetry".into(),
             received_at: 0,

@@ -6,7 +6,6 @@
 //! Each consumer is its own task with its own checkpoint, so a slow stage
 //! (the lake writing Parquet) never holds back another (the alarms).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +16,7 @@ use wenu_core::{Error, Result};
 
 use crate::batcher::{BatchLimits, Batcher};
 use crate::consumer_store::ConsumerStore;
+use crate::stream::SqliteStream;
 
 /// The work a consumer does on each batch.
 #[async_trait]
@@ -86,7 +86,7 @@ impl ConsumerOptions {
 
 /// One named consumer of the stream running one stage.
 pub struct Consumer<S: Stage> {
-    stream: Arc<dyn Stream>,
+    stream: SqliteStream,
     store: ConsumerStore,
     options: ConsumerOptions,
     stage: S,
@@ -96,7 +96,7 @@ pub struct Consumer<S: Stage> {
 }
 
 impl<S: Stage> Consumer<S> {
-    pub fn new(stream: Arc<dyn Stream>, store: ConsumerStore, options: ConsumerOptions, stage: S) -> Self {
+    pub fn new(stream: SqliteStream, store: ConsumerStore, options: ConsumerOptions, stage: S) -> Self {
         Consumer { stream, store, options, stage, uncommitted: None, committed_at: Instant::now() }
     }
 
@@ -131,17 +131,17 @@ impl<S: Stage> Consumer<S> {
         let name = self.options.name.clone();
         let saved = self.store.load(&name).await?;
         self.restore(saved.state.as_deref())?;
-        let mut next = saved.position.map_or(StartAt::Oldest, |p| StartAt::Position(Position(p.0 + 1)));
+        let mut next = saved.position.map_or(StartAt::Oldest, StartAt::After);
 
         // A flush that was under way when the process died is redone over
         // exactly the same range, so its outputs get the same names.
         if let Some((first, last)) = saved.pending {
             let records = self.read_range(first, last).await?;
-            tracing::info!(consumer = %name, first = first.0, last = last.0, records = records.len(), "redoing an interrupted flush");
+            tracing::info!(consumer = %name, first = %first, last = %last, records = records.len(), "redoing an interrupted flush");
             if !records.is_empty() {
                 self.flush(records, shutdown).await?;
             }
-            next = StartAt::Position(Position(last.0 + 1));
+            next = StartAt::After(last);
         }
 
         let mut batcher = Batcher::new(self.options.batch);
@@ -166,7 +166,7 @@ impl<S: Stage> Consumer<S> {
             }
             let records = self.stream.read(next, self.options.read_chunk).await?;
             if let Some(last) = records.last() {
-                next = StartAt::Position(Position(last.position.0 + 1));
+                next = StartAt::After(last.position);
                 records.into_iter().for_each(|r| batcher.push(r));
             } else {
                 // Nothing new: wait for an append, the next poll, the batch's
@@ -255,10 +255,13 @@ impl<S: Stage> Consumer<S> {
         }
         self.store.commit(&name, last, state).await?;
         // Mirrored into the stream so retention and `wenu status` see it.
-        self.stream.commit_checkpoint(&name, last).await?;
+        self.stream.commit_consumer_checkpoint(&name, last).await?;
         self.committed_at = Instant::now();
         if let Ok(info) = self.stream.info().await {
-            let lag = info.newest.map_or(0, |newest| newest.0.saturating_sub(last.0));
+            let lag = info
+                .newest
+                .and_then(Position::as_u64)
+                .map_or(0, |newest| newest.saturating_sub(last.as_u64().unwrap_or(0)));
             metrics::gauge!("wenu_consumer_lag_records", "consumer" => name).set(lag as f64);
         }
         Ok(())
@@ -271,7 +274,7 @@ impl<S: Stage> Consumer<S> {
             let chunk = self.stream.read(StartAt::Position(next), self.options.read_chunk).await?;
             let Some(end) = chunk.last().map(|r| r.position) else { break };
             out.extend(chunk.into_iter().filter(|r| r.position <= last));
-            next = Position(end.0 + 1);
+            next = end.next();
         }
         Ok(out)
     }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use wenu_core::stream::Position;
+
+use crate::stream::log_position;
 use wenu_core::{Error, Result};
 
 use crate::sqlite::{SharedConnection, now_ms, open_durable, open_read_only, stream_error};
@@ -85,11 +87,12 @@ impl ConsumerStore {
     /// Records that the range `first..=last` is about to be flushed.
     pub async fn begin_flush(&self, name: &str, first: Position, last: Position) -> Result<()> {
         let name = name.to_owned();
+        let (first, last) = (log_position(first)?, log_position(last)?);
         self.with_conn(move |conn| {
             conn.execute(
                 "INSERT INTO consumers (name, pending_first, pending_last, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET pending_first = ?2, pending_last = ?3, updated_at = ?4",
-                params![name, first.0 as i64, last.0 as i64, now_ms()],
+                params![name, first, last, now_ms()],
             )
             .map(drop)
         })
@@ -100,12 +103,13 @@ impl ConsumerStore {
     /// as of it, and clears the pending range.
     pub async fn commit(&self, name: &str, position: Position, state: Vec<u8>) -> Result<()> {
         let name = name.to_owned();
+        let position = log_position(position)?;
         self.with_conn(move |conn| {
             conn.execute(
                 "INSERT INTO consumers (name, position, state, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET position = ?2, state = ?3, updated_at = ?4,
                      pending_first = NULL, pending_last = NULL",
-                params![name, position.0 as i64, state, now_ms()],
+                params![name, position, state, now_ms()],
             )
             .map(drop)
         })
@@ -128,8 +132,8 @@ fn saved_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SavedCon
     let first: Option<i64> = r.get(at + 1)?;
     let last: Option<i64> = r.get(at + 2)?;
     Ok(SavedConsumer {
-        position: position.map(|p| Position(p as u64)),
-        pending: first.zip(last).map(|(f, l)| (Position(f as u64), Position(l as u64))),
+        position: position.map(|p| Position::new(p as u64)),
+        pending: first.zip(last).map(|(f, l)| (Position::new(f as u64), Position::new(l as u64))),
         state: r.get(at + 3)?,
     })
 }

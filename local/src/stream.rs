@@ -15,7 +15,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot, watch};
 use wenu_core::log_throttle::LogThrottle;
-use wenu_core::stream::{NewRecord, Position, Record, StartAt, Stream, StreamInfo};
+use wenu_core::stream::{NewRecord, Position, Record, Shard, ShardId, StartAt, Stream, StreamInfo};
 use wenu_core::{Error, Result};
 
 use crate::sqlite::{open_durable, open_read_only, stream_error};
@@ -70,7 +70,7 @@ enum WriteJob {
     },
     Checkpoint {
         consumer: String,
-        position: Position,
+        position: i64,
         reply: oneshot::Sender<Result<()>>,
     },
     Sweep {
@@ -233,27 +233,25 @@ fn writer_gone() -> Error {
     Error::Stream { message: "stream writer has stopped".into(), retryable: false }
 }
 
-#[async_trait]
-impl Stream for SqliteStream {
-    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Position>> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, answer) = oneshot::channel();
-        self.send(WriteJob::Append { records, reply }).await?;
-        answer.await.map_err(|_| writer_gone())?
-    }
-
-    async fn read(&self, start: StartAt, max_records: usize) -> Result<Vec<Record>> {
+/// The log as one ordered sequence, which it is: the embedded runtime's
+/// consumers, `wenu replay` and `wenu status` read it this way.
+impl SqliteStream {
+    /// Reads up to `max_records` records in position order.
+    pub async fn read(&self, start: StartAt, max_records: usize) -> Result<Vec<Record>> {
+        let from = match start {
+            StartAt::Oldest | StartAt::Timestamp(_) => None,
+            StartAt::Position(p) => Some(log_position(p)?),
+            StartAt::After(p) => Some(log_position(p)?.saturating_add(1)),
+        };
         self.with_reader(move |conn| {
-            let from = match start {
-                StartAt::Oldest => 0,
-                StartAt::Position(Position(p)) => p as i64,
-                StartAt::Timestamp(ts) => conn
+            let from = match (from, start) {
+                (Some(from), _) => from,
+                (None, StartAt::Timestamp(ts)) => conn
                     .query_row("SELECT min(position) FROM records WHERE received_at >= ?1", [ts], |r| {
                         r.get::<_, Option<i64>>(0)
                     })?
                     .unwrap_or(i64::MAX),
+                (None, _) => 0,
             };
             let mut stmt = conn.prepare_cached(
                 "SELECT position, device_id, topic, received_at, payload FROM records
@@ -261,7 +259,7 @@ impl Stream for SqliteStream {
             )?;
             let rows = stmt.query_map(params![from, max_records as i64], |r| {
                 Ok(Record {
-                    position: Position(r.get::<_, i64>(0)? as u64),
+                    position: Position::new(r.get::<_, i64>(0)? as u64),
                     device_id: r.get(1)?,
                     topic: r.get(2)?,
                     received_at: r.get(3)?,
@@ -273,30 +271,82 @@ impl Stream for SqliteStream {
         .await
     }
 
-    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>> {
+    /// The last position `consumer` has fully processed, if it ever checkpointed.
+    pub async fn consumer_checkpoint(&self, consumer: &str) -> Result<Option<Position>> {
         let consumer = consumer.to_owned();
         self.with_reader(move |conn| {
             conn.query_row("SELECT position FROM checkpoints WHERE consumer = ?1", [consumer], |r| {
-                Ok(Position(r.get::<_, i64>(0)? as u64))
+                Ok(Position::new(r.get::<_, i64>(0)? as u64))
             })
             .optional()
         })
         .await
     }
 
-    async fn commit_checkpoint(&self, consumer: &str, position: Position) -> Result<()> {
+    /// Records that `consumer` has processed everything up to `position`;
+    /// retention keeps what some consumer has not.
+    pub async fn commit_consumer_checkpoint(&self, consumer: &str, position: Position) -> Result<()> {
         let (reply, answer) = oneshot::channel();
+        let position = log_position(position)?;
         self.send(WriteJob::Checkpoint { consumer: consumer.to_owned(), position, reply }).await?;
         answer.await.map_err(|_| writer_gone())?
     }
 
-    async fn info(&self) -> Result<StreamInfo> {
+    pub async fn info(&self) -> Result<StreamInfo> {
         self.with_reader(query_info).await
+    }
+}
+
+/// The embedded log is the stream's one shard, [`ShardId::log`].
+#[async_trait]
+impl Stream for SqliteStream {
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Position>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(WriteJob::Append { records, reply }).await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    async fn shards(&self) -> Result<Vec<Shard>> {
+        Ok(vec![Shard { id: ShardId::log(), parents: Vec::new(), closed: false }])
+    }
+
+    async fn read_shard(&self, shard: &ShardId, start: StartAt, max_records: usize) -> Result<Vec<Record>> {
+        only_shard(shard)?;
+        self.read(start, max_records).await
+    }
+
+    async fn checkpoint(&self, consumer: &str, shard: &ShardId) -> Result<Option<Position>> {
+        only_shard(shard)?;
+        self.consumer_checkpoint(consumer).await
+    }
+
+    async fn commit_checkpoint(&self, consumer: &str, shard: &ShardId, position: Position) -> Result<()> {
+        only_shard(shard)?;
+        self.commit_consumer_checkpoint(consumer, position).await
     }
 
     fn appends(&self) -> Option<watch::Receiver<u64>> {
         Some(self.appends.clone())
     }
+}
+
+fn only_shard(shard: &ShardId) -> Result<()> {
+    if *shard == ShardId::log() {
+        Ok(())
+    } else {
+        Err(Error::Stream { message: format!("the embedded log has no shard {shard}"), retryable: false })
+    }
+}
+
+/// A position of this log as SQLite stores it.
+pub(crate) fn log_position(position: Position) -> Result<i64> {
+    position.as_u64().and_then(|p| i64::try_from(p).ok()).ok_or_else(|| Error::Stream {
+        message: format!("position {position} is not one of this log's"),
+        retryable: false,
+    })
 }
 
 /// The writer loop: one transaction (one fsync) per group of waiting jobs.
@@ -399,7 +449,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, job: &WriteJob) -> rusqlite::Result<App
             let mut positions = Vec::with_capacity(records.len());
             for r in records {
                 insert.execute(params![r.device_id, r.topic, r.received_at, &r.payload[..]])?;
-                positions.push(Position(tx.last_insert_rowid() as u64));
+                positions.push(Position::new(tx.last_insert_rowid() as u64));
             }
             Ok(Applied::Appended(positions))
         }
@@ -407,7 +457,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, job: &WriteJob) -> rusqlite::Result<App
             tx.execute(
                 "INSERT INTO checkpoints (consumer, position) VALUES (?1, ?2)
                  ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
-                params![consumer, position.0 as i64],
+                params![consumer, position],
             )?;
             Ok(Applied::Checkpointed)
         }
@@ -485,8 +535,8 @@ fn query_info(conn: &Connection) -> rusqlite::Result<StreamInfo> {
         |r| {
             Ok(StreamInfo {
                 records: r.get::<_, i64>(0)? as u64,
-                oldest: r.get::<_, Option<i64>>(1)?.map(|p| Position(p as u64)),
-                newest: r.get::<_, Option<i64>>(2)?.map(|p| Position(p as u64)),
+                oldest: r.get::<_, Option<i64>>(1)?.map(|p| Position::new(p as u64)),
+                newest: r.get::<_, Option<i64>>(2)?.map(|p| Position::new(p as u64)),
                 oldest_received_at: r.get(3)?,
                 newest_received_at: r.get(4)?,
             })
@@ -496,6 +546,6 @@ fn query_info(conn: &Connection) -> rusqlite::Result<StreamInfo> {
 
 fn query_checkpoints(conn: &Connection) -> rusqlite::Result<Vec<(String, Position)>> {
     let mut stmt = conn.prepare_cached("SELECT consumer, position FROM checkpoints ORDER BY consumer")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, Position(r.get::<_, i64>(1)? as u64))))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, Position::new(r.get::<_, i64>(1)? as u64))))?;
     rows.collect()
 }

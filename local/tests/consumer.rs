@@ -38,7 +38,7 @@ impl wenu_local::Stage for Recorder {
             self.fail_first -= 1;
             return Err(Injected);
         }
-        self.batches.send(records.iter().map(|r| r.position.0).collect()).unwrap();
+        self.batches.send(records.iter().map(|r| r.position.as_u64().unwrap()).collect()).unwrap();
         Ok(self.processed.to_be_bytes().to_vec())
     }
 }
@@ -77,8 +77,12 @@ fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
     let stage = Recorder { processed: 0, fail_first, batches: tx };
-    let consumer =
-        Consumer::new(setup.stream.clone(), setup.store.clone(), ConsumerOptions::new("test", batch), stage);
+    let consumer = Consumer::new(
+        (*setup.stream).clone(),
+        setup.store.clone(),
+        ConsumerOptions::new("test", batch),
+        stage,
+    );
     let task = tokio::spawn(async move { consumer.run(stopped).await.unwrap() });
     (stop, rx, task)
 }
@@ -94,8 +98,12 @@ async fn commits_position_and_state_and_resumes_after_them() {
     stop.send(true).unwrap();
     assert_eq!(task.await.unwrap().processed, 10);
     let saved = s.store.load("test").await.unwrap();
-    assert_eq!((saved.position, saved.pending), (Some(Position(10)), None));
-    assert_eq!(s.stream.checkpoint("test").await.unwrap(), Some(Position(10)), "mirrored for retention");
+    assert_eq!((saved.position, saved.pending), (Some(Position::new(10)), None));
+    assert_eq!(
+        s.stream.consumer_checkpoint("test").await.unwrap(),
+        Some(Position::new(10)),
+        "mirrored for retention"
+    );
 
     append(&s.stream, 3).await;
     let (stop, mut batches, task) = start(&s, EVERY_READ, 0);
@@ -108,9 +116,9 @@ async fn commits_position_and_state_and_resumes_after_them() {
 async fn an_interrupted_flush_is_redone_over_exactly_its_range() {
     let s = setup();
     append(&s.stream, 20).await;
-    s.store.commit("test", Position(5), 5u64.to_be_bytes().to_vec()).await.unwrap();
+    s.store.commit("test", Position::new(5), 5u64.to_be_bytes().to_vec()).await.unwrap();
     // The process died while flushing 6..=12; 13..=20 arrived meanwhile.
-    s.store.begin_flush("test", Position(6), Position(12)).await.unwrap();
+    s.store.begin_flush("test", Position::new(6), Position::new(12)).await.unwrap();
     let (stop, mut batches, task) = start(&s, EVERY_READ, 0);
     assert_eq!(batches.recv().await.unwrap(), (6..=12).collect::<Vec<_>>());
     assert_eq!(batches.recv().await.unwrap(), (13..=20).collect::<Vec<_>>());

@@ -55,16 +55,16 @@ async fn replays_from_a_timestamp() {
 async fn checkpoints_are_named_and_durable() {
     let dir = tempfile::tempdir().unwrap();
     let stream = open(&dir);
-    assert_eq!(stream.checkpoint("lake").await.unwrap(), None);
-    stream.commit_checkpoint("lake", Position(7)).await.unwrap();
-    stream.commit_checkpoint("alarms", Position(3)).await.unwrap();
-    stream.commit_checkpoint("lake", Position(9)).await.unwrap();
+    assert_eq!(stream.consumer_checkpoint("lake").await.unwrap(), None);
+    stream.commit_consumer_checkpoint("lake", Position::new(7)).await.unwrap();
+    stream.commit_consumer_checkpoint("alarms", Position::new(3)).await.unwrap();
+    stream.commit_consumer_checkpoint("lake", Position::new(9)).await.unwrap();
     drop(stream);
     let stream = open(&dir);
-    assert_eq!(stream.checkpoint("lake").await.unwrap(), Some(Position(9)));
+    assert_eq!(stream.consumer_checkpoint("lake").await.unwrap(), Some(Position::new(9)));
     assert_eq!(
         stream.checkpoints().await.unwrap(),
-        [("alarms".into(), Position(3)), ("lake".into(), Position(9))]
+        [("alarms".into(), Position::new(3)), ("lake".into(), Position::new(9))]
     );
 }
 
@@ -77,8 +77,8 @@ async fn retention_deletes_old_records_and_counts_unconsumed_ones() {
     // Ten records an hour apart: received at 0h, 1h, … 9h.
     let positions = stream.append((0..10).map(|i| record("a", i * hour, b"x")).collect()).await.unwrap();
     // The slow consumer has processed the first three records only.
-    stream.commit_checkpoint("slow", positions[2]).await.unwrap();
-    stream.commit_checkpoint("fast", positions[9]).await.unwrap();
+    stream.commit_consumer_checkpoint("slow", positions[2]).await.unwrap();
+    stream.commit_consumer_checkpoint("fast", positions[9]).await.unwrap();
 
     // At 9h30 with 1 h retention, everything received before 8h30 goes: 0h…8h.
     let report = stream.sweep_retention(9 * hour + hour / 2).await.unwrap();

@@ -2,11 +2,14 @@
 //! stream and registry on `127.0.0.1:0`, drive it with real MQTT clients,
 //! and read back what the log holds; and the ports' conformance suites,
 //! which every backend of a port must pass; the moto server the AWS
-//! backends run against; a webhook receiver for the alarm tests.
+//! backends run against, and a proxy in front of it that throttles (what
+//! moto cannot); a webhook receiver for the alarm tests.
 
 pub mod moto;
 pub mod queue_conformance;
+pub mod stream_conformance;
 pub mod table_conformance;
+pub mod throttling_proxy;
 pub mod webhook_receiver;
 
 use std::collections::BTreeMap;
@@ -19,7 +22,7 @@ use wenu_core::envelope::open_with_keyring;
 use wenu_core::fleet::{Fleet, FleetDevice};
 use wenu_core::keyring::Keyring;
 use wenu_core::reading::ReadingBatch;
-use wenu_core::stream::{Record, StartAt, Stream};
+use wenu_core::stream::{Record, StartAt};
 use wenu_ingest::{Edge, EdgeConfig, TlsConfig};
 use wenu_local::{SqliteStream, StreamOptions};
 use wenu_registry::{Registry, provision_fleet};

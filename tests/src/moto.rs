@@ -55,8 +55,16 @@ fn start() -> Moto {
 impl Moto {
     /// An SDK configuration pointed at this server, with test credentials.
     pub async fn sdk_config(&self) -> SdkConfig {
+        sdk_config_at(&self.endpoint).await
+    }
+}
+
+/// An SDK configuration for an emulator at `endpoint` (moto, or a proxy in
+/// front of it), with test credentials.
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
+    {
         aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .region(Region::new("us-east-1"))
             .test_credentials()
             .load()

@@ -87,7 +87,7 @@ impl Fleet {
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&seq.to_be_bytes());
         Record {
-            position: Position(position),
+            position: Position::new(position),
             device_id: device.into(),
             topic: format!("wenu/{device}/telemetry"),
             received_at: ts,

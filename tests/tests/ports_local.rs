@@ -65,3 +65,16 @@ async fn the_sweeper_removes_expired_items() {
     assert_eq!(t.sweep(1_000).await.unwrap(), 1);
     assert_eq!(t.sweep(1_000).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn sqlite_stream_passes_the_stream_suite() {
+    use wenu_local::{SqliteStream, StreamOptions};
+    use wenu_tests::stream_conformance as stream_suite;
+    let dir = tempfile::tempdir().unwrap();
+    let stream = |name: &str| {
+        SqliteStream::open(&dir.path().join(format!("{name}.db")), StreamOptions::default()).unwrap()
+    };
+    stream_suite::append_and_read_back(&stream("a")).await;
+    stream_suite::start_positions(&stream("b")).await;
+    stream_suite::checkpoints(&stream("c")).await;
+}

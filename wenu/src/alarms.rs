@@ -105,7 +105,7 @@ impl Alarms {
         // a checkpoint every 200 ms rather than two fsyncs per batch.
         options.redo_same_range = false;
         options.checkpoint_every = Duration::from_millis(200);
-        let consumer = Consumer::new(Arc::new(stream.clone()), consumers, options, stage);
+        let consumer = Consumer::new(stream.clone(), consumers, options, stage);
         let dispatcher = self.dispatcher.clone();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name("wenu-alarms".into()).spawn(move || {

@@ -17,7 +17,7 @@ use serde_json::json;
 use wenu_core::envelope::{Opener, seal};
 use wenu_core::keyring::Keyring;
 use wenu_core::reading::{Reading, ReadingBatch};
-use wenu_core::stream::{NewRecord, Position, Record, StartAt, Stream};
+use wenu_core::stream::{NewRecord, Record, StartAt, Stream};
 use wenu_decrypt::{DecodeLimits, DeviceEntry, Directory, FixedKeys};
 use wenu_lake::LakeStage;
 use wenu_local::{BatchLimits, SqliteStream, StreamOptions};
@@ -180,7 +180,7 @@ pub(crate) async fn read_batch(
     while bytes < max_bytes {
         let chunk = stream.read(*next, 20_000).await?;
         let Some(last) = chunk.last() else { break };
-        *next = StartAt::Position(Position(last.position.0 + 1));
+        *next = StartAt::After(last.position);
         bytes += chunk.iter().map(|r| r.payload.len()).sum::<usize>();
         out.extend(chunk);
     }

@@ -14,7 +14,6 @@ use wenu_alarms::{Condition, Direction, Rule, Severity};
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 use wenu_core::queue::Queue;
-use wenu_core::stream::Stream;
 use wenu_firmware_sim::{Fault, SimConfig, run_fleet};
 use wenu_registry::{Role, provision_fleet};
 

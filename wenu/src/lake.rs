@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use wenu_core::stream::Position;
 use wenu_lake::compact::{self, CompactOptions, CompactReport, LakeLock};
 use wenu_local::ConsumerStore;
 
@@ -45,7 +46,7 @@ fn run_compact(config: &Config, args: CompactArgs) -> anyhow::Result<()> {
             .into_iter()
             .find(|(name, _)| name == LAKE_CONSUMER)
             .and_then(|(_, saved)| saved.position)
-            .map(|p| p.0)
+            .and_then(Position::as_u64)
     } else {
         None
     };

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use object_store::local::LocalFileSystem;
-use wenu_core::stream::{Position, StartAt, Stream};
+use wenu_core::stream::{Position, StartAt};
 use wenu_lake::LakeStage;
 use wenu_local::{SqliteStream, StreamOptions};
 
@@ -40,7 +40,7 @@ fn parse_start(from: &str) -> anyhow::Result<StartAt> {
         return Ok(StartAt::Oldest);
     }
     if let Ok(position) = from.parse::<u64>() {
-        return Ok(StartAt::Position(Position(position)));
+        return Ok(StartAt::Position(Position::new(position)));
     }
     let at = chrono::DateTime::parse_from_rfc3339(from)
         .with_context(|| format!("--from {from:?}: expected `oldest`, a position or an RFC 3339 time"))?;
@@ -54,7 +54,7 @@ pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     // Another process may be appending; this one only reads.
     let stream = SqliteStream::open(&stream_path, StreamOptions::default())?;
     let info = stream.info().await?;
-    let last = args.to.or(info.newest.map(|p| p.0)).unwrap_or(0);
+    let last = Position::new(args.to.or(info.newest.and_then(Position::as_u64)).unwrap_or(0));
     let mut next = parse_start(&args.from)?;
 
     std::fs::create_dir_all(&args.into).with_context(|| format!("creating {}", args.into.display()))?;
@@ -64,8 +64,8 @@ pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     let mut stage =
         LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&args.into)?;
 
-    let first = info.oldest.map_or(0, |p| p.0);
-    let progress = ProgressBar::new(last.saturating_sub(first) + 1);
+    let first = info.oldest.and_then(Position::as_u64).unwrap_or(0);
+    let progress = ProgressBar::new(last.as_u64().unwrap_or(0).saturating_sub(first) + 1);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta} {msg}")
             .expect("valid template"),
@@ -73,10 +73,12 @@ pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     let (mut rows, mut files, mut quarantined) = (0u64, 0u64, 0u64);
     loop {
         let mut batch = stream.read(next, args.batch_records).await?;
-        batch.retain(|r| r.position.0 <= last);
+        batch.retain(|r| r.position <= last);
         let Some(end) = batch.last().map(|r| r.position) else { break };
         if progress.position() == 0 {
-            progress.set_length(last.saturating_sub(batch[0].position.0) + 1);
+            progress.set_length(
+                last.as_u64().unwrap_or(0).saturating_sub(batch[0].position.as_u64().unwrap_or(0)) + 1,
+            );
         }
         let report = stage.write_batch(&batch).await?;
         rows += report.rows;
@@ -84,8 +86,8 @@ pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         quarantined += report.quarantined.values().sum::<u64>();
         progress.inc(batch.len() as u64);
         progress.set_message(format!("{rows} rows, {files} files, {quarantined} quarantined"));
-        next = StartAt::Position(Position(end.0 + 1));
-        if end.0 >= last {
+        next = StartAt::After(end);
+        if end >= last {
             break;
         }
     }
@@ -104,7 +106,7 @@ mod tests {
     #[test]
     fn starts_from_oldest_a_position_or_a_time() {
         assert_eq!(parse_start("oldest").unwrap(), StartAt::Oldest);
-        assert_eq!(parse_start("42").unwrap(), StartAt::Position(Position(42)));
+        assert_eq!(parse_start("42").unwrap(), StartAt::Position(Position::new(42)));
         assert_eq!(parse_start("1970-01-01T00:00:01Z").unwrap(), StartAt::Timestamp(1000));
         assert!(parse_start("yesterday").is_err());
     }

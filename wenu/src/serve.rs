@@ -22,7 +22,7 @@ use wenu_stats::worker::{TableHandler, WorkerOptions, WorkerTotals, run_workers}
 use wenu_api::{ApiLimits, ApiState, KeyringFile, LiveHub};
 
 use wenu_alarms::{AlarmStore, AlarmTotals};
-use wenu_core::stream::Stream;
+use wenu_core::stream::Position;
 
 use crate::alarms::{ALARMS_CONSUMER, Alarms};
 use crate::api_ports::LocalLake;
@@ -190,10 +190,11 @@ impl Server {
 
     /// How far each consumer is behind the newest record in the log.
     pub async fn consumer_lag(&self) -> anyhow::Result<Vec<(&'static str, u64)>> {
-        let newest = self.stream.info().await?.newest.map_or(0, |p| p.0);
+        let newest = self.stream.info().await?.newest.and_then(Position::as_u64).unwrap_or(0);
         let mut lag = Vec::new();
         for name in [LAKE_CONSUMER, ENRICH_CONSUMER, ALARMS_CONSUMER] {
-            let position = self.consumer_store.load(name).await?.position.map_or(0, |p| p.0);
+            let position =
+                self.consumer_store.load(name).await?.position.and_then(Position::as_u64).unwrap_or(0);
             lag.push((name, newest.saturating_sub(position)));
         }
         Ok(lag)
@@ -232,7 +233,7 @@ fn start_lake(
     let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&lake_dir)?;
     let totals = stage.totals();
     let options = ConsumerOptions::new(LAKE_CONSUMER, config.lake_batch()?);
-    let consumer = Consumer::new(Arc::new(stream.clone()), store, options, stage);
+    let consumer = Consumer::new(stream.clone(), store, options, stage);
     let task = tokio::spawn(async move {
         if let Err(err) = consumer.run(stopped).await {
             tracing::error!(error = %err, "lake consumer stopped; the stream keeps the records for a restart");
@@ -263,7 +264,7 @@ fn start_enrich(
     .with_live(live.sender());
     let totals = stage.totals();
     let options = ConsumerOptions::new(ENRICH_CONSUMER, config.enrich_batch());
-    let consumer = Consumer::new(Arc::new(stream.clone()), store, options, stage);
+    let consumer = Consumer::new(stream.clone(), store, options, stage);
     let task = tokio::spawn(async move {
         if let Err(err) = consumer.run(stopped).await {
             tracing::error!(error = %err, "enrich consumer stopped; the stream keeps the records for a restart");

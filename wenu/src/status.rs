@@ -2,6 +2,7 @@
 
 use clap::Args;
 use serde_json::json;
+use wenu_core::stream::Position;
 use wenu_decrypt::SequenceTracker;
 use wenu_ingest::EdgeSnapshot;
 use wenu_lake::inventory;
@@ -37,11 +38,11 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
     let devices = config.registry().await?.count_devices().await?;
     let consumers_path = ConsumerStore::default_path(dir);
     let consumers = if consumers_path.exists() { ConsumerStore::inspect(&consumers_path)? } else { vec![] };
-    let newest = log.newest.map_or(0, |p| p.0);
+    let newest = log.newest.and_then(Position::as_u64).unwrap_or(0);
     let consumer_rows: Vec<_> = consumers
         .iter()
         .map(|(name, saved)| {
-            let position = saved.position.map_or(0, |p| p.0);
+            let position = saved.position.and_then(Position::as_u64).unwrap_or(0);
             json!({"consumer": name, "position": position, "lag": newest.saturating_sub(position),
                    "flush_in_progress": saved.pending.is_some()})
         })
@@ -92,8 +93,8 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
         println!(
             "log              {} records, positions {} … {}",
             log.records,
-            log.oldest.map_or("-".into(), |p| p.0.to_string()),
-            log.newest.map_or("-".into(), |p| p.0.to_string())
+            log.oldest.map_or("-".into(), |p| p.to_string()),
+            log.newest.map_or("-".into(), |p| p.to_string())
         );
         println!(
             "retention        {} deleted ({} before every consumer read them)",

@@ -28,7 +28,7 @@ use support::{
 };
 use tokio::sync::watch;
 use wenu_core::keyring::Keyring;
-use wenu_core::stream::{StartAt, Stream};
+use wenu_core::stream::StartAt;
 use wenu_firmware_sim::{Fault, SimConfig, run_fleet};
 use wenu_local::{SqliteStream, SqliteTable, StreamOptions};
 use wenu_stats::{Resolution, SeriesKey, read_series};
