@@ -3,6 +3,8 @@
 //!
 //! * [`KinesisStream`]: the stream on Kinesis Data Streams, with consumers'
 //!   checkpoints in a table store (DynamoDB), as the KCL keeps them;
+//! * [`s3_store`]: the lake's object store on S3 (the `object_store`
+//!   crate's backend, configured from aws-config);
 //! * [`SnsNotifier`]: alarm notifications on an SNS topic;
 //! * [`SqsQueue`]: the jobs queue on an SQS FIFO queue with a dead-letter
 //!   queue;
@@ -21,10 +23,12 @@ mod dynamodb;
 pub mod error;
 mod kinesis;
 pub mod retry;
+mod s3;
 mod sns;
 mod sqs;
 
 pub use dynamodb::{DynamoTable, TTL_ATTRIBUTE};
 pub use kinesis::KinesisStream;
+pub use s3::s3_store;
 pub use sns::SnsNotifier;
 pub use sqs::SqsQueue;

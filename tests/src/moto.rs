@@ -78,3 +78,9 @@ pub fn unique_name(prefix: &str) -> String {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{prefix}-{}-{n}", std::process::id())
 }
+
+/// Creates an S3 bucket on the test moto server (moto takes it unsigned).
+pub async fn create_bucket(name: &str) {
+    let response = reqwest::Client::new().put(format!("{}/{name}", moto().endpoint)).send().await.unwrap();
+    assert!(response.status().is_success(), "creating bucket {name}: {}", response.status());
+}

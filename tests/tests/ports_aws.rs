@@ -124,3 +124,70 @@ async fn sns_notifications_reach_a_subscribed_queue_with_their_attributes() {
     assert_eq!(envelope["MessageAttributes"]["change"]["Value"], "raised");
     assert!(envelope["Subject"].as_str().unwrap().starts_with("[critical] too hot on dev-1"));
 }
+
+/// After a reshard the parent shard is closed and listed with its children,
+/// and every record, before and after, is read once.
+#[tokio::test]
+async fn a_resharded_stream_lists_parents_and_loses_nothing() {
+    use bytes::Bytes;
+    use wenu_core::stream::{NewRecord, Stream};
+    let stream = stream(1).await;
+    let batch = |from: u32| -> Vec<NewRecord> {
+        (from..from + 20)
+            .map(|i| NewRecord {
+                device_id: format!("dev-{}", i % 6),
+                topic: String::new(),
+                received_at: 0,
+                payload: Bytes::from(format!("r{i}")),
+            })
+            .collect()
+    };
+    stream.append(batch(0)).await.unwrap();
+    let client = aws_sdk_kinesis::Client::new(&moto().sdk_config().await);
+    client
+        .update_shard_count()
+        .stream_name(stream.name())
+        .target_shard_count(2)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .unwrap();
+    stream.wait_until_active().await.unwrap();
+    stream.append(batch(20)).await.unwrap();
+
+    let shards = stream.shards().await.unwrap();
+    let closed: Vec<_> = shards.iter().filter(|s| s.closed).collect();
+    assert_eq!(closed.len(), 1, "the parent is closed: {shards:?}");
+    let children: Vec<_> = shards.iter().filter(|s| s.parents.contains(&closed[0].id)).collect();
+    assert!(!children.is_empty(), "its children name it: {shards:?}");
+    let mut payloads: Vec<Bytes> = stream_suite::read_everything(&stream, 1000)
+        .await
+        .into_values()
+        .flatten()
+        .map(|r| r.payload)
+        .collect();
+    payloads.sort();
+    let mut want: Vec<Bytes> = (0..40).map(|i| Bytes::from(format!("r{i}"))).collect();
+    want.sort();
+    assert_eq!(payloads, want);
+}
+
+/// The lake's object store on S3 passes object_store's own integration
+/// suite, the one every object_store backend passes (and the embedded
+/// lake's local directory does too, in `ports_local.rs`).
+#[tokio::test]
+async fn s3_passes_object_stores_own_suite() {
+    use object_store::integration;
+    let bucket = unique_name("lake");
+    wenu_tests::moto::create_bucket(&bucket).await;
+    let store = wenu_aws::s3_store(&moto().sdk_config().await, &bucket).unwrap();
+    integration::put_get_delete_list(&store).await;
+    integration::get_opts(&store).await;
+    integration::put_opts(&store, true).await;
+    integration::list_uses_directories_correctly(&store).await;
+    integration::list_with_delimiter(&store).await;
+    integration::rename_and_copy(&store).await;
+    // Not `copy_if_not_exists`: S3 has no conditional copy (object_store
+    // would need a DynamoDB lock for it), and the lake never copies.
+    integration::stream_get(&store).await;
+}

@@ -78,3 +78,18 @@ async fn sqlite_stream_passes_the_stream_suite() {
     stream_suite::start_positions(&stream("b")).await;
     stream_suite::checkpoints(&stream("c")).await;
 }
+
+#[tokio::test]
+async fn local_directory_passes_object_stores_own_suite() {
+    use object_store::integration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    integration::put_get_delete_list(&store).await;
+    integration::get_opts(&store).await;
+    integration::put_opts(&store, false).await;
+    integration::list_uses_directories_correctly(&store).await;
+    integration::list_with_delimiter(&store).await;
+    integration::rename_and_copy(&store).await;
+    integration::copy_if_not_exists(&store).await;
+    integration::stream_get(&store).await;
+}
