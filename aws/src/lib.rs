@@ -5,6 +5,8 @@
 //!   checkpoints in a table store (DynamoDB), as the KCL keeps them;
 //! * [`s3_store`]: the lake's object store on S3 (the `object_store`
 //!   crate's backend, configured from aws-config);
+//! * [`SecretsKeyring`]: device keys in Secrets Manager, cached and
+//!   refreshed when a secret changes;
 //! * [`SnsNotifier`]: alarm notifications on an SNS topic;
 //! * [`SqsQueue`]: the jobs queue on an SQS FIFO queue with a dead-letter
 //!   queue;
@@ -24,11 +26,13 @@ pub mod error;
 mod kinesis;
 pub mod retry;
 mod s3;
+mod secrets;
 mod sns;
 mod sqs;
 
 pub use dynamodb::{DynamoTable, TTL_ATTRIBUTE};
 pub use kinesis::KinesisStream;
 pub use s3::s3_store;
+pub use secrets::SecretsKeyring;
 pub use sns::SnsNotifier;
 pub use sqs::SqsQueue;

@@ -49,6 +49,10 @@ pub enum Error {
     /// A table store backend failed; `retryable` as for `Stream`.
     #[error("table store: {message}")]
     Table { message: String, retryable: bool },
+    /// The keyring's store failed (Secrets Manager on AWS); `retryable` as
+    /// for `Stream`. The message names secrets, never their contents.
+    #[error("keyring store: {message}")]
+    Keyring { message: String, retryable: bool },
     /// A conditional write found the item not in the expected state: someone
     /// else wrote it first. Read it again and retry.
     #[error("condition failed: {0}")]
@@ -83,6 +87,7 @@ impl Error {
             Error::Stream { .. } => "stream",
             Error::Queue { .. } => "queue",
             Error::Table { .. } => "table",
+            Error::Keyring { .. } => "keyring",
             Error::ConditionFailed(_) => "condition_failed",
             Error::Io { .. } => "io",
         }
@@ -95,7 +100,8 @@ impl Error {
         match self {
             Error::Stream { retryable, .. }
             | Error::Queue { retryable, .. }
-            | Error::Table { retryable, .. } => *retryable,
+            | Error::Table { retryable, .. }
+            | Error::Keyring { retryable, .. } => *retryable,
             Error::ConditionFailed(_) => true,
             _ => false,
         }

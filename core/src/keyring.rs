@@ -147,6 +147,15 @@ impl Keyring {
         self.devices.get(device_id)?.iter().filter(|k| k.retired_at.is_none()).max_by_key(|k| k.id)
     }
 
+    /// Takes every device of `other`; a device in both gets `other`'s keys.
+    pub fn merge(&mut self, other: Keyring) {
+        self.devices.extend(other.devices);
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
     pub fn key_ids(&self, device_id: &str) -> Vec<u32> {
         self.devices.get(device_id).map(|keys| keys.iter().map(|k| k.id).collect()).unwrap_or_default()
     }

@@ -1,0 +1,219 @@
+//! The keyring on Secrets Manager: device keys in secrets named
+//! `{prefix}/keys-0001`, `{prefix}/keys-0002`, …, each holding a keyring in
+//! the embedded keyring file's JSON format, kept under 48 KiB (a secret
+//! holds at most 64 KiB, some 500 devices). One secret per device would
+//! cost $0.40 a month each; a few hundred devices per secret costs that per
+//! few hundred devices.
+//!
+//! Readers (the decrypt and enrich stages) cache the whole keyring and look
+//! for changed secrets at most every `refresh_every` (`ListSecrets` gives
+//! each secret's current version), fetching only those, 20 at a time
+//! (`BatchGetSecretValue`). Key material never reaches a log: `SecretKey`'s
+//! `Debug` is redacted and errors name secrets, not their contents.
+//!
+//! Writers (provisioning, rotation) change one secret at a time; run them
+//! from one place at a time, as `wenu devices provision --aws` does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::types::Filter;
+use tokio::time::Instant;
+use wenu_core::keyring::{Keyring, SecretKey};
+use wenu_core::{Error, Result};
+
+use crate::error::{classify, code};
+
+/// Past this size a secret takes no new devices (the limit is 64 KiB).
+const DEFAULT_FILL_BYTES: usize = 48 * 1024;
+/// `BatchGetSecretValue` takes up to 20 secrets.
+const MAX_BATCH_GET: usize = 20;
+
+/// The keyring in Secrets Manager, cached.
+pub struct SecretsKeyring {
+    client: Client,
+    prefix: String,
+    refresh_every: Duration,
+    fill_bytes: usize,
+    /// Each secret's current version as listed, and its keyring.
+    secrets: BTreeMap<String, (Option<String>, Keyring)>,
+    listed_at: Option<Instant>,
+}
+
+impl SecretsKeyring {
+    /// The keyring under `prefix` (for example `wenu/prod/device-keys`).
+    pub fn new(client: Client, prefix: impl Into<String>, refresh_every: Duration) -> Self {
+        SecretsKeyring {
+            client,
+            prefix: prefix.into().trim_end_matches('/').to_owned(),
+            refresh_every,
+            fill_bytes: DEFAULT_FILL_BYTES,
+            secrets: BTreeMap::new(),
+            listed_at: None,
+        }
+    }
+
+    /// Fills each secret only up to `bytes` (tests use a small size to spread
+    /// a few devices over several secrets).
+    pub fn with_fill_bytes(mut self, bytes: usize) -> Self {
+        self.fill_bytes = bytes;
+        self
+    }
+
+    /// The whole keyring if any secret changed since the last call (always
+    /// on the first), `None` if none did or `refresh_every` has not passed.
+    pub async fn refresh(&mut self) -> Result<Option<Keyring>> {
+        if self.listed_at.is_some_and(|at| at.elapsed() < self.refresh_every) {
+            return Ok(None);
+        }
+        let first = self.listed_at.is_none();
+        self.listed_at = Some(Instant::now());
+        let listed = self.list().await?;
+        let changed: Vec<String> = listed
+            .iter()
+            .filter(|(name, changed)| self.secrets.get(*name).is_none_or(|(seen, _)| seen != *changed))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let gone = self.secrets.keys().any(|name| !listed.contains_key(name));
+        if changed.is_empty() && !gone && !first {
+            return Ok(None);
+        }
+        self.secrets.retain(|name, _| listed.contains_key(name));
+        for (name, keyring) in self.fetch(&changed).await? {
+            self.secrets.insert(name.clone(), (listed[&name].clone(), keyring));
+        }
+        tracing::debug!(
+            secrets = self.secrets.len(),
+            changed = changed.len(),
+            "device keys reloaded from Secrets Manager"
+        );
+        Ok(Some(self.merged()))
+    }
+
+    /// Adds a fresh key to `device` (its first, or a rotation) and stores it.
+    pub async fn add_key(&mut self, device: &str) -> Result<(u32, SecretKey)> {
+        self.listed_at = None;
+        self.refresh().await?;
+        let name = match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(device).is_empty()) {
+            Some((name, _)) => name.clone(),
+            None => self.secret_with_room(),
+        };
+        let entry = self.secrets.entry(name.clone()).or_insert_with(|| (None, Keyring::default()));
+        let (id, key) = entry.1.add_key(device);
+        let value = serde_json::to_string(&entry.1).expect("a keyring serializes");
+        self.put(&name, value).await?;
+        Ok((id, key))
+    }
+
+    /// Every secret's keyring as one.
+    fn merged(&self) -> Keyring {
+        let mut all = Keyring::default();
+        for (_, keyring) in self.secrets.values() {
+            all.merge(keyring.clone());
+        }
+        all
+    }
+
+    /// The last secret if it has room for another device, or the next one.
+    fn secret_with_room(&self) -> String {
+        let last = self.secrets.iter().next_back();
+        match last {
+            Some((name, (_, keyring)))
+                if serde_json::to_vec(keyring).map_or(0, |v| v.len()) < self.fill_bytes =>
+            {
+                name.clone()
+            }
+            _ => format!("{}/keys-{:04}", self.prefix, self.secrets.len() + 1),
+        }
+    }
+
+    /// The secrets under the prefix, with their current version: a new one
+    /// each time a secret's value changes (its last-changed date is too
+    /// coarse to tell two changes within a second apart).
+    async fn list(&self) -> Result<BTreeMap<String, Option<String>>> {
+        let filter = Filter::builder()
+            .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+            .values(format!("{}/keys-", self.prefix))
+            .build();
+        let mut listed = BTreeMap::new();
+        let mut pages = self.client.list_secrets().filters(filter).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| keys_error("ListSecrets", &e))?;
+            for secret in page.secret_list() {
+                let Some(name) = secret.name() else { continue };
+                // The name filter matches prefixes of words; keep exact children.
+                if name.starts_with(&format!("{}/keys-", self.prefix)) {
+                    let current = secret.secret_versions_to_stages().and_then(|versions| {
+                        versions
+                            .iter()
+                            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                            .map(|(v, _)| v.clone())
+                    });
+                    listed.insert(name.to_owned(), current);
+                }
+            }
+        }
+        Ok(listed)
+    }
+
+    async fn fetch(&self, names: &[String]) -> Result<Vec<(String, Keyring)>> {
+        let mut out = Vec::new();
+        for chunk in names.chunks(MAX_BATCH_GET) {
+            let output = self
+                .client
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| keys_error("BatchGetSecretValue", &e))?;
+            if let Some(error) = output.errors().first() {
+                return Err(Error::Keyring {
+                    message: format!(
+                        "secret {} could not be read: {}",
+                        error.secret_id().unwrap_or_default(),
+                        error.error_code().unwrap_or_default()
+                    ),
+                    retryable: error.error_code().is_some_and(crate::error::is_retryable_code),
+                });
+            }
+            for secret in output.secret_values() {
+                let name = secret.name().unwrap_or_default().to_owned();
+                let keyring: Keyring = serde_json::from_str(secret.secret_string().unwrap_or("{}"))
+                    .map_err(|e| permanent(format!("secret {name} is not a keyring: {e}")))?;
+                out.push((name, keyring));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put(&self, name: &str, value: String) -> Result<()> {
+        match self.client.put_secret_value().secret_id(name).secret_string(&value).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("ResourceNotFoundException") => self
+                .client
+                .create_secret()
+                .name(name)
+                .description("Wenu device keys (AES-256, by device and key id)")
+                .secret_string(value)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| keys_error("CreateSecret", &e)),
+            Err(e) => Err(keys_error("PutSecretValue", &e)),
+        }
+    }
+}
+
+fn keys_error<E, R>(call: &str, err: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> Error
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (message, retryable) = classify(err);
+    Error::Keyring { message: format!("Secrets Manager {call}: {message}"), retryable }
+}
+
+fn permanent(message: String) -> Error {
+    Error::Keyring { message, retryable: false }
+}
