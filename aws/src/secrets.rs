@@ -20,7 +20,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Filter;
 use tokio::time::Instant;
-use wenu_core::keyring::{Keyring, SecretKey};
+use wenu_core::keyring::{Keyring, KeyringStore, SecretKey};
 use wenu_core::{Error, Result};
 
 use crate::error::{classify, code};
@@ -59,51 +59,6 @@ impl SecretsKeyring {
     pub fn with_fill_bytes(mut self, bytes: usize) -> Self {
         self.fill_bytes = bytes;
         self
-    }
-
-    /// The whole keyring if any secret changed since the last call (always
-    /// on the first), `None` if none did or `refresh_every` has not passed.
-    pub async fn refresh(&mut self) -> Result<Option<Keyring>> {
-        if self.listed_at.is_some_and(|at| at.elapsed() < self.refresh_every) {
-            return Ok(None);
-        }
-        let first = self.listed_at.is_none();
-        self.listed_at = Some(Instant::now());
-        let listed = self.list().await?;
-        let changed: Vec<String> = listed
-            .iter()
-            .filter(|(name, changed)| self.secrets.get(*name).is_none_or(|(seen, _)| seen != *changed))
-            .map(|(name, _)| name.clone())
-            .collect();
-        let gone = self.secrets.keys().any(|name| !listed.contains_key(name));
-        if changed.is_empty() && !gone && !first {
-            return Ok(None);
-        }
-        self.secrets.retain(|name, _| listed.contains_key(name));
-        for (name, keyring) in self.fetch(&changed).await? {
-            self.secrets.insert(name.clone(), (listed[&name].clone(), keyring));
-        }
-        tracing::debug!(
-            secrets = self.secrets.len(),
-            changed = changed.len(),
-            "device keys reloaded from Secrets Manager"
-        );
-        Ok(Some(self.merged()))
-    }
-
-    /// Adds a fresh key to `device` (its first, or a rotation) and stores it.
-    pub async fn add_key(&mut self, device: &str) -> Result<(u32, SecretKey)> {
-        self.listed_at = None;
-        self.refresh().await?;
-        let name = match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(device).is_empty()) {
-            Some((name, _)) => name.clone(),
-            None => self.secret_with_room(),
-        };
-        let entry = self.secrets.entry(name.clone()).or_insert_with(|| (None, Keyring::default()));
-        let (id, key) = entry.1.add_key(device);
-        let value = serde_json::to_string(&entry.1).expect("a keyring serializes");
-        self.put(&name, value).await?;
-        Ok((id, key))
     }
 
     /// Every secret's keyring as one.
@@ -202,6 +157,52 @@ impl SecretsKeyring {
                 .map_err(|e| keys_error("CreateSecret", &e)),
             Err(e) => Err(keys_error("PutSecretValue", &e)),
         }
+    }
+}
+
+/// Looks for changed secrets at most every `refresh_every`.
+#[async_trait::async_trait]
+impl KeyringStore for SecretsKeyring {
+    async fn changed(&mut self) -> Result<Option<Keyring>> {
+        if self.listed_at.is_some_and(|at| at.elapsed() < self.refresh_every) {
+            return Ok(None);
+        }
+        let first = self.listed_at.is_none();
+        self.listed_at = Some(Instant::now());
+        let listed = self.list().await?;
+        let changed: Vec<String> = listed
+            .iter()
+            .filter(|(name, changed)| self.secrets.get(*name).is_none_or(|(seen, _)| seen != *changed))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let gone = self.secrets.keys().any(|name| !listed.contains_key(name));
+        if changed.is_empty() && !gone && !first {
+            return Ok(None);
+        }
+        self.secrets.retain(|name, _| listed.contains_key(name));
+        for (name, keyring) in self.fetch(&changed).await? {
+            self.secrets.insert(name.clone(), (listed[&name].clone(), keyring));
+        }
+        tracing::debug!(
+            secrets = self.secrets.len(),
+            changed = changed.len(),
+            "device keys reloaded from Secrets Manager"
+        );
+        Ok(Some(self.merged()))
+    }
+
+    async fn add_key(&mut self, device: &str) -> Result<(u32, SecretKey)> {
+        self.listed_at = None;
+        self.changed().await?;
+        let name = match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(device).is_empty()) {
+            Some((name, _)) => name.clone(),
+            None => self.secret_with_room(),
+        };
+        let entry = self.secrets.entry(name.clone()).or_insert_with(|| (None, Keyring::default()));
+        let (id, key) = entry.1.add_key(device);
+        let value = serde_json::to_string(&entry.1).expect("a keyring serializes");
+        self.put(&name, value).await?;
+        Ok((id, key))
     }
 }
 

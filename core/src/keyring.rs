@@ -2,7 +2,8 @@
 //!
 //! Rotation adds a key id; older ids keep decrypting until they are retired.
 //! On one machine the keyring is a JSON file that only its owner may read (the
-//! loader refuses anything else); on AWS it lives in Secrets Manager.
+//! loader refuses anything else, [`KeyringFile`]); on AWS it lives in Secrets
+//! Manager (`wenu_aws::SecretsKeyring`). Both are a [`KeyringStore`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -158,6 +159,59 @@ impl Keyring {
 
     pub fn key_ids(&self, device_id: &str) -> Vec<u32> {
         self.devices.get(device_id).map(|keys| keys.iter().map(|k| k.id).collect()).unwrap_or_default()
+    }
+}
+
+/// The keyring port: where the stages get their keys and learn that they
+/// changed, and where provisioning puts new ones.
+#[async_trait::async_trait]
+pub trait KeyringStore: Send + Sync + 'static {
+    /// The whole keyring if it changed since the last call (always on the
+    /// first), `None` if it did not.
+    async fn changed(&mut self) -> Result<Option<Keyring>>;
+
+    /// Adds a fresh key to `device_id` (its first, or a rotation), stores
+    /// it, and returns its id and the key.
+    async fn add_key(&mut self, device_id: &str) -> Result<(u32, SecretKey)>;
+}
+
+/// The keyring file of one machine, reloaded when it changes on disk.
+pub struct KeyringFile {
+    path: std::path::PathBuf,
+    /// Modification time and length last loaded.
+    seen: Option<(Option<std::time::SystemTime>, u64)>,
+}
+
+impl KeyringFile {
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        KeyringFile { path: path.into(), seen: None }
+    }
+
+    fn stamp(&self) -> (Option<std::time::SystemTime>, u64) {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => (meta.modified().ok(), meta.len()),
+            Err(_) => (None, 0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyringStore for KeyringFile {
+    async fn changed(&mut self) -> Result<Option<Keyring>> {
+        let stamp = self.stamp();
+        if self.seen == Some(stamp) {
+            return Ok(None);
+        }
+        let keyring = Keyring::load_or_default(&self.path)?;
+        self.seen = Some(stamp);
+        Ok(Some(keyring))
+    }
+
+    async fn add_key(&mut self, device_id: &str) -> Result<(u32, SecretKey)> {
+        let mut keyring = Keyring::load_or_default(&self.path)?;
+        let added = keyring.add_key(device_id);
+        keyring.save(&self.path)?;
+        Ok(added)
     }
 }
 

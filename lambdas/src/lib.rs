@@ -8,9 +8,11 @@
 //! * [`sqs`]: the stats function on the jobs queue, reporting partial batch
 //!   failures.
 //!
-//! Each binary in `src/bin` is a few lines around one handler; the handlers
-//! are tested in process with event fixtures (`tests/`). Build them for
-//! Lambda with `cargo lambda build --release --arm64 -p wenu-lambdas`.
+//! Each binary in `src/bin` is a few lines around one handler, its settings
+//! read from the environment ([`settings`]); the handlers are tested in
+//! process with event fixtures (`tests/`). Build them for Lambda with
+//! `cargo lambda build --release --arm64 -p wenu-lambdas`.
 
 pub mod firehose;
+pub mod settings;
 pub mod sqs;

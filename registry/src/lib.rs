@@ -18,6 +18,7 @@ mod error;
 mod password;
 mod provision;
 mod schema;
+pub mod sources;
 mod store;
 mod tokens;
 
@@ -28,5 +29,6 @@ pub use devices::{AuthOutcome, Device};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};
 pub use provision::{provision_fleet, retire_key, rotate_key};
+pub use sources::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
 pub use store::Registry;
 pub use tokens::{ApiToken, NewToken, Role};

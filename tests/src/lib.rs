@@ -5,6 +5,7 @@
 //! backends run against, and a proxy in front of it that throttles (what
 //! moto cannot); a webhook receiver for the alarm tests.
 
+pub mod keyring_conformance;
 pub mod moto;
 pub mod queue_conformance;
 pub mod stream_conformance;

@@ -93,3 +93,13 @@ async fn local_directory_passes_object_stores_own_suite() {
     integration::copy_if_not_exists(&store).await;
     integration::stream_get(&store).await;
 }
+
+#[tokio::test]
+async fn keyring_file_passes_the_keyring_suite() {
+    use wenu_core::keyring::KeyringFile;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyring.json");
+    let (mut writer, mut reader) = (KeyringFile::new(&path), KeyringFile::new(&path));
+    wenu_tests::keyring_conformance::provisioned_and_rotated_keys_reach_a_reader(&mut writer, &mut reader)
+        .await;
+}

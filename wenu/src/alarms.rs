@@ -14,13 +14,14 @@ use wenu_alarms::{
     WebhookNotifier,
 };
 use wenu_api::LiveHub;
+use wenu_core::keyring::KeyringFile;
 use wenu_core::topic::alarm_topic;
 use wenu_ingest::EdgePublisher;
 use wenu_local::{BatchLimits, Consumer, ConsumerOptions, ConsumerStore, SqliteStream, SqliteTable};
 use wenu_registry::Registry;
 
 use crate::config::Config;
-use crate::keys::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
+use wenu_registry::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
 
 /// The consumer's checkpoint name.
 pub const ALARMS_CONSUMER: &str = "alarms";
@@ -88,7 +89,7 @@ impl Alarms {
         stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<JoinHandle<()>> {
         let stage = AlarmStage::new(
-            Box::new(RegistryKeys::new(config.keyring_path(), registry.clone())),
+            Box::new(RegistryKeys::new(Box::new(KeyringFile::new(config.keyring_path())), registry.clone())),
             Box::new(RegistryCatalog::new(registry.clone())),
             Box::new(RegistryRules::new(registry.clone())),
             self.store.clone(),

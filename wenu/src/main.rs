@@ -26,7 +26,6 @@ mod config;
 mod demo;
 mod devices;
 mod http;
-mod keys;
 mod lake;
 mod registry_cmd;
 mod replay;

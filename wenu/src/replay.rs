@@ -16,7 +16,8 @@ use wenu_lake::LakeStage;
 use wenu_local::{SqliteStream, StreamOptions};
 
 use crate::config::Config;
-use crate::keys::RegistryKeys;
+use wenu_core::keyring::KeyringFile;
+use wenu_registry::RegistryKeys;
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -60,7 +61,7 @@ pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.into).with_context(|| format!("creating {}", args.into.display()))?;
     let objects = Arc::new(LocalFileSystem::new_with_prefix(&args.into)?);
     let registry = config.registry().await?;
-    let keys = RegistryKeys::new(config.keyring_path(), registry);
+    let keys = RegistryKeys::new(Box::new(KeyringFile::new(config.keyring_path())), registry);
     let mut stage =
         LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&args.into)?;
 

@@ -28,7 +28,7 @@ use crate::alarms::{ALARMS_CONSUMER, Alarms};
 use crate::api_ports::LocalLake;
 use crate::config::Config;
 use crate::http;
-use crate::keys::{RegistryCatalog, RegistryKeys};
+use wenu_registry::{RegistryCatalog, RegistryKeys};
 
 #[derive(Args)]
 pub struct ServeArgs {}
@@ -229,7 +229,10 @@ fn start_lake(
     let lake_dir = config.lake_dir();
     std::fs::create_dir_all(&lake_dir).with_context(|| format!("creating lake {}", lake_dir.display()))?;
     let objects = Arc::new(LocalFileSystem::new_with_prefix(&lake_dir)?);
-    let keys = RegistryKeys::new(config.keyring_path(), registry.clone());
+    let keys = RegistryKeys::new(
+        Box::new(wenu_core::keyring::KeyringFile::new(config.keyring_path())),
+        registry.clone(),
+    );
     let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&lake_dir)?;
     let totals = stage.totals();
     let options = ConsumerOptions::new(LAKE_CONSUMER, config.lake_batch()?);
@@ -255,7 +258,10 @@ fn start_enrich(
 ) -> anyhow::Result<(Arc<EnrichTotals>, JoinHandle<()>)> {
     let quarantine = Arc::new(LocalFileSystem::new_with_prefix(config.lake_dir())?);
     let stage = EnrichStage::new(
-        Box::new(RegistryKeys::new(config.keyring_path(), registry.clone())),
+        Box::new(RegistryKeys::new(
+            Box::new(wenu_core::keyring::KeyringFile::new(config.keyring_path())),
+            registry.clone(),
+        )),
         Box::new(RegistryCatalog::new(registry.clone())),
         Arc::new(queue.clone()),
         quarantine,

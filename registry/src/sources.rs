@@ -1,29 +1,31 @@
-//! The registry (and the keyring file) as the snapshot sources of the
-//! stages (keys, devices, sensors, alarm rules, webhooks): reloaded when the registry's revision or the keyring file
-//! changes, so provisioning a device, rotating a key or defining a sensor
-//! takes effect without a restart.
+//! The registry (and the keyring) as the snapshot sources of the stages
+//! (keys, devices, sensors, alarm rules, webhooks): reloaded when the
+//! registry's revision or the keyring changes, so provisioning a device,
+//! rotating a key or defining a sensor takes effect without a restart. The
+//! same sources serve the embedded pipeline (SQLite registry, keyring file)
+//! and the Lambdas (RDS PostgreSQL, Secrets Manager).
 
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use crate::Registry;
 use async_trait::async_trait;
 use wenu_alarms::{Rule, RuleSource, WebhookDirectory, WebhookTarget};
-use wenu_core::keyring::Keyring;
+use wenu_core::keyring::{Keyring, KeyringStore};
 use wenu_decrypt::{DeviceEntry, Directory, KeySource};
 use wenu_enrich::{Catalog, CatalogSource, DevicePlacement};
-use wenu_registry::Registry;
 
 /// Keys and devices for the stages that decrypt.
 pub struct RegistryKeys {
-    keyring: PathBuf,
+    keyring: Box<dyn KeyringStore>,
     registry: Registry,
-    /// Registry revision and keyring modification time last loaded.
-    seen: Option<(i64, Option<SystemTime>)>,
+    /// The keyring and the registry revision last handed out.
+    keys: Keyring,
+    revision: Option<i64>,
 }
 
 impl RegistryKeys {
-    pub fn new(keyring: PathBuf, registry: Registry) -> Self {
-        RegistryKeys { keyring, registry, seen: None }
+    pub fn new(keyring: Box<dyn KeyringStore>, registry: Registry) -> Self {
+        RegistryKeys { keyring, registry, keys: Keyring::default(), revision: None }
     }
 }
 
@@ -31,11 +33,13 @@ impl RegistryKeys {
 impl KeySource for RegistryKeys {
     async fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String> {
         let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
-        let modified = std::fs::metadata(&self.keyring).and_then(|m| m.modified()).ok();
-        if self.seen == Some((revision, modified)) {
+        let keyring = self.keyring.changed().await.map_err(|e| e.to_string())?;
+        if keyring.is_none() && self.revision == Some(revision) {
             return Ok(None);
         }
-        let keyring = Keyring::load_or_default(&self.keyring).map_err(|e| e.to_string())?;
+        if let Some(keyring) = keyring {
+            self.keys = keyring;
+        }
         let devices = self.registry.list_devices(None).await.map_err(|e| e.to_string())?;
         let directory = Directory::new(devices.into_iter().map(|d| {
             (
@@ -49,8 +53,8 @@ impl KeySource for RegistryKeys {
             )
         }));
         tracing::debug!(devices = directory.len(), revision, "keys and devices reloaded");
-        self.seen = Some((revision, modified));
-        Ok(Some((keyring, directory)))
+        self.revision = Some(revision);
+        Ok(Some((self.keys.clone(), directory)))
     }
 }
 
@@ -158,7 +162,9 @@ impl WebhookDirectory for RegistryWebhooks {
 #[cfg(test)]
 mod tests {
     use wenu_core::catalog::SensorSpec;
-    use wenu_registry::provision_fleet;
+    use wenu_core::keyring::KeyringFile;
+
+    use crate::provision_fleet;
 
     use super::*;
 
@@ -173,7 +179,7 @@ mod tests {
         let device = &fleet[0].device_id;
 
         let mut catalogs = RegistryCatalog::new(registry.clone());
-        let mut keys = RegistryKeys::new(keyring_path, registry.clone());
+        let mut keys = RegistryKeys::new(Box::new(KeyringFile::new(keyring_path)), registry.clone());
         assert!(catalogs.refresh().await.unwrap().unwrap().sensor(device, "temp-1").is_none());
         assert!(keys.refresh().await.unwrap().is_some());
         assert!(catalogs.refresh().await.unwrap().is_none(), "nothing changed");
