@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use bytes::Bytes;
 use wenu_core::table::{Expect, Item, ItemKey, Page, TableStore, Write};
@@ -75,6 +75,25 @@ impl DynamoTable {
                 return Ok(DynamoTable::new(client, table));
             }
             Err(e) => return Err(table_error("CreateTable", &e)),
+        }
+        // A new table takes a moment to become usable on AWS.
+        let mut backoff = Backoff::default();
+        loop {
+            let described = client
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| table_error("DescribeTable", &e))?;
+            if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                break;
+            }
+            backoff
+                .wait(
+                    "DescribeTable",
+                    Error::Table { message: format!("table {table} is not active"), retryable: true },
+                )
+                .await?;
         }
         client
             .update_time_to_live()
