@@ -120,10 +120,13 @@ async fn concurrent_appends_share_commits() {
         let stream = stream.clone();
         async move { stream.append(vec![record("a", i, b"x")]).await.unwrap() }
     }));
-    // One poll of `join_all` polls every append once: each is then queued for
-    // (or held by) the stalled writer.
+    // `join_all` polls at most 32 of its futures per poll (futures' yield
+    // budget), so poll it until every append has been polled once: each is
+    // then queued for (or held by) the stalled writer.
     let mut appends = std::pin::pin!(appends);
-    assert!(futures::poll!(&mut appends).is_pending());
+    for _ in 0..200usize.div_ceil(32) + 1 {
+        assert!(futures::poll!(&mut appends).is_pending());
+    }
     blocker.execute_batch("COMMIT").unwrap();
     appends.await;
     let commits = stream.commits() - before;
