@@ -157,6 +157,16 @@ impl Dispatcher {
     /// Starts a delivery task for every channel with something due; returns
     /// when the next retry is due, if one is waiting.
     pub async fn pass(&self) -> Result<Option<i64>> {
+        self.pass_then(false).await
+    }
+
+    /// Delivers everything due now and returns once each channel has had
+    /// its try: for a Lambda function, which is frozen when it returns.
+    pub async fn deliver_due(&self) -> Result<Option<i64>> {
+        self.pass_then(true).await
+    }
+
+    async fn pass_then(&self, wait: bool) -> Result<Option<i64>> {
         let inner = &self.inner;
         let now = inner.clock.now_ms();
         let mut queues: BTreeMap<String, Vec<(ItemKey, Channels)>> = BTreeMap::new();
@@ -183,6 +193,7 @@ impl Dispatcher {
                 }
             }
         }
+        let mut deliveries = tokio::task::JoinSet::new();
         for (channel, items) in queues {
             let first_due =
                 items.first().and_then(|(_, channels)| channels.get(&channel)).map_or(now, |p| p.next_at);
@@ -194,12 +205,17 @@ impl Dispatcher {
                 continue;
             }
             let this = self.clone();
-            tokio::spawn(async move {
+            deliveries.spawn(async move {
                 this.deliver_channel(&channel, items).await;
                 this.inner.busy.lock().expect("busy set").remove(&channel);
                 // Look again: more may have queued up, or a retry be due.
                 this.inner.wake.notify_one();
             });
+        }
+        if wait {
+            deliveries.join_all().await;
+        } else {
+            deliveries.detach_all();
         }
         Ok(next_due)
     }

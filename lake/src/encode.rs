@@ -18,6 +18,7 @@ use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use wenu_core::reading::Reading;
 use wenu_core::stream::Record;
 use wenu_decrypt::DecodedMessage;
@@ -124,6 +125,70 @@ pub fn readings_batch(messages: &mut [DecodedMessage]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(READINGS_SCHEMA.clone(), columns)?)
 }
 
+/// One reading as a JSON row of the lake, times in unix ms: what the
+/// Firehose transformation returns, and what Firehose's record format
+/// conversion (or [`rows_batch`], where Firehose is not there) turns into
+/// Parquet with the columns of [`READINGS_SCHEMA`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LakeRow {
+    pub device_id: String,
+    pub site: Option<String>,
+    pub sensor: String,
+    pub kind: String,
+    pub value: f64,
+    pub unit: String,
+    pub raw_value: f64,
+    pub ts: i64,
+    pub received_at: i64,
+    pub seq: u64,
+    pub key_id: u32,
+}
+
+impl LakeRow {
+    /// A message's rows, one per reading.
+    pub fn of_message(message: &DecodedMessage) -> impl Iterator<Item = LakeRow> + '_ {
+        message.readings.iter().map(|reading| LakeRow {
+            device_id: message.device_id.to_string(),
+            site: message.site.as_ref().map(|s| s.to_string()),
+            sensor: reading.sensor.to_string(),
+            kind: reading.kind.to_string(),
+            // Until enrichment calibrates, the value is the raw value.
+            value: reading.value,
+            unit: reading.unit.to_string(),
+            raw_value: reading.value,
+            ts: message.ts,
+            received_at: message.received_at,
+            seq: message.seq,
+            key_id: message.key_id,
+        })
+    }
+}
+
+/// The rows of a readings file from JSON rows, sorted like [`readings_batch`].
+pub fn rows_batch(rows: &mut [LakeRow]) -> Result<RecordBatch> {
+    rows.sort_unstable_by(|a, b| (&a.device_id, a.seq, &a.sensor).cmp(&(&b.device_id, b.seq, &b.sensor)));
+    let rows = &*rows;
+    let strings =
+        |f: fn(&LakeRow) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
+    let times = |f: fn(&LakeRow) -> i64| -> ArrayRef {
+        Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(f)).with_timezone("UTC"))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        strings(|r| &r.device_id),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.site.as_deref()))),
+        strings(|r| &r.sensor),
+        strings(|r| &r.kind),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.value))),
+        strings(|r| &r.unit),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.raw_value))),
+        times(|r| r.ts),
+        times(|r| r.received_at),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seq as i64))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| i64::from(r.key_id)))),
+    ];
+    Ok(RecordBatch::try_new(READINGS_SCHEMA.clone(), columns)?)
+}
+
 /// One quarantine file, rows in stream order.
 pub fn quarantine_file(rows: &[QuarantinedRecord]) -> Result<Bytes> {
     let columns: Vec<ArrayRef> = vec![
@@ -179,4 +244,48 @@ pub fn write(schema: &SchemaRef, batch: &RecordBatch) -> Result<Bytes> {
 pub fn read(file: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(64 * 1024).build()?;
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wenu_core::stream::Position;
+
+    fn message(device: &str, seq: u64) -> DecodedMessage {
+        let reading = |sensor: &str, value| Reading {
+            sensor: sensor.into(),
+            kind: "temperature".into(),
+            value,
+            unit: "degC".into(),
+        };
+        DecodedMessage {
+            position: Position::new(seq),
+            device_id: device.into(),
+            company: "acme".into(),
+            site: (device == "dev-a").then(|| "plant-7".into()),
+            seq,
+            ts: 1_800_000_000_000 + seq as i64,
+            received_at: 1_800_000_000_500,
+            key_id: 2,
+            readings: vec![reading("t-2", 20.5), reading("t-1", -3.25)],
+        }
+    }
+
+    #[test]
+    fn json_rows_make_the_same_file_as_decoded_messages() {
+        let mut messages = vec![message("dev-b", 4), message("dev-a", 9), message("dev-a", 3)];
+        let mut rows: Vec<LakeRow> = messages.iter().flat_map(LakeRow::of_message).collect();
+        rows.reverse();
+        // Through JSON, as the Firehose transformation answers.
+        let json: Vec<String> = rows.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+        let mut parsed: Vec<LakeRow> = json.iter().map(|j| serde_json::from_str(j).unwrap()).collect();
+        assert_eq!(parsed, rows);
+        let from_rows = rows_batch(&mut parsed).unwrap();
+        let from_messages = readings_batch(&mut messages).unwrap();
+        assert_eq!(from_rows, from_messages);
+        assert_eq!(
+            write(&READINGS_SCHEMA, &from_rows).unwrap(),
+            write(&READINGS_SCHEMA, &from_messages).unwrap()
+        );
+    }
 }

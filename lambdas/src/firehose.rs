@@ -22,32 +22,16 @@ use aws_lambda_events::firehose::{
     KinesisFirehoseEvent, KinesisFirehoseEventRecord, KinesisFirehoseResponse, KinesisFirehoseResponseRecord,
     KinesisFirehoseResponseRecordMetadata,
 };
-use serde::Serialize;
 use wenu_core::stream::{Position, Record};
 use wenu_core::topic::telemetry_topic;
 use wenu_decrypt::{DecodeLimits, DecodedMessage, Decoder, Directory, KeySource, Outcome, SequenceTracker};
+use wenu_lake::encode::LakeRow;
 use wenu_lake::layout::HourPartition;
 
 /// Firehose's record results.
 pub const OK: &str = "Ok";
 pub const DROPPED: &str = "Dropped";
 pub const PROCESSING_FAILED: &str = "ProcessingFailed";
-
-/// One row of the lake, as JSON for Firehose's format conversion.
-#[derive(Debug, Serialize)]
-struct Row<'a> {
-    device_id: &'a str,
-    site: Option<&'a str>,
-    sensor: &'a str,
-    kind: &'a str,
-    value: f64,
-    unit: &'a str,
-    raw_value: f64,
-    ts: i64,
-    received_at: i64,
-    seq: u64,
-    key_id: u32,
-}
 
 /// The transformation's state, kept by the function instance between
 /// invocations: the decoder (expanded keys, the devices' sequence state)
@@ -147,21 +131,7 @@ fn stream_record(record: &KinesisFirehoseEventRecord) -> Result<Record, String> 
 /// One JSON object per reading, newline-separated.
 fn json_rows(message: &DecodedMessage) -> Vec<u8> {
     let mut out = Vec::new();
-    for reading in &message.readings {
-        let row = Row {
-            device_id: &message.device_id,
-            site: message.site.as_deref(),
-            sensor: &reading.sensor,
-            kind: &reading.kind,
-            // Until enrichment calibrates, the value is the raw value (as in the embedded lake).
-            value: reading.value,
-            unit: &reading.unit,
-            raw_value: reading.value,
-            ts: message.ts,
-            received_at: message.received_at,
-            seq: message.seq,
-            key_id: message.key_id,
-        };
+    for row in LakeRow::of_message(message) {
         serde_json::to_writer(&mut out, &row).expect("a row serializes");
         out.push(b'\n');
     }

@@ -5,14 +5,25 @@
 //!   into Parquet-ready JSON rows with the dynamic-partitioning keys
 //!   `company`, `date` and `hour`, or marks it `Dropped` (a duplicate) or
 //!   `ProcessingFailed` (undecryptable, unknown device, …);
+//! * [`kinesis`]: a stage on the stream as the event source mapping calls
+//!   it, reporting the record to retry from; enrich runs this way, and
+//!   [`alarms`] adds the delivery of the notifications a batch raised;
 //! * [`sqs`]: the stats function on the jobs queue, reporting partial batch
-//!   failures.
+//!   failures;
+//! * the API (`src/bin/wenu-api.rs`): the same axum router as on one
+//!   machine, behind API Gateway through `lambda_http`.
+//!
+//! [`event_sources`] plays AWS's part (event source mappings, Firehose)
+//! where the functions run outside Lambda: `wenu serve --backend aws`.
 //!
 //! Each binary in `src/bin` is a few lines around one handler, its settings
 //! read from the environment ([`settings`]); the handlers are tested in
 //! process with event fixtures (`tests/`). Build them for Lambda with
 //! `cargo lambda build --release --arm64 -p wenu-lambdas`.
 
+pub mod alarms;
+pub mod event_sources;
 pub mod firehose;
+pub mod kinesis;
 pub mod settings;
 pub mod sqs;

@@ -12,7 +12,7 @@ use wenu_lambdas::settings;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = wenu_aws::config::load().await;
-    let keys = settings::registry_keys(&config).await?;
+    let keys = settings::registry_keys(&config, &settings::registry().await?)?;
     let transform = Mutex::new(DecryptTransform::new(Box::new(keys), DecodeLimits::default()));
     run(service_fn(|event: LambdaEvent<KinesisFirehoseEvent>| async {
         transform.lock().await.handle(event.payload).await.map_err(Error::from)

@@ -1,0 +1,41 @@
+//! The alarms function on the stream (`wenu_lambdas::alarms`): rules run on
+//! each batch, notifications published to SNS before it returns.
+//! Environment: `WENU_REGISTRY_URL`, `WENU_KEYS_SECRET_PREFIX`,
+//! `WENU_ALARMS_TABLE`, `WENU_ALARMS_TOPIC_ARN`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use tokio::sync::Mutex;
+use wenu_alarms::{AlarmStage, DispatchOptions, Dispatcher, WebhookNotifier};
+use wenu_decrypt::DecodeLimits;
+use wenu_lambdas::alarms::AlarmsFunction;
+use wenu_lambdas::settings;
+use wenu_registry::{RegistryCatalog, RegistryRules, RegistryWebhooks};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = wenu_aws::config::load().await;
+    let registry = settings::registry().await?;
+    let store = settings::alarm_store(&config)?;
+    let notifiers: Vec<Arc<dyn wenu_alarms::Notifier>> = vec![
+        Arc::new(settings::alarm_topic(&config)?),
+        Arc::new(WebhookNotifier::new(Arc::new(RegistryWebhooks::new(registry.clone())))),
+    ];
+    let dispatcher = Dispatcher::new(store.clone(), notifiers, DispatchOptions::default());
+    let stage = AlarmStage::new(
+        Box::new(settings::registry_keys(&config, &registry)?),
+        Box::new(RegistryCatalog::new(registry.clone())),
+        Box::new(RegistryRules::new(registry)),
+        store,
+        dispatcher.waker(),
+        DecodeLimits::default(),
+    );
+    let function = &Mutex::new(AlarmsFunction::new(stage, dispatcher)?);
+    run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
+        Ok::<_, Error>(function.lock().await.handle(&event.payload).await)
+    }))
+    .await
+}
