@@ -204,6 +204,25 @@ impl KeyringStore for SecretsKeyring {
         self.put(&name, value).await?;
         Ok((id, key))
     }
+
+    async fn import(&mut self, keys: Keyring) -> Result<()> {
+        self.listed_at = None;
+        self.changed().await?;
+        let mut touched = std::collections::BTreeSet::new();
+        for (device, single) in keys.into_devices() {
+            let name = match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(&device).is_empty()) {
+                Some((name, _)) => name.clone(),
+                None => self.secret_with_room(),
+            };
+            self.secrets.entry(name.clone()).or_insert_with(|| (None, Keyring::default())).1.merge(single);
+            touched.insert(name);
+        }
+        for name in touched {
+            let value = serde_json::to_string(&self.secrets[&name].1).expect("a keyring serializes");
+            self.put(&name, value).await?;
+        }
+        Ok(())
+    }
 }
 
 fn keys_error<E, R>(call: &str, err: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> Error

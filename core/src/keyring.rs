@@ -153,6 +153,11 @@ impl Keyring {
         self.devices.extend(other.devices);
     }
 
+    /// One keyring per device, to spread devices over several stores.
+    pub fn into_devices(self) -> impl Iterator<Item = (String, Keyring)> {
+        self.devices.into_iter().map(|(id, keys)| (id.clone(), Keyring { devices: [(id, keys)].into() }))
+    }
+
     pub fn device_count(&self) -> usize {
         self.devices.len()
     }
@@ -173,6 +178,11 @@ pub trait KeyringStore: Send + Sync + 'static {
     /// Adds a fresh key to `device_id` (its first, or a rotation), stores
     /// it, and returns its id and the key.
     async fn add_key(&mut self, device_id: &str) -> Result<(u32, SecretKey)>;
+
+    /// Stores every device of `keys` with its keys, replacing what the store
+    /// held for those devices: a whole fleet provisioned at once, in as few
+    /// writes as the store allows.
+    async fn import(&mut self, keys: Keyring) -> Result<()>;
 }
 
 /// The keyring file of one machine, reloaded when it changes on disk.
@@ -212,6 +222,12 @@ impl KeyringStore for KeyringFile {
         let added = keyring.add_key(device_id);
         keyring.save(&self.path)?;
         Ok(added)
+    }
+
+    async fn import(&mut self, keys: Keyring) -> Result<()> {
+        let mut keyring = Keyring::load_or_default(&self.path)?;
+        keyring.merge(keys);
+        keyring.save(&self.path)
     }
 }
 

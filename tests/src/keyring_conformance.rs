@@ -25,3 +25,31 @@ pub async fn provisioned_and_rotated_keys_reach_a_reader(
     assert_eq!(keyring.decryption_key("dev-1", 1).unwrap(), &key_one, "the old key still decrypts");
     assert_eq!(keyring.current_key("dev-1").unwrap().id, 2);
 }
+
+/// A fleet imported at once reaches a reader whole, beside the devices
+/// already there; importing a device again replaces its keys, and keys
+/// added later follow on from the imported ones.
+pub async fn an_imported_fleet_reaches_a_reader(writer: &mut dyn KeyringStore, reader: &mut dyn KeyringStore) {
+    use wenu_core::keyring::Keyring;
+    let (_, before) = writer.add_key("old-1").await.unwrap();
+    let mut fleet = Keyring::default();
+    let ids: Vec<String> = (0..300).map(|n| format!("fleet-{n:04}")).collect();
+    let keys: Vec<_> = ids.iter().map(|id| fleet.add_key(id).1).collect();
+    writer.import(fleet).await.unwrap();
+    let keyring = reader.changed().await.unwrap().expect("the first call loads the keyring");
+    assert_eq!(keyring.device_count(), 301);
+    assert_eq!(keyring.decryption_key("old-1", 1).unwrap(), &before);
+    for (id, key) in ids.iter().zip(&keys) {
+        assert_eq!(keyring.decryption_key(id, 1).unwrap(), key, "{id}");
+    }
+
+    let mut again = Keyring::default();
+    let (_, replaced) = again.add_key("fleet-0007");
+    writer.import(again).await.unwrap();
+    let (next, _) = writer.add_key("fleet-0008").await.unwrap();
+    assert_eq!(next, 2);
+    let keyring = reader.changed().await.unwrap().expect("an import is a change");
+    assert_eq!(keyring.device_count(), 301);
+    assert_eq!(keyring.decryption_key("fleet-0007", 1).unwrap(), &replaced);
+    assert_eq!(keyring.key_ids("fleet-0008"), [1, 2]);
+}

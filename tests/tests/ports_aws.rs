@@ -199,9 +199,14 @@ async fn secrets_manager_passes_the_keyring_suite() {
     let client = aws_sdk_secretsmanager::Client::new(&moto().sdk_config().await);
     let prefix = format!("wenu/{}/device-keys", unique_name("suite"));
     let mut writer = SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO);
-    let mut reader = SecretsKeyring::new(client, &prefix, Duration::ZERO);
+    let mut reader = SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO);
     wenu_tests::keyring_conformance::provisioned_and_rotated_keys_reach_a_reader(&mut writer, &mut reader)
         .await;
+    // 300 devices do not fit one secret of 16 KiB: the import spreads them.
+    let prefix = format!("wenu/{}/device-keys", unique_name("import"));
+    let mut writer = SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO).with_fill_bytes(16 << 10);
+    let mut reader = SecretsKeyring::new(client, &prefix, Duration::ZERO);
+    wenu_tests::keyring_conformance::an_imported_fleet_reaches_a_reader(&mut writer, &mut reader).await;
 }
 
 /// Device keys spread over secrets of bounded size, and a reader fetches

@@ -102,4 +102,7 @@ async fn keyring_file_passes_the_keyring_suite() {
     let (mut writer, mut reader) = (KeyringFile::new(&path), KeyringFile::new(&path));
     wenu_tests::keyring_conformance::provisioned_and_rotated_keys_reach_a_reader(&mut writer, &mut reader)
         .await;
+    let path = dir.path().join("imported.json");
+    let (mut writer, mut reader) = (KeyringFile::new(&path), KeyringFile::new(&path));
+    wenu_tests::keyring_conformance::an_imported_fleet_reaches_a_reader(&mut writer, &mut reader).await;
 }
