@@ -54,5 +54,8 @@ trap '"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; 
 export POSTGRES_TEST_URL="postgres://wenu@127.0.0.1:$pg_port/postgres"
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# `--all-features` takes in the `aws` backend of the wenu binary (and its
+# end-to-end test on moto); the embedded-only build is linted too.
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo clippy -p wenu --all-targets --locked -- -D warnings
+cargo test --workspace --all-features --locked

@@ -210,10 +210,11 @@ impl KeyringStore for SecretsKeyring {
         self.changed().await?;
         let mut touched = std::collections::BTreeSet::new();
         for (device, single) in keys.into_devices() {
-            let name = match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(&device).is_empty()) {
-                Some((name, _)) => name.clone(),
-                None => self.secret_with_room(),
-            };
+            let name =
+                match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(&device).is_empty()) {
+                    Some((name, _)) => name.clone(),
+                    None => self.secret_with_room(),
+                };
             self.secrets.entry(name.clone()).or_insert_with(|| (None, Keyring::default())).1.merge(single);
             touched.insert(name);
         }

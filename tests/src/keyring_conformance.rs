@@ -29,7 +29,10 @@ pub async fn provisioned_and_rotated_keys_reach_a_reader(
 /// A fleet imported at once reaches a reader whole, beside the devices
 /// already there; importing a device again replaces its keys, and keys
 /// added later follow on from the imported ones.
-pub async fn an_imported_fleet_reaches_a_reader(writer: &mut dyn KeyringStore, reader: &mut dyn KeyringStore) {
+pub async fn an_imported_fleet_reaches_a_reader(
+    writer: &mut dyn KeyringStore,
+    reader: &mut dyn KeyringStore,
+) {
     use wenu_core::keyring::Keyring;
     let (_, before) = writer.add_key("old-1").await.unwrap();
     let mut fleet = Keyring::default();

@@ -20,6 +20,10 @@ use wenu_registry::Registry;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where the stream, lake, queue and tables live: `embedded` (files in
+    /// `data_dir`) or `aws` (the services named in `[aws]`; a binary built
+    /// with the `aws` feature).
+    pub backend: Backend,
     pub data_dir: PathBuf,
     pub mqtt: MqttConfig,
     pub stream: StreamConfig,
@@ -28,6 +32,44 @@ pub struct Config {
     pub stats: StatsConfig,
     pub http: HttpConfig,
     pub alarms: AlarmsConfig,
+    pub aws: AwsConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Embedded,
+    Aws,
+}
+
+/// The AWS services of `backend = "aws"`, reached with aws-config's standard
+/// settings (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL`, …). The
+/// deployment template creates them; `create_missing` creates all but the
+/// bucket, for development against an emulator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// The Kinesis stream the edge appends to.
+    pub stream: String,
+    /// DynamoDB table of the consumers' checkpoints (like the KCL's lease table).
+    pub checkpoints_table: String,
+    /// S3 bucket of the lake (`readings/`, `processing-failed/`, `enrich-quarantine/`).
+    pub lake_bucket: String,
+    pub stats_table: String,
+    pub alarms_table: String,
+    /// SQS FIFO queue of the stats jobs (`.fifo` added), with its `-dlq`.
+    pub jobs_queue: String,
+    /// SNS topic of the alarm notifications: an ARN, or a name to create.
+    pub alarms_topic: String,
+    /// Device keys: Secrets Manager secrets `{prefix}/keys-NNNN`.
+    pub keys_secret_prefix: String,
+    pub create_missing: bool,
+    /// Shards of a stream it creates.
+    pub shards: u32,
+    /// How long each consumer waits before reading the stream again when it
+    /// is caught up (Kinesis allows 5 reads a second per shard, all
+    /// consumers together).
+    pub poll_millis: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,6 +162,7 @@ pub struct AlarmsConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            backend: Backend::Embedded,
             data_dir: PathBuf::from("data"),
             mqtt: MqttConfig {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
@@ -154,13 +197,27 @@ impl Default for Config {
                 max_backoff_secs: 60,
                 timer_millis: 1000,
             },
+            aws: AwsConfig {
+                stream: "wenu-readings".into(),
+                checkpoints_table: "wenu-checkpoints".into(),
+                lake_bucket: "wenu-lake".into(),
+                stats_table: "wenu-stats".into(),
+                alarms_table: "wenu-alarms".into(),
+                jobs_queue: "wenu-jobs".into(),
+                alarms_topic: "wenu-alarms".into(),
+                keys_secret_prefix: "wenu/device-keys".into(),
+                create_missing: false,
+                shards: 1,
+                poll_millis: 1000,
+            },
         }
     }
 }
 
 /// Sections whose keys may themselves contain `_`, longest first, so that
 /// `WENU_MQTT_TLS_CLIENT_CA` becomes `mqtt.tls.client_ca`.
-const SECTIONS: [&str; 8] = ["mqtt_tls", "mqtt", "stream", "lake", "registry", "stats", "http", "alarms"];
+const SECTIONS: [&str; 9] =
+    ["mqtt_tls", "mqtt", "stream", "lake", "registry", "stats", "http", "alarms", "aws"];
 
 fn env_key_to_path(key: &str) -> String {
     let key = key.to_ascii_lowercase();

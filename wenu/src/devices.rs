@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
-use wenu_core::keyring::Keyring;
-use wenu_registry::{Registry, provision_fleet, retire_key, rotate_key};
+use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
+use wenu_registry::{Registry, provision_fleet, retire_key};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 
 #[derive(Subcommand)]
 pub enum DevicesCommand {
@@ -59,9 +59,9 @@ pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
     let keyring_path = config.keyring_path();
     match command {
         DevicesCommand::Provision { company, count, out, simulated } => {
-            let mut keyring = Keyring::load_or_default(&keyring_path)?;
+            let mut keyring = Keyring::default();
             let devices = provision_fleet(&registry, &mut keyring, &company, count).await?;
-            keyring.save(&keyring_path)?;
+            key_store(&config).await?.import(keyring).await?;
             let mut fleet = if out.exists() { Fleet::load(&out)? } else { Fleet::default() };
             for device in devices {
                 fleet.upsert(device);
@@ -84,9 +84,10 @@ pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
             }
         }
         DevicesCommand::RotateKey { device, fleet } => {
-            let mut keyring = Keyring::load_or_default(&keyring_path)?;
-            let key_id = rotate_key(&registry, &mut keyring, &device).await?;
-            keyring.save(&keyring_path)?;
+            registry.device(&device).await?.with_context(|| format!("there is no device {device}"))?;
+            let mut keys = key_store(&config).await?;
+            let (key_id, key) = keys.add_key(&device).await?;
+            registry.add_key(&device, key_id).await?;
             if let Some(path) = fleet {
                 let mut fleet = Fleet::load(&path)?;
                 let entry = fleet
@@ -95,7 +96,6 @@ pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
                     .find(|d| d.device_id == device)
                     .cloned()
                     .with_context(|| format!("{device} is not in {}", path.display()))?;
-                let key = keyring.current_key(&device).expect("just added").key.clone();
                 fleet.upsert(FleetDevice {
                     key_id,
                     key,
@@ -122,6 +122,23 @@ pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Where the configured backend keeps device keys: the keyring file of the
+/// data directory, or Secrets Manager.
+async fn key_store(config: &Config) -> anyhow::Result<Box<dyn KeyringStore>> {
+    match config.backend {
+        Backend::Embedded => Ok(Box::new(KeyringFile::new(config.keyring_path()))),
+        #[cfg(feature = "aws")]
+        Backend::Aws => {
+            let sdk = wenu_aws::config::load().await;
+            let client = aws_sdk_secretsmanager::Client::new(&sdk);
+            let prefix = &config.aws.keys_secret_prefix;
+            Ok(Box::new(wenu_aws::SecretsKeyring::new(client, prefix, std::time::Duration::ZERO)))
+        }
+        #[cfg(not(feature = "aws"))]
+        Backend::Aws => anyhow::bail!("backend = \"aws\" needs a wenu built with the `aws` feature"),
+    }
 }
 
 /// Defines, for every device of `fleet`, the sensors the simulator gives it.

@@ -30,6 +30,8 @@ mod lake;
 mod registry_cmd;
 mod replay;
 mod serve;
+#[cfg(feature = "aws")]
+mod serve_aws;
 mod sim;
 mod sql;
 mod stats_cmd;

@@ -26,14 +26,27 @@ use wenu_core::stream::Position;
 
 use crate::alarms::{ALARMS_CONSUMER, Alarms};
 use crate::api_ports::LocalLake;
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::http;
 use wenu_registry::{RegistryCatalog, RegistryKeys};
 
 #[derive(Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Where the stream, lake, queue and tables live; overrides `backend` of the config.
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+}
 
-pub async fn run(config: Config, _args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    config.backend = args.backend.unwrap_or(config.backend);
+    if config.backend == Backend::Aws {
+        #[cfg(feature = "aws")]
+        return crate::serve_aws::run(config).await;
+        #[cfg(not(feature = "aws"))]
+        anyhow::bail!(
+            "backend = \"aws\" needs a wenu built with the `aws` feature (cargo build -p wenu --features aws)"
+        );
+    }
     let server = Server::start(&config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight appends");
@@ -283,7 +296,7 @@ fn start_enrich(
 pub const LAKE_CONSUMER: &str = "lake";
 pub const ENRICH_CONSUMER: &str = "enrich";
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

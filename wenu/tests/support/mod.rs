@@ -15,7 +15,18 @@ pub fn wenu(data_dir: &Path) -> Command {
 /// `wenu devices provision --company acme --count N --out FLEET --simulated`
 /// (the registry defines the sensors the simulator gives each device).
 pub fn provision(data_dir: &Path, count: usize, fleet: &Path) -> std::process::Output {
+    provision_with(data_dir, count, fleet, &[])
+}
+
+/// [`provision`] with extra settings (`WENU_BACKEND=aws`, …).
+pub fn provision_with(
+    data_dir: &Path,
+    count: usize,
+    fleet: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     wenu(data_dir)
+        .envs(env.iter().copied())
         .args([
             "devices",
             "provision",
@@ -33,7 +44,17 @@ pub fn provision(data_dir: &Path, count: usize, fleet: &Path) -> std::process::O
 
 /// [`provision`], which must succeed, and the fleet it wrote.
 pub fn provisioned(data_dir: &Path, count: usize, fleet: &Path) -> wenu_core::fleet::Fleet {
-    let out = provision(data_dir, count, fleet);
+    provisioned_with(data_dir, count, fleet, &[])
+}
+
+/// [`provision_with`], which must succeed, and the fleet it wrote.
+pub fn provisioned_with(
+    data_dir: &Path,
+    count: usize,
+    fleet: &Path,
+    env: &[(&str, &str)],
+) -> wenu_core::fleet::Fleet {
+    let out = provision_with(data_dir, count, fleet, env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wenu_core::fleet::Fleet::load(fleet).unwrap()
 }
