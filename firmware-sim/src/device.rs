@@ -45,8 +45,14 @@ impl Device {
     ) -> DeviceTotals {
         let id = self.identity.device_id.clone();
         let mut options = MqttOptions::new(&id, config.host.clone(), config.port);
+        // A device with a client certificate is identified by it alone, as
+        // AWS IoT Core expects: its CONNECT carries no username or password.
+        let has_certificate =
+            matches!(&self.tls, Some(TlsConfiguration::Simple { client_auth: Some(_), .. }));
+        if !has_certificate {
+            options.set_credentials(id.clone(), self.identity.password.0.clone());
+        }
         options
-            .set_credentials(id.clone(), self.identity.password.0.clone())
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true)
             .set_inflight(config.window.max(1) as u16)

@@ -441,7 +441,8 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 30] = [
+    const KEYS: [&str; 42] = [
+        "backend",
         "data_dir",
         "mqtt.listen",
         "mqtt.max_payload_bytes",
@@ -472,6 +473,17 @@ mod tests {
         "alarms.first_backoff_millis",
         "alarms.max_backoff_secs",
         "alarms.timer_millis",
+        "aws.stream",
+        "aws.checkpoints_table",
+        "aws.lake_bucket",
+        "aws.stats_table",
+        "aws.alarms_table",
+        "aws.jobs_queue",
+        "aws.alarms_topic",
+        "aws.keys_secret_prefix",
+        "aws.create_missing",
+        "aws.shards",
+        "aws.poll_millis",
     ];
 
     fn cases() -> u32 {
