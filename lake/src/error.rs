@@ -7,6 +7,7 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[cfg(feature = "sql")]
     #[error(transparent)]
     Sql(#[from] datafusion::error::DataFusionError),
     #[error("object store: {0}")]

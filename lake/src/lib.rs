@@ -17,6 +17,7 @@ pub mod encode;
 mod error;
 pub mod inventory;
 pub mod layout;
+#[cfg(feature = "sql")]
 pub mod sql;
 pub mod stage;
 
