@@ -10,6 +10,8 @@
 //! * [`SnsNotifier`]: alarm notifications on an SNS topic;
 //! * [`SqsQueue`]: the jobs queue on an SQS FIFO queue with a dead-letter
 //!   queue;
+//! * [`IotDevices`]: devices registered with AWS IoT Core (thing,
+//!   certificate, the device policy);
 //! * [`DynamoTable`]: the table store (stats rollups, alarm state) on
 //!   DynamoDB with its TTL attribute.
 //!
@@ -23,6 +25,7 @@
 pub mod config;
 mod dynamodb;
 pub mod error;
+mod iot;
 mod kinesis;
 pub mod retry;
 mod s3;
@@ -31,6 +34,7 @@ mod sns;
 mod sqs;
 
 pub use dynamodb::{DynamoTable, TTL_ATTRIBUTE};
+pub use iot::{DEVICE_POLICY, DeviceCertificate, IotDevices, device_policy_document};
 pub use kinesis::KinesisStream;
 pub use s3::s3_store;
 pub use secrets::SecretsKeyring;

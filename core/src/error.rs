@@ -53,6 +53,10 @@ pub enum Error {
     /// for `Stream`. The message names secrets, never their contents.
     #[error("keyring store: {message}")]
     Keyring { message: String, retryable: bool },
+    /// Registering a device with the cloud's device registry (AWS IoT Core:
+    /// thing, certificate, policy) failed.
+    #[error("device registration: {message}")]
+    Provisioning { message: String, retryable: bool },
     /// A conditional write found the item not in the expected state: someone
     /// else wrote it first. Read it again and retry.
     #[error("condition failed: {0}")]
@@ -88,6 +92,7 @@ impl Error {
             Error::Queue { .. } => "queue",
             Error::Table { .. } => "table",
             Error::Keyring { .. } => "keyring",
+            Error::Provisioning { .. } => "provisioning",
             Error::ConditionFailed(_) => "condition_failed",
             Error::Io { .. } => "io",
         }
@@ -101,7 +106,8 @@ impl Error {
             Error::Stream { retryable, .. }
             | Error::Queue { retryable, .. }
             | Error::Table { retryable, .. }
-            | Error::Keyring { retryable, .. } => *retryable,
+            | Error::Keyring { retryable, .. }
+            | Error::Provisioning { retryable, .. } => *retryable,
             Error::ConditionFailed(_) => true,
             _ => false,
         }

@@ -1,6 +1,6 @@
 //! `wenu devices`: provisioning, key rotation and retirement, disabling.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -25,6 +25,15 @@ pub enum DevicesCommand {
         /// these devices (by their place in the fleet file).
         #[arg(long)]
         simulated: bool,
+        /// Also register each device with AWS IoT Core (a thing, and a
+        /// certificate carrying the device policy) and write its certificate
+        /// and private key to `--certs`; device keys go to Secrets Manager.
+        #[arg(long)]
+        aws: bool,
+        /// Where `--aws` writes `{device}.crt` and `{device}.key` (owner-only);
+        /// `certs/` beside the fleet file when unset.
+        #[arg(long, requires = "aws")]
+        certs: Option<PathBuf>,
     },
     /// List devices.
     List {
@@ -53,15 +62,22 @@ pub enum DevicesCommand {
     Enable { device: String },
 }
 
-pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<()> {
+    if let DevicesCommand::Provision { aws: true, .. } = command {
+        config.backend = Backend::Aws;
+    }
     config.ensure_data_dir()?;
     let registry = config.registry().await?;
     let keyring_path = config.keyring_path();
     match command {
-        DevicesCommand::Provision { company, count, out, simulated } => {
+        DevicesCommand::Provision { company, count, out, simulated, aws, certs } => {
             let mut keyring = Keyring::default();
             let devices = provision_fleet(&registry, &mut keyring, &company, count).await?;
             key_store(&config).await?.import(keyring).await?;
+            if aws {
+                let dir = certs.unwrap_or_else(|| out.parent().unwrap_or(Path::new(".")).join("certs"));
+                register_with_iot_core(&devices, &dir, &out).await?;
+            }
             let mut fleet = if out.exists() { Fleet::load(&out)? } else { Fleet::default() };
             for device in devices {
                 fleet.upsert(device);
@@ -139,6 +155,51 @@ async fn key_store(config: &Config) -> anyhow::Result<Box<dyn KeyringStore>> {
         #[cfg(not(feature = "aws"))]
         Backend::Aws => anyhow::bail!("backend = \"aws\" needs a wenu built with the `aws` feature"),
     }
+}
+
+/// Registers `devices` with AWS IoT Core and writes their certificates and
+/// keys to `dir`.
+#[cfg(feature = "aws")]
+async fn register_with_iot_core(devices: &[FleetDevice], dir: &Path, fleet: &Path) -> anyhow::Result<()> {
+    use wenu_core::keyring::write_private_file;
+    let sdk = wenu_aws::config::load().await;
+    let region = sdk.region().map_or_else(|| "*".to_owned(), |r| r.to_string());
+    let iot = wenu_aws::IotDevices::new(aws_sdk_iot::Client::new(&sdk), wenu_aws::DEVICE_POLICY);
+    // The account is not known here; the deployment template names it.
+    iot.ensure_policy(&region, "*").await?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let progress =
+        indicatif::ProgressBar::new(devices.len() as u64).with_message("registering with IoT Core");
+    for device in devices {
+        let certificate = iot.register(&device.device_id).await?;
+        write_private_file(
+            &dir.join(format!("{}.crt", device.device_id)),
+            certificate.certificate_pem.as_bytes(),
+        )?;
+        write_private_file(
+            &dir.join(format!("{}.key", device.device_id)),
+            certificate.private_key_pem.as_bytes(),
+        )?;
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let endpoint = iot.data_endpoint().await?;
+    eprintln!(
+        "registered {} devices with AWS IoT Core (policy {}); certificates in {}\n\
+         connect them with: wenu sim --fleet {} --host {endpoint} --port 8883 --tls-ca AmazonRootCA1.pem --client-certs {}",
+        devices.len(),
+        wenu_aws::DEVICE_POLICY,
+        dir.display(),
+        fleet.display(),
+        dir.display(),
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn register_with_iot_core(_: &[FleetDevice], _: &Path, _: &Path) -> anyhow::Result<()> {
+    anyhow::bail!("--aws needs a wenu built with the `aws` feature (cargo build -p wenu --features aws)")
 }
 
 /// Defines, for every device of `fleet`, the sensors the simulator gives it.

@@ -228,3 +228,59 @@ async fn on_aws_every_acknowledged_reading_reaches_the_s3_lake_and_dynamodb_and_
     );
     server.terminate();
 }
+
+/// `wenu devices provision --aws`: a thing per device with a certificate
+/// carrying the device policy (connect as itself, publish to its own
+/// telemetry topic), the certificate and private key written owner-only for
+/// the simulator, and the payload keys in Secrets Manager.
+#[tokio::test]
+async fn devices_provisioned_for_iot_core_get_a_thing_a_certificate_and_their_keys_in_secrets_manager() {
+    use std::os::unix::fs::PermissionsExt;
+    use wenu_core::keyring::KeyringStore;
+
+    let name = unique_name("iot");
+    let env = aws_env(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let (data, fleet_path, certs) =
+        (dir.path().join("data"), dir.path().join("fleet.json"), dir.path().join("certs"));
+    let out = wenu(&data)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args(["devices", "provision", "--company", "acme", "--count", "2", "--aws", "--out"])
+        .arg(&fleet_path)
+        .arg("--certs")
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--port 8883"), "says how to connect");
+    let fleet = wenu_core::fleet::Fleet::load(&fleet_path).unwrap();
+
+    let config = moto().sdk_config().await;
+    let iot = aws_sdk_iot::Client::new(&config);
+    for device in &fleet.devices {
+        let id = &device.device_id;
+        let certificate = std::fs::read_to_string(certs.join(format!("{id}.crt"))).unwrap();
+        assert!(certificate.starts_with("-----BEGIN CERTIFICATE-----"), "{certificate}");
+        let key = certs.join(format!("{id}.key"));
+        assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o077, 0, "the key is owner-only");
+
+        let principals = iot.list_thing_principals().thing_name(id).send().await.unwrap();
+        let principals = principals.principals();
+        assert_eq!(principals.len(), 1, "{id}: one certificate");
+        let policies = iot.list_attached_policies().target(&principals[0]).send().await.unwrap();
+        let names: Vec<&str> = policies.policies().iter().filter_map(|p| p.policy_name()).collect();
+        assert_eq!(names, [wenu_aws::DEVICE_POLICY]);
+    }
+    let policy = iot.get_policy().policy_name(wenu_aws::DEVICE_POLICY).send().await.unwrap();
+    let document = policy.policy_document().unwrap();
+    assert!(document.contains("topic/wenu/${iot:Connection.Thing.ThingName}/telemetry"), "{document}");
+
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let prefix = format!("wenu/{name}/device-keys");
+    let mut keys = wenu_aws::SecretsKeyring::new(secrets, &prefix, Duration::ZERO);
+    let keyring = keys.changed().await.unwrap().unwrap();
+    for device in &fleet.devices {
+        assert_eq!(keyring.decryption_key(&device.device_id, device.key_id).unwrap(), &device.key);
+    }
+}
