@@ -17,13 +17,13 @@ mod alarms;
 pub mod auth;
 mod data;
 pub mod error;
-mod keyring_file;
 pub mod live;
 mod manage;
 mod pages;
 pub mod params;
 pub mod rate_limit;
 pub mod state;
+mod stored_keys;
 
 use std::time::Instant;
 
@@ -35,10 +35,10 @@ use axum::routing::{get, post, put};
 use serde_json::json;
 
 pub use error::ApiError;
-pub use keyring_file::KeyringFile;
 pub use live::{LiveBatch, LiveHub};
 pub use params::{StatsBucket, parse_time, rfc3339};
 pub use state::{ApiLimits, ApiState, DeviceKeys, LakeReader, RawReading, ReadingsQuery};
+pub use stored_keys::StoredKeys;
 
 /// The API and the pages.
 pub fn router(state: ApiState) -> Router {

@@ -4,7 +4,7 @@
 //! | variable | used by | what |
 //! |---|---|---|
 //! | `WENU_REGISTRY_URL` | all but stats | the registry (RDS PostgreSQL) |
-//! | `WENU_KEYS_SECRET_PREFIX` | decrypt, enrich, alarms | device keys in Secrets Manager |
+//! | `WENU_KEYS_SECRET_PREFIX` | decrypt, enrich, alarms, api | device keys in Secrets Manager (the API provisions and rotates them) |
 //! | `WENU_KEYS_REFRESH_SECS` | decrypt, enrich, alarms | how often keys are looked at again (60) |
 //! | `WENU_STATS_TABLE` | stats, api | the stats table (DynamoDB) |
 //! | `WENU_ALARMS_TABLE` | alarms, api | alarm states, history and outbox (DynamoDB) |
@@ -44,11 +44,14 @@ pub async fn registry() -> anyhow::Result<Registry> {
 /// Device keys from Secrets Manager under `WENU_KEYS_SECRET_PREFIX`, looked
 /// at again every `WENU_KEYS_REFRESH_SECS`, with the devices from `registry`.
 pub fn registry_keys(config: &SdkConfig, registry: &Registry) -> anyhow::Result<RegistryKeys> {
+    Ok(RegistryKeys::new(Box::new(registry_keys_store(config)?), registry.clone()))
+}
+
+fn registry_keys_store(config: &SdkConfig) -> anyhow::Result<SecretsKeyring> {
     let prefix = required("WENU_KEYS_SECRET_PREFIX")?;
     let refresh = number_or("WENU_KEYS_REFRESH_SECS", 60)?;
     let client = aws_sdk_secretsmanager::Client::new(config);
-    let keyring = SecretsKeyring::new(client, prefix, Duration::from_secs(refresh));
-    Ok(RegistryKeys::new(Box::new(keyring), registry.clone()))
+    Ok(SecretsKeyring::new(client, prefix, Duration::from_secs(refresh)))
 }
 
 pub fn stats_table(config: &SdkConfig) -> anyhow::Result<DynamoTable> {
@@ -75,13 +78,17 @@ pub fn lake_store(config: &SdkConfig) -> anyhow::Result<Arc<dyn ObjectStore>> {
     Ok(Arc::new(wenu_aws::s3_store(config, &bucket).context("the lake bucket")?))
 }
 
-/// The API's state on AWS: the registry, stats and alarms in DynamoDB.
+/// The API's state on AWS: the registry, stats and alarms in DynamoDB,
+/// device keys provisioned and rotated in Secrets Manager.
 /// Raw readings are read from the lake with Athena, not through the API,
 /// and a function has no live stream to offer; acknowledging an alarm
 /// queues its notification, which the alarms function delivers.
 pub async fn api_state(config: &SdkConfig) -> anyhow::Result<wenu_api::ApiState> {
     let stats = Arc::new(stats_table(config)?);
-    let state = wenu_api::ApiState::new(registry().await?, stats, Default::default(), Default::default())
-        .with_alarms(alarm_store(config)?, Default::default());
+    let registry = registry().await?;
+    let keys = registry_keys_store(config)?;
+    let state = wenu_api::ApiState::new(registry, stats, Default::default(), Default::default())
+        .with_alarms(alarm_store(config)?, Default::default())
+        .with_device_keys(Arc::new(wenu_api::StoredKeys::new(Box::new(keys))));
     Ok(state)
 }

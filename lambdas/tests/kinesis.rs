@@ -46,7 +46,9 @@ impl Fleet {
     async fn new() -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
-        let keys = wenu_api::KeyringFile::new(dir.path().join("keyring.json"));
+        let keys = wenu_api::StoredKeys::new(Box::new(wenu_core::keyring::KeyringFile::new(
+            dir.path().join("keyring.json"),
+        )));
         let devices = keys.provision(&registry, "acme", 2).await.unwrap();
         for device in &devices {
             registry

@@ -28,7 +28,7 @@ pub use catalog::Snapshot;
 pub use devices::{AuthOutcome, Device};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};
-pub use provision::{provision_fleet, retire_key, rotate_key};
+pub use provision::{provision_fleet, provision_into, retire_key, rotate_key};
 pub use sources::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
 pub use store::Registry;
 pub use tokens::{ApiToken, NewToken, Role};

@@ -3,7 +3,7 @@
 //! (key material) together.
 
 use wenu_core::fleet::{FleetDevice, Secret};
-use wenu_core::keyring::Keyring;
+use wenu_core::keyring::{Keyring, KeyringStore, SecretKey};
 
 use crate::password::{generate_password, hash_password};
 use crate::store::now_ms;
@@ -61,15 +61,34 @@ fn hash_all(passwords: &[String]) -> Result<Vec<String>> {
     })
 }
 
-/// Gives a device a new key, which becomes the one it encrypts with. Older keys
-/// keep decrypting until retired. Returns the new key id.
-pub async fn rotate_key(registry: &Registry, keyring: &mut Keyring, device_id: &str) -> Result<u32> {
+/// [`provision_fleet`] with the keys put in `keys` (the keyring file,
+/// Secrets Manager) in one import.
+pub async fn provision_into(
+    registry: &Registry,
+    keys: &mut dyn KeyringStore,
+    company: &str,
+    count: usize,
+) -> Result<Vec<FleetDevice>> {
+    let mut keyring = Keyring::default();
+    let fleet = provision_fleet(registry, &mut keyring, company, count).await?;
+    keys.import(keyring).await?;
+    Ok(fleet)
+}
+
+/// Gives a device a new key in `keys`, which becomes the one it encrypts
+/// with. Older keys keep decrypting until retired. Returns the new key's id
+/// and the key.
+pub async fn rotate_key(
+    registry: &Registry,
+    keys: &mut dyn KeyringStore,
+    device_id: &str,
+) -> Result<(u32, SecretKey)> {
     if registry.device(device_id).await?.is_none() {
         return Err(Error::UnknownDevice(device_id.to_owned()));
     }
-    let (key_id, _) = keyring.add_key(device_id);
+    let (key_id, key) = keys.add_key(device_id).await?;
     registry.add_key(device_id, key_id).await?;
-    Ok(key_id)
+    Ok((key_id, key))
 }
 
 /// Stops a key from decrypting: what a device sealed with it and that

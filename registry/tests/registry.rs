@@ -4,8 +4,8 @@
 //! server on loopback and sets it); each test gets a database of its own.
 
 use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
-use wenu_core::keyring::Keyring;
-use wenu_registry::{AuthOutcome, Error, Registry, Role, provision_fleet, rotate_key};
+use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
+use wenu_registry::{AuthOutcome, Error, Registry, Role, provision_fleet, provision_into, rotate_key};
 
 async fn sqlite() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
@@ -48,15 +48,16 @@ on_both!(
 );
 
 async fn devices_authenticate_and_rotate_keys(registry: Registry) {
-    let mut keyring = Keyring::default();
-    let fleet = provision_fleet(&registry, &mut keyring, "acme", 3).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut keyring = KeyringFile::new(dir.path().join("keyring.json"));
+    let fleet = provision_into(&registry, &mut keyring, "acme", 3).await.unwrap();
     assert_eq!(
         fleet.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(),
         ["acme-00001", "acme-00002", "acme-00003"]
     );
-    let more = provision_fleet(&registry, &mut keyring, "acme", 1).await.unwrap();
+    let more = provision_into(&registry, &mut keyring, "acme", 1).await.unwrap();
     assert_eq!(more[0].device_id, "acme-00004");
-    provision_fleet(&registry, &mut keyring, "globex", 1).await.unwrap();
+    provision_into(&registry, &mut keyring, "globex", 1).await.unwrap();
     assert_eq!(registry.list_devices(Some("acme")).await.unwrap().len(), 4);
     assert_eq!(registry.count_devices().await.unwrap(), 5);
     assert_eq!(registry.list_companies().await.unwrap(), ["acme", "globex"]);
@@ -83,9 +84,13 @@ async fn devices_authenticate_and_rotate_keys(registry: Registry) {
     );
     assert!(!registry.device(&dev.device_id).await.unwrap().unwrap().enabled);
 
-    assert_eq!(rotate_key(&registry, &mut keyring, &dev.device_id).await.unwrap(), 2);
+    let (key_id, key) = rotate_key(&registry, &mut keyring, &dev.device_id).await.unwrap();
+    assert_eq!(key_id, 2);
     assert_eq!(registry.device(&dev.device_id).await.unwrap().unwrap().live_key_ids, [1, 2]);
-    assert_eq!(keyring.current_key(&dev.device_id).unwrap().id, 2);
+    let stored = keyring.changed().await.unwrap().unwrap();
+    assert_eq!(stored.current_key(&dev.device_id).unwrap().id, 2);
+    assert_eq!(stored.decryption_key(&dev.device_id, 2).unwrap(), &key);
+    assert_eq!(stored.decryption_key(&dev.device_id, 1).unwrap(), &dev.key);
     registry.retire_key(&dev.device_id, 1).await.unwrap();
     let listed = registry.list_devices(None).await.unwrap();
     assert_eq!(listed.iter().find(|d| d.id == dev.device_id).unwrap().live_key_ids, [2]);

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
 use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
-use wenu_registry::{Registry, provision_fleet, retire_key};
+use wenu_registry::{Registry, provision_into, retire_key, rotate_key};
 
 use crate::config::{Backend, Config};
 
@@ -71,9 +71,8 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
     let keyring_path = config.keyring_path();
     match command {
         DevicesCommand::Provision { company, count, out, simulated, aws, certs } => {
-            let mut keyring = Keyring::default();
-            let devices = provision_fleet(&registry, &mut keyring, &company, count).await?;
-            key_store(&config).await?.import(keyring).await?;
+            let devices =
+                provision_into(&registry, key_store(&config).await?.as_mut(), &company, count).await?;
             if aws {
                 let dir = certs.unwrap_or_else(|| out.parent().unwrap_or(Path::new(".")).join("certs"));
                 register_with_iot_core(&devices, &dir, &out).await?;
@@ -100,10 +99,7 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
             }
         }
         DevicesCommand::RotateKey { device, fleet } => {
-            registry.device(&device).await?.with_context(|| format!("there is no device {device}"))?;
-            let mut keys = key_store(&config).await?;
-            let (key_id, key) = keys.add_key(&device).await?;
-            registry.add_key(&device, key_id).await?;
+            let (key_id, key) = rotate_key(&registry, key_store(&config).await?.as_mut(), &device).await?;
             if let Some(path) = fleet {
                 let mut fleet = Fleet::load(&path)?;
                 let entry = fleet

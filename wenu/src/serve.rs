@@ -19,7 +19,7 @@ use wenu_local::{
 use wenu_registry::Registry;
 use wenu_stats::worker::{TableHandler, WorkerOptions, WorkerTotals, run_workers};
 
-use wenu_api::{ApiLimits, ApiState, KeyringFile, LiveHub};
+use wenu_api::{ApiLimits, ApiState, LiveHub, StoredKeys};
 
 use wenu_alarms::{AlarmStore, AlarmTotals};
 use wenu_core::stream::Position;
@@ -166,7 +166,9 @@ impl Server {
                 };
                 let api = ApiState::new(registry.clone(), Arc::new(stats.clone()), live, limits)
                     .with_lake(Arc::new(LocalLake::open(&config.lake_dir()).await?))
-                    .with_device_keys(Arc::new(KeyringFile::new(config.keyring_path())))
+                    .with_device_keys(Arc::new(StoredKeys::new(Box::new(
+                        wenu_core::keyring::KeyringFile::new(config.keyring_path()),
+                    ))))
                     .with_alarms(alarms.store.clone(), alarms.dispatcher.waker());
                 let (addr, task) = http::serve(addr, metrics, api).await?;
                 tasks.push(task);

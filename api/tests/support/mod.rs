@@ -8,7 +8,7 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use wenu_alarms::{AlarmStore, Condition, Direction, Rule, SeriesState, Severity, apply_reading};
-use wenu_api::{ApiLimits, ApiState, DeviceKeys, KeyringFile, LiveHub};
+use wenu_api::{ApiLimits, ApiState, DeviceKeys, LiveHub, StoredKeys};
 use wenu_core::catalog::SensorSpec;
 use wenu_local::SqliteTable;
 use wenu_registry::{Registry, Role};
@@ -58,7 +58,8 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
         let table = Arc::new(SqliteTable::open(&dir.path().join("stats.db")).unwrap());
-        let keys = Arc::new(KeyringFile::new(dir.path().join("keyring.json")));
+        let keyring = wenu_core::keyring::KeyringFile::new(dir.path().join("keyring.json"));
+        let keys = Arc::new(StoredKeys::new(Box::new(keyring)));
         keys.provision(&registry, "acme", 2).await.unwrap();
         keys.provision(&registry, "globex", 1).await.unwrap();
         registry.upsert_site("acme", "north", "North plant").await.unwrap();
