@@ -10,8 +10,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wenu_alarms::{
-    AlarmStage, AlarmStore, AlarmTotals, DispatchOptions, Dispatcher, Notification, Notifier, NotifyError,
-    WebhookNotifier,
+    AlarmStage, AlarmStore, AlarmTotals, Dispatcher, Notification, Notifier, NotifyError, WebhookNotifier,
 };
 use wenu_api::LiveHub;
 use wenu_core::keyring::KeyringFile;
@@ -67,13 +66,7 @@ impl Alarms {
             Arc::new(MqttNotifier(mqtt)),
             Arc::new(live.clone()),
         ];
-        let options = DispatchOptions {
-            max_attempts: config.alarms.max_attempts.max(1),
-            first_backoff: Duration::from_millis(config.alarms.first_backoff_millis),
-            max_backoff: Duration::from_secs(config.alarms.max_backoff_secs),
-            ..DispatchOptions::default()
-        };
-        let dispatcher = Dispatcher::new(store.clone(), notifiers, options);
+        let dispatcher = Dispatcher::new(store.clone(), notifiers, config.dispatch_options());
         Ok(Alarms { store, table, dispatcher, totals: Arc::default() })
     }
 

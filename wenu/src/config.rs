@@ -395,6 +395,25 @@ impl Config {
         self.data_dir.join("alarms.db")
     }
 
+    /// The API's request limits.
+    pub fn api_limits(&self) -> wenu_api::ApiLimits {
+        wenu_api::ApiLimits {
+            rate_per_second: self.http.rate_per_second,
+            burst: self.http.burst,
+            ..wenu_api::ApiLimits::default()
+        }
+    }
+
+    /// How the alarm dispatcher retries a notification.
+    pub fn dispatch_options(&self) -> wenu_alarms::DispatchOptions {
+        wenu_alarms::DispatchOptions {
+            max_attempts: self.alarms.max_attempts.max(1),
+            first_backoff: Duration::from_millis(self.alarms.first_backoff_millis),
+            max_backoff: Duration::from_secs(self.alarms.max_backoff_secs),
+            ..wenu_alarms::DispatchOptions::default()
+        }
+    }
+
     pub fn decode_limits(&self) -> DecodeLimits {
         let max_future_ms = (self.lake.max_future_secs as i64).saturating_mul(1000);
         DecodeLimits { max_future_ms, ..DecodeLimits::default() }

@@ -19,7 +19,7 @@ use wenu_local::{
 use wenu_registry::Registry;
 use wenu_stats::worker::{TableHandler, WorkerOptions, WorkerTotals, run_workers};
 
-use wenu_api::{ApiLimits, ApiState, LiveHub, StoredKeys};
+use wenu_api::{ApiState, LiveHub, StoredKeys};
 
 use wenu_alarms::{AlarmStore, AlarmTotals};
 use wenu_core::stream::Position;
@@ -159,12 +159,7 @@ impl Server {
         }));
         let http_addr = match config.http.listen {
             Some(addr) => {
-                let limits = ApiLimits {
-                    rate_per_second: config.http.rate_per_second,
-                    burst: config.http.burst,
-                    ..ApiLimits::default()
-                };
-                let api = ApiState::new(registry.clone(), Arc::new(stats.clone()), live, limits)
+                let api = ApiState::new(registry.clone(), Arc::new(stats.clone()), live, config.api_limits())
                     .with_lake(Arc::new(LocalLake::open(&config.lake_dir()).await?))
                     .with_device_keys(Arc::new(StoredKeys::new(Box::new(
                         wenu_core::keyring::KeyringFile::new(config.keyring_path()),
@@ -176,16 +171,7 @@ impl Server {
             }
             None => None,
         };
-        // Tests and scripts read this line to learn the OS-chosen ports.
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": "listening",
-                "mqtt": edge.tcp_addr(),
-                "mqtts": edge.tls_addr(),
-                "http": http_addr,
-            })
-        );
+        announce(&edge, http_addr);
         Ok(Server {
             edge,
             stream,
@@ -292,6 +278,15 @@ fn start_enrich(
         }
     });
     Ok((totals, task))
+}
+
+/// Prints where the server listens, as one JSON line: tests and scripts read
+/// it to learn the OS-chosen ports.
+pub(crate) fn announce(edge: &Edge, http: Option<SocketAddr>) {
+    println!(
+        "{}",
+        serde_json::json!({ "event": "listening", "mqtt": edge.tcp_addr(), "mqtts": edge.tls_addr(), "http": http })
+    );
 }
 
 /// The consumers' checkpoint names.

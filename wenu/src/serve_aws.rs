@@ -13,8 +13,8 @@ use anyhow::Context;
 use object_store::ObjectStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wenu_alarms::{AlarmStage, AlarmStore, DispatchOptions, Dispatcher, Notifier, WebhookNotifier};
-use wenu_api::{ApiLimits, ApiState, LiveHub};
+use wenu_alarms::{AlarmStage, AlarmStore, Dispatcher, Notifier, WebhookNotifier};
+use wenu_api::{ApiState, LiveHub};
 use wenu_aws::{DynamoTable, KinesisStream, SecretsKeyring, SnsNotifier, SqsQueue};
 use wenu_core::queue::Queue;
 use wenu_core::stream::Stream;
@@ -186,13 +186,7 @@ impl AwsServer {
             Arc::new(MqttNotifier(edge.publisher())),
             Arc::new(live.clone()),
         ];
-        let dispatch = DispatchOptions {
-            max_attempts: config.alarms.max_attempts.max(1),
-            first_backoff: Duration::from_millis(config.alarms.first_backoff_millis),
-            max_backoff: Duration::from_secs(config.alarms.max_backoff_secs),
-            ..DispatchOptions::default()
-        };
-        let dispatcher = Dispatcher::new(store.clone(), notifiers, dispatch);
+        let dispatcher = Dispatcher::new(store.clone(), notifiers, config.dispatch_options());
         let stage = AlarmStage::new(
             aws.keys(&registry),
             Box::new(RegistryCatalog::new(registry.clone())),
@@ -229,29 +223,16 @@ impl AwsServer {
         let mut tasks = Vec::new();
         let http_addr = match config.http.listen {
             Some(addr) => {
-                let limits = ApiLimits {
-                    rate_per_second: config.http.rate_per_second,
-                    burst: config.http.burst,
-                    ..ApiLimits::default()
-                };
-                let api = ApiState::new(registry.clone(), Arc::new(aws.stats.clone()), live, limits)
-                    .with_alarms(store, dispatcher.waker());
+                let api =
+                    ApiState::new(registry.clone(), Arc::new(aws.stats.clone()), live, config.api_limits())
+                        .with_alarms(store, dispatcher.waker());
                 let (addr, task) = http::serve(addr, metrics, api).await?;
                 tasks.push(task);
                 Some(addr)
             }
             None => None,
         };
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": "listening",
-                "backend": "aws",
-                "mqtt": edge.tcp_addr(),
-                "mqtts": edge.tls_addr(),
-                "http": http_addr,
-            })
-        );
+        crate::serve::announce(&edge, http_addr);
         Ok(AwsServer { edge, lake, stop_workers, workers, tasks })
     }
 
