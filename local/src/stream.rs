@@ -369,10 +369,9 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        if commit_group(&mut conn, group) > 0 {
+        if commit_group(&mut conn, group, commits) > 0 {
             appended.send_modify(|n| *n += 1);
         }
-        commits.fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!("stream writer stopped: every handle dropped");
 }
@@ -387,7 +386,7 @@ fn group_records(job: &WriteJob) -> usize {
 /// Applies a group of jobs in one transaction and answers each. If the commit
 /// fails, every job of the group gets the error: none of them is durable.
 /// Returns how many records it appended.
-fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) -> usize {
+fn commit_group(conn: &mut Connection, group: Vec<WriteJob>, commits: &AtomicU64) -> usize {
     let outcome = (|| {
         let tx = conn.transaction()?;
         let mut results = Vec::with_capacity(group.len());
@@ -397,6 +396,9 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) -> usize {
         tx.commit()?;
         Ok::<_, rusqlite::Error>(results)
     })();
+    // Counted before anyone is answered, so a caller that sees its append
+    // done also sees the commit that made it durable.
+    commits.fetch_add(1, Ordering::Relaxed);
     match outcome {
         Ok(results) => {
             let appended: usize = group.iter().map(group_records).sum();

@@ -116,21 +116,30 @@ async fn concurrent_appends_share_commits() {
     // its next commit while 200 appends queue up behind it.
     let blocker = rusqlite::Connection::open(&path).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let appends = futures::future::join_all((0..200).map(|i| {
-        let stream = stream.clone();
-        async move { stream.append(vec![record("a", i, b"x")]).await.unwrap() }
+        let (stream, polled) = (stream.clone(), polled.clone());
+        async move {
+            polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            stream.append(vec![record("a", i, b"x")]).await.unwrap()
+        }
     }));
-    // `join_all` polls at most 32 of its futures per poll (futures' yield
-    // budget), so poll it until every append has been polled once: each is
-    // then queued for (or held by) the stalled writer.
+    // Poll until every append is queued for (or held by) the stalled writer.
+    // An append's first poll queues it: `join_all` polls at most 32 futures
+    // per poll, and tokio lets a task complete at most 128 channel sends per
+    // turn of the runtime (its coop budget), so poll once per turn.
     let mut appends = std::pin::pin!(appends);
-    for _ in 0..200usize.div_ceil(32) + 1 {
+    while polled.load(std::sync::atomic::Ordering::SeqCst) < 200 {
         assert!(futures::poll!(&mut appends).is_pending());
+        tokio::task::yield_now().await;
     }
     blocker.execute_batch("COMMIT").unwrap();
     appends.await;
+    // The group the writer held while stalled, then everything queued behind
+    // it: two commits, not 200. A send still in flight when the writer looks
+    // can land in a group of its own, so a few more are allowed.
     let commits = stream.commits() - before;
-    assert!(commits <= 2, "200 appends took {commits} commits");
+    assert!(commits <= 5, "200 appends took {commits} commits");
     assert_eq!(stream.info().await.unwrap().records, 201);
 }
 
