@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{ServeProcess, acked_lines, free_loopback_port, ok, provisioned_with, python, wenu};
+use support::{
+    ServeProcess, acked_lines, free_loopback_port, lake_messages, ok, provisioned_with, python, wenu,
+};
 use tokio::sync::watch;
 use wenu_firmware_sim::{Fault, SimConfig, run_fleet};
 use wenu_tests::moto::{create_bucket, moto, unique_name};
@@ -167,12 +169,7 @@ async fn on_aws_every_acknowledged_reading_reaches_the_s3_lake_and_dynamodb_and_
     })
     .await;
     let duck = &lake["duckdb"];
-    let in_lake: BTreeSet<(String, u64)> = duck["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m[0].as_str().unwrap().to_owned(), m[1].as_u64().unwrap()))
-        .collect();
+    let in_lake = lake_messages(duck);
     assert_eq!(in_lake, acked, "the lake holds exactly the acknowledged messages");
     assert_eq!(duck["rows"], duck["distinct_readings"], "no reading twice");
     assert_eq!(lake["pyarrow"]["rows"], duck["rows"], "pyarrow and DuckDB agree");

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use support::{
-    ServeProcess, acked_lines, free_loopback_port, provisioned, python, status, wait_for_lake, wenu,
+    ServeProcess, acked_lines, free_loopback_port, lake_messages, provisioned, python, status, wait_for_lake,
+    wenu,
 };
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
@@ -63,12 +64,7 @@ async fn the_lake_holds_every_acknowledged_reading_once_and_quarantines_the_rest
     assert!(out.status.success(), "read_lake.py: {}", String::from_utf8_lossy(&out.stderr));
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let duck = &seen["duckdb"];
-    let in_lake: BTreeSet<(String, u64)> = duck["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m[0].as_str().unwrap().to_owned(), m[1].as_u64().unwrap()))
-        .collect();
+    let in_lake = lake_messages(duck);
     let healthy_in_lake: BTreeSet<_> = in_lake.iter().filter(|(d, _)| *d != faulty).cloned().collect();
     println!(
         "lake test: acked={} healthy_acked={} lake_rows={} lake_messages={} quarantine={}",

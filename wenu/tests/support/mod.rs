@@ -267,3 +267,14 @@ pub fn acked_lines(path: &Path) -> Vec<(String, u64)> {
         .map(|v| (v["device"].as_str().unwrap().to_owned(), v["seq"].as_u64().unwrap()))
         .collect()
 }
+
+/// The `(device, seq)` messages a lake reader script saw (`"messages"` of
+/// its DuckDB part).
+pub fn lake_messages(duck: &serde_json::Value) -> std::collections::BTreeSet<(String, u64)> {
+    duck["messages"]
+        .as_array()
+        .expect("the script lists messages")
+        .iter()
+        .map(|m| (m[0].as_str().unwrap().to_owned(), m[1].as_u64().unwrap()))
+        .collect()
+}
