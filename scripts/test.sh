@@ -21,16 +21,19 @@ fi
 
 # DuckDB and pyarrow read the lake in the end-to-end tests: independent proof
 # that the files are standard Parquet. Prometheus' own client parses
-# /metrics. moto is the AWS emulator the AWS adapters are tested against.
+# /metrics. moto is the AWS emulator the AWS adapters and the deployment
+# template are tested against; cfn-lint is AWS's template linter.
 # Kept outside the clone and reused.
 venv="$HOME/.cache/wenu-venv"
-if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client, moto.server' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client, moto.server, cfnlint' 2>/dev/null \
+  || [ "$("$venv/bin/cfn-lint" --version 2>/dev/null)" != "cfn-lint 1.58.0" ]; then
   command -v python3 >/dev/null || { echo "python3 is needed for the lake and AWS tests" >&2; exit 1; }
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client 'moto[server]==5.2.5'
+  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client 'moto[server]==5.2.5' 'cfn-lint==1.58.0'
 fi
 export DUCKDB_PYTHON="$venv/bin/python"
 export MOTO_PYTHON="$venv/bin/python"
+export CFN_LINT="$venv/bin/cfn-lint"
 
 # The browser test drives Debian's Chromium with playwright-core (no browser
 # download: it uses /usr/bin/chromium). Kept outside the clone and reused.
@@ -59,3 +62,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo clippy -p wenu --all-targets --locked -- -D warnings
 cargo test --workspace --all-features --locked
+
+# The AWS deployment template (its own workspace: see infra-cdk/Cargo.toml).
+cargo fmt --manifest-path infra-cdk/Cargo.toml -- --check
+cargo clippy --manifest-path infra-cdk/Cargo.toml --all-targets --locked -- -D warnings
+cargo test --manifest-path infra-cdk/Cargo.toml --locked

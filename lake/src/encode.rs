@@ -288,4 +288,22 @@ mod tests {
             write(&READINGS_SCHEMA, &from_messages).unwrap()
         );
     }
+
+    /// `glue-columns.json` is how AWS sees these files: Firehose converts
+    /// the decrypt function's rows to Parquet through the Glue table that
+    /// infra-cdk declares from it, and Athena reads them with it.
+    #[test]
+    fn the_glue_columns_describe_the_readings_schema() {
+        let glue: Vec<(String, String)> = serde_json::from_str(include_str!("../glue-columns.json")).unwrap();
+        let hive = |data_type: &DataType| match data_type {
+            DataType::Utf8 => "string",
+            DataType::Float64 => "double",
+            DataType::Int64 => "bigint",
+            DataType::Timestamp(TimeUnit::Millisecond, Some(zone)) if zone.as_ref() == "UTC" => "timestamp",
+            other => panic!("no Glue type for {other}"),
+        };
+        let ours: Vec<(String, String)> =
+            READINGS_SCHEMA.fields().iter().map(|f| (f.name().clone(), hive(f.data_type()).to_owned())).collect();
+        assert_eq!(glue, ours);
+    }
 }

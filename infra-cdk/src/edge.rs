@@ -1,0 +1,106 @@
+//! Where devices come in: IoT Core. Each device is a thing with its own
+//! certificate (`wenu devices provision --aws`); the policy lets it connect
+//! only as itself and publish only to its own telemetry topic; a topic rule
+//! puts every telemetry message on the stream with the device id as
+//! partition key, and what the rule cannot deliver in the lake bucket under
+//! `errors/`.
+
+use serde_json::{Value, json};
+use stratosphere::services::aws::iot;
+use stratosphere::value::ExpString;
+
+use crate::iam;
+use crate::lake::LakeBucket;
+use crate::stack::{Stack, arn};
+use crate::stream::Stream;
+
+pub fn edge(stack: &mut Stack, stream: &Stream, bucket: &LakeBucket) {
+    let policy_name = stack.name("device");
+    stack.resource(
+        "DevicePolicy",
+        iot::Policy! {
+            policy_name: policy_name.as_str(),
+            policy_document: device_policy(stack.stage.topic_prefix()),
+        },
+    );
+
+    let role = iam::role(
+        stack,
+        "TopicRuleRole",
+        "iot.amazonaws.com",
+        "IoT Core topic rule: telemetry to the stream, failures to the lake bucket",
+        vec![
+            iam::allow(&["kinesis:PutRecord"], &[stream.arn()]),
+            iam::allow(&["s3:PutObject"], &[bucket.objects("errors/*")]),
+        ],
+    );
+    // `${topic(N)}` is the device id: the segment after `wenu`.
+    let device_segment = if stack.stage.topic_prefix().is_some() { 3 } else { 2 };
+    let rule = iot::TopicRule! {
+        rule_name: format!("wenu_{}_telemetry", stack.stage.identifier()).as_str(),
+        topic_rule_payload: iot::topicrule::TopicRulePayload! {
+            sql: format!("SELECT * FROM '{}'", stack.stage.telemetry_topic_filter()).as_str(),
+            aws_iot_sql_version: "2016-03-23",
+            description: "Telemetry (sealed, binary) to the readings stream, partitioned by device",
+            rule_disabled: false,
+            actions: vec![iot::topicrule::Action! {
+                kinesis: Box::new(iot::topicrule::KinesisAction! {
+                    stream_name: stream.name.as_str(),
+                    partition_key: format!("${{topic({device_segment})}}").as_str(),
+                    role_arn: arn(&role),
+                }),
+            }],
+            error_action: Box::new(iot::topicrule::Action! {
+                s3: Box::new(iot::topicrule::S3Action! {
+                    bucket_name: ExpString::from(&bucket.logical),
+                    key: format!("errors/${{topic({device_segment})}}/${{timestamp()}}-${{newuuid()}}").as_str(),
+                    role_arn: arn(&role),
+                }),
+            }),
+        },
+        tags: stack.tags(),
+    };
+    stack.resource("TelemetryRule", rule);
+    stack.output(
+        "DevicePolicyName",
+        "The IoT policy every device certificate carries",
+        policy_name.as_str().into(),
+    );
+    stack.output(
+        "TelemetryTopic",
+        "The MQTT topic filter devices publish to",
+        stack.stage.telemetry_topic_filter().as_str().into(),
+    );
+}
+
+/// The device policy: connect only with the client id of the certificate's
+/// thing (and only while the thing is attached), publish only to that
+/// thing's telemetry topic.
+pub fn device_policy(topic_prefix: Option<&str>) -> Value {
+    let topic = match topic_prefix {
+        None => "wenu/${iot:Connection.Thing.ThingName}/telemetry".to_owned(),
+        Some(prefix) => format!("{prefix}/wenu/${{iot:Connection.Thing.ThingName}}/telemetry"),
+    };
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": value_arn("client/${iot:Connection.Thing.ThingName}"),
+                "Condition": { "Bool": { "iot:Connection.Thing.IsAttached": "true" } },
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": value_arn(&format!("topic/{topic}")),
+            },
+        ],
+    })
+}
+
+/// An IoT ARN; `${iot:…}` policy variables are escaped from `Fn::Sub` as `${!…}`.
+fn value_arn(resource: &str) -> Value {
+    let escaped = resource.replace("${iot:", "${!iot:");
+    crate::stack::value(&iam::regional_arn("iot", &escaped))
+}
