@@ -15,7 +15,6 @@ use wenu_core::envelope::{NonceSequence, seal};
 use wenu_core::fleet::FleetDevice;
 use wenu_core::keyring::SecretKey;
 use wenu_core::reading::ReadingBatch;
-use wenu_core::topic::telemetry_topic;
 
 use crate::fleet_run::{Acked, DeviceTotals, SimConfig, StartGate};
 use crate::signal::{Fault, SensorSignal, take_readings};
@@ -62,7 +61,7 @@ impl Device {
         }
         let mut firmware = Firmware::boot(self.index, &self.identity, self.fault, &config);
         let mut totals = DeviceTotals::default();
-        let topic = telemetry_topic(&id);
+        let topic = config.topic(&id);
         let window = config.window.max(1);
         let mut session = Some(Session::open(options.clone(), window));
         let mut reconnect_at: Option<tokio::time::Instant> = None;

@@ -11,6 +11,7 @@ use rumqttc::TlsConfiguration;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use wenu_core::fleet::Fleet;
+use wenu_core::topic::telemetry_topic;
 
 use crate::device::Device;
 use crate::signal::Fault;
@@ -55,6 +56,10 @@ pub struct SimConfig {
     /// benchmark measures the fleet at full size rather than a connect storm
     /// with early devices already done.
     pub start_together: bool,
+    /// What comes before `wenu/{device}/telemetry`: a deployment stage other
+    /// than production on AWS IoT Core (`dev/wenu/…`), whose topics are
+    /// account-wide.
+    pub topic_prefix: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -75,11 +80,20 @@ impl Default for SimConfig {
             report: None,
             seed: 0x5eed,
             start_together: false,
+            topic_prefix: None,
         }
     }
 }
 
 impl SimConfig {
+    /// The topic a device publishes its telemetry to.
+    pub fn topic(&self, device_id: &str) -> String {
+        match &self.topic_prefix {
+            Some(prefix) => format!("{prefix}/{}", telemetry_topic(device_id)),
+            None => telemetry_topic(device_id),
+        }
+    }
+
     pub(crate) fn interval(&self) -> Duration {
         if self.rate_per_device > 0.0 {
             Duration::from_secs_f64(1.0 / self.rate_per_device)
@@ -280,4 +294,17 @@ fn spawn_report_writer(
         }
         Ok(())
     }))
+}
+
+#[cfg(test)]
+mod topic_tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_prefix_goes_before_the_telemetry_topic() {
+        let production = SimConfig::default();
+        assert_eq!(production.topic("acme-0001"), "wenu/acme-0001/telemetry");
+        let dev = SimConfig { topic_prefix: Some("dev".into()), ..SimConfig::default() };
+        assert_eq!(dev.topic("acme-0001"), "dev/wenu/acme-0001/telemetry");
+    }
 }

@@ -302,8 +302,11 @@ mod tests {
             DataType::Timestamp(TimeUnit::Millisecond, Some(zone)) if zone.as_ref() == "UTC" => "timestamp",
             other => panic!("no Glue type for {other}"),
         };
-        let ours: Vec<(String, String)> =
-            READINGS_SCHEMA.fields().iter().map(|f| (f.name().clone(), hive(f.data_type()).to_owned())).collect();
+        let ours: Vec<(String, String)> = READINGS_SCHEMA
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), hive(f.data_type()).to_owned()))
+            .collect();
         assert_eq!(glue, ours);
     }
 }

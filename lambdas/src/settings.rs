@@ -3,7 +3,8 @@
 //!
 //! | variable | used by | what |
 //! |---|---|---|
-//! | `WENU_REGISTRY_URL` | all but stats | the registry (RDS PostgreSQL) |
+//! | `WENU_REGISTRY_URL` | all but stats | the registry (RDS PostgreSQL), without credentials when the next is set |
+//! | `WENU_REGISTRY_SECRET_ARN` | all but stats | the secret RDS keeps the registry's credentials in (`{"username", "password"}`) |
 //! | `WENU_KEYS_SECRET_PREFIX` | decrypt, enrich, alarms, api | device keys in Secrets Manager (the API provisions and rotates them) |
 //! | `WENU_KEYS_REFRESH_SECS` | decrypt, enrich, alarms | how often keys are looked at again (60) |
 //! | `WENU_STATS_TABLE` | stats, api | the stats table (DynamoDB) |
@@ -35,10 +36,56 @@ fn number_or(name: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// The registry (RDS PostgreSQL) named by `WENU_REGISTRY_URL`.
-pub async fn registry() -> anyhow::Result<Registry> {
-    let url = required("WENU_REGISTRY_URL")?;
+/// The registry (RDS PostgreSQL) named by `WENU_REGISTRY_URL`, with the
+/// credentials of `WENU_REGISTRY_SECRET_ARN` if set.
+pub async fn registry(config: &SdkConfig) -> anyhow::Result<Registry> {
+    let mut url = required("WENU_REGISTRY_URL")?;
+    if let Ok(secret) = std::env::var("WENU_REGISTRY_SECRET_ARN") {
+        url = with_credentials(&aws_sdk_secretsmanager::Client::new(config), &url, &secret).await?;
+    }
+    // Not the URL in the error: it holds the password.
     Registry::connect(&url).await.context("connecting to the registry")
+}
+
+/// `url` with the user name and password of the secret `secret_id`, in the
+/// JSON shape RDS keeps (and rotates) a database's master credentials in.
+pub async fn with_credentials(
+    client: &aws_sdk_secretsmanager::Client,
+    url: &str,
+    secret_id: &str,
+) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Credentials {
+        username: String,
+        password: String,
+    }
+    let secret = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
+        let e = aws_sdk_secretsmanager::error::DisplayErrorContext(e);
+        anyhow::anyhow!("reading the registry credentials from {secret_id}: {e}")
+    })?;
+    let text = secret.secret_string().with_context(|| format!("{secret_id} holds no text"))?;
+    // serde_json's message names a line and column, never the text.
+    let credentials: Credentials = serde_json::from_str(text)
+        .with_context(|| format!("{secret_id} is not {{\"username\", \"password\"}} JSON"))?;
+    let mut url = url::Url::parse(url).context("WENU_REGISTRY_URL is not a URL")?;
+    let refused = || anyhow::anyhow!("WENU_REGISTRY_URL cannot take credentials");
+    url.set_username(&percent_encoded(&credentials.username)).map_err(|()| refused())?;
+    url.set_password(Some(&percent_encoded(&credentials.password))).map_err(|()| refused())?;
+    Ok(url.into())
+}
+
+/// Every byte but RFC 3986's unreserved characters as `%XX`. `Url` leaves
+/// `%` itself alone in userinfo (WHATWG's encode set), so a password with a
+/// `%` would otherwise reach the database decoded into something else.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// Device keys from Secrets Manager under `WENU_KEYS_SECRET_PREFIX`, looked
@@ -85,7 +132,7 @@ pub fn lake_store(config: &SdkConfig) -> anyhow::Result<Arc<dyn ObjectStore>> {
 /// queues its notification, which the alarms function delivers.
 pub async fn api_state(config: &SdkConfig) -> anyhow::Result<wenu_api::ApiState> {
     let stats = Arc::new(stats_table(config)?);
-    let registry = registry().await?;
+    let registry = registry(config).await?;
     let keys = registry_keys_store(config)?;
     let state = wenu_api::ApiState::new(registry, stats, Default::default(), Default::default())
         .with_alarms(alarm_store(config)?, Default::default())

@@ -63,6 +63,9 @@ pub struct AwsConfig {
     pub alarms_topic: String,
     /// Device keys: Secrets Manager secrets `{prefix}/keys-NNNN`.
     pub keys_secret_prefix: String,
+    /// IoT policy attached to device certificates (`wenu-{stage}-device`
+    /// from the deployment template; created if missing).
+    pub device_policy: String,
     pub create_missing: bool,
     /// Shards of a stream it creates.
     pub shards: u32,
@@ -206,6 +209,7 @@ impl Default for Config {
                 jobs_queue: "wenu-jobs".into(),
                 alarms_topic: "wenu-alarms".into(),
                 keys_secret_prefix: "wenu/device-keys".into(),
+                device_policy: "wenu-device".into(),
                 create_missing: false,
                 shards: 1,
                 poll_millis: 1000,
@@ -460,7 +464,7 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 42] = [
+    const KEYS: [&str; 43] = [
         "backend",
         "data_dir",
         "mqtt.listen",
@@ -500,6 +504,7 @@ mod tests {
         "aws.jobs_queue",
         "aws.alarms_topic",
         "aws.keys_secret_prefix",
+        "aws.device_policy",
         "aws.create_missing",
         "aws.shards",
         "aws.poll_millis",

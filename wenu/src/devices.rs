@@ -75,7 +75,7 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
                 provision_into(&registry, key_store(&config).await?.as_mut(), &company, count).await?;
             if aws {
                 let dir = certs.unwrap_or_else(|| out.parent().unwrap_or(Path::new(".")).join("certs"));
-                register_with_iot_core(&devices, &dir, &out).await?;
+                register_with_iot_core(&config.aws.device_policy, &devices, &dir, &out).await?;
             }
             let mut fleet = if out.exists() { Fleet::load(&out)? } else { Fleet::default() };
             for device in devices {
@@ -156,12 +156,18 @@ async fn key_store(config: &Config) -> anyhow::Result<Box<dyn KeyringStore>> {
 /// Registers `devices` with AWS IoT Core and writes their certificates and
 /// keys to `dir`.
 #[cfg(feature = "aws")]
-async fn register_with_iot_core(devices: &[FleetDevice], dir: &Path, fleet: &Path) -> anyhow::Result<()> {
+async fn register_with_iot_core(
+    policy: &str,
+    devices: &[FleetDevice],
+    dir: &Path,
+    fleet: &Path,
+) -> anyhow::Result<()> {
     use wenu_core::keyring::write_private_file;
     let sdk = wenu_aws::config::load().await;
     let region = sdk.region().map_or_else(|| "*".to_owned(), |r| r.to_string());
-    let iot = wenu_aws::IotDevices::new(aws_sdk_iot::Client::new(&sdk), wenu_aws::DEVICE_POLICY);
-    // The account is not known here; the deployment template names it.
+    let iot = wenu_aws::IotDevices::new(aws_sdk_iot::Client::new(&sdk), policy);
+    // The account is not known here; the deployment template's policy names
+    // it, and this one is only made where there is none.
     iot.ensure_policy(&region, "*").await?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
@@ -185,7 +191,7 @@ async fn register_with_iot_core(devices: &[FleetDevice], dir: &Path, fleet: &Pat
         "registered {} devices with AWS IoT Core (policy {}); certificates in {}\n\
          connect them with: wenu sim --fleet {} --host {endpoint} --port 8883 --tls-ca AmazonRootCA1.pem --client-certs {}",
         devices.len(),
-        wenu_aws::DEVICE_POLICY,
+        policy,
         dir.display(),
         fleet.display(),
         dir.display(),
@@ -194,7 +200,7 @@ async fn register_with_iot_core(devices: &[FleetDevice], dir: &Path, fleet: &Pat
 }
 
 #[cfg(not(feature = "aws"))]
-async fn register_with_iot_core(_: &[FleetDevice], _: &Path, _: &Path) -> anyhow::Result<()> {
+async fn register_with_iot_core(_: &str, _: &[FleetDevice], _: &Path, _: &Path) -> anyhow::Result<()> {
     anyhow::bail!("--aws needs a wenu built with the `aws` feature (cargo build -p wenu --features aws)")
 }
 

@@ -50,6 +50,10 @@ pub struct SimArgs {
     /// Append one JSON line {"device", "seq"} per PUBACK received.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Publish to `{prefix}/wenu/{device}/telemetry`: a stage other than
+    /// production on AWS IoT Core (see the template's `TelemetryTopic` output).
+    #[arg(long)]
+    topic_prefix: Option<String>,
     /// Seconds to wait for outstanding acknowledgements at the end.
     #[arg(long, default_value_t = 30.0)]
     drain_timeout: f64,
@@ -73,6 +77,7 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         faults: args.fault.map(|fault| vec![fault; args.faulty]).unwrap_or_default(),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         report: args.report,
+        topic_prefix: args.topic_prefix,
         ..SimConfig::default()
     };
     let (stop_tx, stop) = watch::channel(false);

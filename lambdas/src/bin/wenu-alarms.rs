@@ -1,6 +1,6 @@
 //! The alarms function on the stream (`wenu_lambdas::alarms`): rules run on
 //! each batch, notifications published to SNS before it returns.
-//! Environment: `WENU_REGISTRY_URL`, `WENU_KEYS_SECRET_PREFIX`,
+//! Environment: `WENU_REGISTRY_URL`, `WENU_REGISTRY_SECRET_ARN`, `WENU_KEYS_SECRET_PREFIX`,
 //! `WENU_ALARMS_TABLE`, `WENU_ALARMS_TOPIC_ARN`.
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use wenu_registry::{RegistryCatalog, RegistryRules, RegistryWebhooks};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = wenu_aws::config::load().await;
-    let registry = settings::registry().await?;
+    let registry = settings::registry(&config).await?;
     let store = settings::alarm_store(&config)?;
     let notifiers: Vec<Arc<dyn wenu_alarms::Notifier>> = vec![
         Arc::new(settings::alarm_topic(&config)?),

@@ -1,6 +1,6 @@
 //! The API function behind API Gateway's HTTP API: the same router as on
 //! one machine (`wenu_api::router`).
-//! Environment: `WENU_REGISTRY_URL`, `WENU_STATS_TABLE`, `WENU_ALARMS_TABLE`,
+//! Environment: `WENU_REGISTRY_URL`, `WENU_REGISTRY_SECRET_ARN`, `WENU_STATS_TABLE`, `WENU_ALARMS_TABLE`,
 //! `WENU_KEYS_SECRET_PREFIX`.
 
 use lambda_http::{Error, run};

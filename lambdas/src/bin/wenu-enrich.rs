@@ -1,6 +1,6 @@
 //! The enrich function on the stream (`wenu_lambdas::kinesis`): readings
 //! normalised with the registry, one stats job per series on the jobs queue.
-//! Environment: `WENU_REGISTRY_URL`, `WENU_KEYS_SECRET_PREFIX`,
+//! Environment: `WENU_REGISTRY_URL`, `WENU_REGISTRY_SECRET_ARN`, `WENU_KEYS_SECRET_PREFIX`,
 //! `WENU_JOBS_QUEUE_URL`, `WENU_JOBS_DLQ_URL`, `WENU_LAKE_BUCKET`.
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use wenu_registry::RegistryCatalog;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = wenu_aws::config::load().await;
-    let registry = settings::registry().await?;
+    let registry = settings::registry(&config).await?;
     let stage = EnrichStage::new(
         Box::new(settings::registry_keys(&config, &registry)?),
         Box::new(RegistryCatalog::new(registry)),
