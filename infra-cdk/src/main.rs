@@ -1,6 +1,7 @@
 //! `infra-cdk synth --stage NAME`: prints the CloudFormation template of a
 //! stage (JSON), for `aws cloudformation deploy` (see docs/aws.md).
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -37,7 +38,11 @@ fn main() -> anyhow::Result<()> {
                 Some(path) => {
                     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
                 }
-                None => print!("{text}"),
+                None => match std::io::stdout().write_all(text.as_bytes()) {
+                    // `| head` closed the pipe: what it wanted is printed.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other.context("writing the template")?,
+                },
             }
         }
     }

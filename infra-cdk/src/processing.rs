@@ -61,6 +61,19 @@ pub fn processing(
             "Description": "Deliveries of a stats job before it goes to the dead-letter queue",
         }),
     );
+    // Enrich sends one stats job per series and batch, and each job costs
+    // DynamoDB writes (three rollups, transactionally): how long a batch
+    // gathers is the largest cost knob of the deployment (docs/aws.md).
+    let batching = stack.parameter(
+        "StatsBatchingSeconds",
+        json!({
+            "Type": "Number",
+            "Default": 60,
+            "MinValue": 0,
+            "MaxValue": 300,
+            "Description": "How long enrich gathers readings before sending stats jobs: dashboards lag by up to this, stats writes shrink with it (seconds)",
+        }),
+    );
     let jobs_dead_letters = stack.resource(
         "JobsDeadLetterQueue",
         sqs::Queue! {
@@ -109,25 +122,28 @@ pub fn processing(
             binary: "wenu-enrich",
             description: "Normalises readings with the registry and queues one stats job per series",
             memory_mb: 512,
-            timeout_secs: 60,
+            timeout_secs: 300,
             in_vpc: true,
             environment,
             statements,
         },
     );
-    consume(
+    let mapping = consume(
         stack,
         stream,
         &enrich,
         Consumer {
             id: "Enrich",
-            batch_size: 500,
-            batching_window_secs: 1,
+            // Kinesis' largest batch: a shard's minute fits while it takes
+            // under 10,000 / 60 ≈ 170 records a second.
+            batch_size: 10_000,
+            batching_window_secs: 60,
             starting_position: "TRIM_HORIZON",
             maximum_retry_attempts: 10,
         },
         &failures_arn,
     );
+    stack.set(&mapping, "/MaximumBatchingWindowInSeconds", batching.value());
     stack.output("JobsQueueUrl", "The stats jobs queue (FIFO)", ExpString::from(&jobs));
     stack.output(
         "JobsDeadLetterQueueUrl",

@@ -183,6 +183,12 @@ fn stream_consumers_report_failed_records_split_batches_and_keep_failures() {
     assert_eq!(properties(&dev, "AlarmsStreamMapping")["MaximumBatchingWindowInSeconds"], 0);
     assert_eq!(properties(&dev, "AlarmsStreamMapping")["StartingPosition"], "LATEST");
     assert_eq!(properties(&dev, "EnrichStreamMapping")["StartingPosition"], "TRIM_HORIZON");
+    // Enrich gathers a minute by default: one stats job per series and batch.
+    assert_eq!(
+        properties(&dev, "EnrichStreamMapping")["MaximumBatchingWindowInSeconds"],
+        reference("StatsBatchingSeconds")
+    );
+    assert_eq!(dev["Parameters"]["StatsBatchingSeconds"]["Default"], 60);
 }
 
 #[test]
