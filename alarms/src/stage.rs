@@ -244,8 +244,23 @@ impl AlarmStage {
         Ok(())
     }
 
-    /// Runs one batch; its transitions are recorded when it returns.
+    /// Runs one batch; its transitions are recorded when it returns. A
+    /// batch that fails leaves nothing behind, so that it can come again:
+    /// not its states (undone in [`commit`](Self::commit)), nor its
+    /// sequence numbers (which would make its messages duplicates).
     pub async fn evaluate(&mut self, records: &[Record]) -> Result<Vec<Transition>> {
+        let decoder = self.decoder.as_ref().expect("decoder present between batches");
+        let sequences = decoder.sequences().snapshot(records.iter().map(|r| r.device_id.as_str()));
+        let result = self.evaluate_once(records).await;
+        if result.is_err()
+            && let Some(decoder) = self.decoder.as_mut()
+        {
+            decoder.sequences_mut().restore(sequences);
+        }
+        result
+    }
+
+    async fn evaluate_once(&mut self, records: &[Record]) -> Result<Vec<Transition>> {
         failpoint::hit("alarms.evaluate").await;
         self.refresh().await?;
         if self.rules.is_empty() || records.is_empty() {
@@ -428,6 +443,16 @@ impl AlarmStage {
                         .increment(1);
                 }
                 Ok(transitions)
+            }
+            Err(Error::Store(wenu_core::Error::ConditionFailed(why))) => {
+                // Another instance wrote these states since they were cached
+                // (on AWS each shard's function instance caches, and any
+                // instance's timers look at every watched device): forget them,
+                // so the retry works from what is stored.
+                for key in undo.keys().chain(states.iter().map(|(key, _, _)| key)) {
+                    self.states.remove(key);
+                }
+                Err(Error::Store(wenu_core::Error::ConditionFailed(why)))
             }
             Err(err) => {
                 self.states.extend(undo);

@@ -105,6 +105,10 @@ impl Decoder {
         &self.sequences
     }
 
+    pub fn sequences_mut(&mut self) -> &mut SequenceTracker {
+        &mut self.sequences
+    }
+
     /// Replaces the sequence state, e.g. with the one saved at a checkpoint.
     pub fn restore_sequences(&mut self, sequences: SequenceTracker) {
         self.sequences = sequences;

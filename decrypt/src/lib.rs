@@ -23,4 +23,4 @@ pub mod sequence;
 pub use decoder::{DecodeLimits, DecodedMessage, Decoder, Outcome};
 pub use directory::{DeviceEntry, Directory, FixedKeys, KeySource};
 pub use rejection::{RejectReason, Rejection};
-pub use sequence::{DeviceCompleteness, SeqVerdict, SequenceTracker};
+pub use sequence::{DeviceCompleteness, SeqSnapshot, SeqVerdict, SequenceTracker};

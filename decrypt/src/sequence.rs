@@ -162,11 +162,48 @@ impl SequenceTracker {
     pub fn device_count(&self) -> usize {
         self.devices.len()
     }
+
+    /// The state of `devices` now, for [`restore`](Self::restore) if what
+    /// observes them next is undone (a batch that failed and will come again).
+    pub fn snapshot<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> SeqSnapshot {
+        let mut ids: Vec<&str> = devices.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        SeqSnapshot(ids.into_iter().map(|id| (id.to_owned(), self.devices.get(id).cloned())).collect())
+    }
+
+    /// Puts the devices of `snapshot` back as they were.
+    pub fn restore(&mut self, snapshot: SeqSnapshot) {
+        for (id, seqs) in snapshot.0 {
+            match seqs {
+                Some(seqs) => self.devices.insert(id, seqs),
+                None => self.devices.remove(&id),
+            };
+        }
+    }
 }
+
+/// Some devices' sequence state, from [`SequenceTracker::snapshot`].
+#[derive(Debug, Clone)]
+pub struct SeqSnapshot(Vec<(String, Option<DeviceSeqs>)>);
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    #[test]
+    fn a_restored_snapshot_forgets_what_was_observed_since() {
+        let mut t = super::SequenceTracker::default();
+        t.observe("d1", 1);
+        let snapshot = t.snapshot(["d1", "d2", "d1"]);
+        t.observe("d1", 2);
+        t.observe("d2", 7);
+        t.restore(snapshot);
+        assert_eq!(t.peek("d1", 1), super::SeqVerdict::Duplicate);
+        assert_eq!(t.peek("d1", 2), super::SeqVerdict::New);
+        assert_eq!(t.peek("d2", 7), super::SeqVerdict::New);
+        assert_eq!(t.device_count(), 1);
+    }
 
     use super::*;
 

@@ -1,8 +1,9 @@
 //! Alarms: a function with its own mapping on the stream (nothing else on
-//! the stream delays it), alarm state and history in a DynamoDB table,
-//! notifications to an SNS topic that operators' channels subscribe to.
+//! the stream delays it) and a one-minute schedule (for silent devices),
+//! alarm state and history in a DynamoDB table, notifications to an SNS
+//! topic that operators' channels subscribe to.
 
-use stratosphere::services::aws::sns;
+use stratosphere::services::aws::{events, lambda, sns};
 use stratosphere::template::LogicalResourceName;
 use stratosphere::value::ExpString;
 
@@ -73,6 +74,27 @@ pub fn alarms(
             maximum_retry_attempts: 5,
         },
         &failures,
+    );
+    // A device that goes silent must raise its alarm even when no batch
+    // comes to invoke the function: a schedule invokes it every minute.
+    let timers = stack.resource(
+        "AlarmsTimers",
+        events::Rule! {
+            name: stack.name("alarms-timers").as_str(),
+            description: "Invokes the alarms function every minute for the missing-data timers",
+            schedule_expression: "rate(1 minute)",
+            state: "ENABLED",
+            targets: vec![events::rule::Target! { id: "alarms-function", arn: function.arn() }],
+        },
+    );
+    stack.resource(
+        "AlarmsTimersInvokeAlarmsFunction",
+        lambda::Permission! {
+            action: "lambda:InvokeFunction",
+            function_name: function.arn(),
+            principal: "events.amazonaws.com",
+            source_arn: arn(&timers),
+        },
     );
     stack.output(
         "AlarmsTopicArn",

@@ -183,6 +183,13 @@ fn stream_consumers_report_failed_records_split_batches_and_keep_failures() {
     assert_eq!(properties(&dev, "AlarmsStreamMapping")["MaximumBatchingWindowInSeconds"], 0);
     assert_eq!(properties(&dev, "AlarmsStreamMapping")["StartingPosition"], "LATEST");
     assert_eq!(properties(&dev, "EnrichStreamMapping")["StartingPosition"], "TRIM_HORIZON");
+    // Silent devices: the alarms function also runs every minute.
+    let timers = properties(&dev, "AlarmsTimers");
+    assert_eq!(timers["ScheduleExpression"], "rate(1 minute)");
+    assert_eq!(timers["Targets"][0]["Arn"], get_att("AlarmsFunction", "Arn"));
+    let permission = properties(&dev, "AlarmsTimersInvokeAlarmsFunction");
+    assert_eq!(permission["Principal"], "events.amazonaws.com");
+    assert_eq!(permission["SourceArn"], get_att("AlarmsTimers", "Arn"));
     // Enrich gathers a minute by default: one stats job per series and batch.
     assert_eq!(
         properties(&dev, "EnrichStreamMapping")["MaximumBatchingWindowInSeconds"],

@@ -90,6 +90,12 @@ impl<S: Stage> StageFunction<S> {
         Ok(state)
     }
 
+    /// Runs the stage's timers alone, for an invocation with no batch.
+    pub async fn tick(&mut self) -> Result<(), String> {
+        self.stage.tick().await.map_err(|e| e.to_string())?;
+        self.stage.before_checkpoint().await.map_err(|e| e.to_string())
+    }
+
     pub fn stage(&self) -> &S {
         &self.stage
     }

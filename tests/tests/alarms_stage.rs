@@ -315,3 +315,61 @@ async fn deleting_or_disabling_a_rule_clears_its_alarms() {
     let raised = again.evaluate(&[fleet.record(1, "d1", 2, T0 + 1000, 41.0)]).await.unwrap();
     assert_eq!(raised.iter().map(|t| t.change).collect::<Vec<_>>(), [Change::Raised]);
 }
+
+/// On AWS every shard's alarms function instance caches states, and any
+/// instance's timers look at every watched device: two stages over one
+/// store must recover when the other wrote first.
+#[tokio::test]
+async fn a_stage_whose_cached_state_went_stale_works_from_the_store_on_retry() {
+    use wenu_local::Stage;
+    let fleet = Fleet::new(&["d1"]);
+    let wake = Arc::new(Notify::new());
+    let mut first = fleet.stage(vec![too_hot()], wake.clone());
+    let mut second = fleet.stage(vec![too_hot()], wake);
+
+    first.evaluate(&[fleet.record(0, "d1", 1, T0, 20.0)]).await.unwrap();
+    first.before_checkpoint().await.unwrap();
+    second.evaluate(&[fleet.record(1, "d1", 2, T0 + 1000, 21.0)]).await.unwrap();
+    second.before_checkpoint().await.unwrap();
+
+    // `first` still holds the state it wrote; `second` has written since.
+    let hot = [fleet.record(2, "d1", 3, T0 + 2000, 35.0)];
+    let error = first.evaluate(&hot).await.unwrap_err();
+    assert!(matches!(error, wenu_alarms::Error::Store(wenu_core::Error::ConditionFailed(_))), "{error}");
+    assert!(error.is_retryable());
+    let transitions = first.evaluate(&hot).await.unwrap();
+    assert_eq!(
+        transitions.iter().map(|t| (t.change, t.ts)).collect::<Vec<_>>(),
+        [(Change::Raised, T0 + 2000)]
+    );
+    assert_eq!(fleet.store().active("acme").await.unwrap().len(), 1);
+}
+
+/// On AWS the alarms function also runs every minute on EventBridge's
+/// scheduled event, so a device going silent raises its alarm even when
+/// no batch comes at all.
+#[tokio::test(start_paused = true)]
+async fn the_alarms_function_fires_missing_data_on_a_scheduled_event_alone() {
+    let fleet = Fleet::new(&["d1"]);
+    let silent = rule("silent", None, Condition::MissingData { silence_ms: 60_000, max_gap: None });
+    let dispatcher = Dispatcher::new(fleet.store(), Vec::new(), fast_retries());
+    let stage = fleet.stage(vec![silent], dispatcher.waker());
+    let mut function = wenu_lambdas::alarms::AlarmsFunction::new(stage, dispatcher).unwrap();
+    let scheduled: serde_json::Value =
+        serde_json::from_str(include_str!("../../lambdas/tests/fixtures/scheduled-event.json")).unwrap();
+
+    assert_eq!(function.handle_any(scheduled.clone()).await.unwrap(), serde_json::Value::Null);
+    assert!(fleet.store().active("acme").await.unwrap().is_empty(), "not silent yet");
+    tokio::time::advance(Duration::from_millis(61_000)).await;
+    function.handle_any(scheduled.clone()).await.unwrap();
+    let active = fleet.store().active("acme").await.unwrap();
+    assert_eq!(
+        active.iter().map(|a| (a.device.as_str(), a.rule.as_str())).collect::<Vec<_>>(),
+        [("d1", "silent")]
+    );
+    assert!(fleet.store().outbox().await.unwrap().is_empty(), "delivered (to no channel) before returning");
+
+    let error =
+        function.handle_any(serde_json::json!({ "detail-type": "Something else" })).await.unwrap_err();
+    assert!(error.contains("neither"), "{error}");
+}

@@ -1,11 +1,11 @@
 //! The alarms function on the stream (`wenu_lambdas::alarms`): rules run on
-//! each batch, notifications published to SNS before it returns.
+//! each batch, notifications published to SNS before it returns; invoked
+//! every minute by a schedule for the missing-data timers.
 //! Environment: `WENU_REGISTRY_URL`, `WENU_REGISTRY_SECRET_ARN`, `WENU_KEYS_SECRET_PREFIX`,
 //! `WENU_ALARMS_TABLE`, `WENU_ALARMS_TOPIC_ARN`.
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use tokio::sync::Mutex;
 use wenu_alarms::{AlarmStage, DispatchOptions, Dispatcher, WebhookNotifier};
@@ -34,8 +34,8 @@ async fn main() -> Result<(), Error> {
         DecodeLimits::default(),
     );
     let function = &Mutex::new(AlarmsFunction::new(stage, dispatcher)?);
-    run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
-        Ok::<_, Error>(function.lock().await.handle(&event.payload).await)
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        function.lock().await.handle_any(event.payload).await.map_err(Error::from)
     }))
     .await
 }
