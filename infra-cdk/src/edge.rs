@@ -15,12 +15,16 @@ use crate::stack::{Stack, arn};
 use crate::stream::Stream;
 
 pub fn edge(stack: &mut Stack, stream: &Stream, bucket: &LakeBucket) {
+    let rule_name = format!("wenu_{}_telemetry", stack.stage.identifier());
+    // Basic Ingest: the same rule, reached without the message broker (and
+    // without its per-message charge) by publishing under `$aws/rules/{rule}/`.
+    let basic_ingest = format!("$aws/rules/{rule_name}");
     let policy_name = stack.name("device");
     stack.resource(
         "DevicePolicy",
         iot::Policy! {
             policy_name: policy_name.as_str(),
-            policy_document: device_policy(stack.stage.topic_prefix()),
+            policy_document: device_policy(stack.stage.topic_prefix(), &basic_ingest),
         },
     );
 
@@ -37,7 +41,7 @@ pub fn edge(stack: &mut Stack, stream: &Stream, bucket: &LakeBucket) {
     // `${topic(N)}` is the device id: the segment after `wenu`.
     let device_segment = if stack.stage.topic_prefix().is_some() { 3 } else { 2 };
     let rule = iot::TopicRule! {
-        rule_name: format!("wenu_{}_telemetry", stack.stage.identifier()).as_str(),
+        rule_name: rule_name.as_str(),
         topic_rule_payload: iot::topicrule::TopicRulePayload! {
             sql: format!("SELECT * FROM '{}'", stack.stage.telemetry_topic_filter()).as_str(),
             aws_iot_sql_version: "2016-03-23",
@@ -71,12 +75,21 @@ pub fn edge(stack: &mut Stack, stream: &Stream, bucket: &LakeBucket) {
         "The MQTT topic filter devices publish to",
         stack.stage.telemetry_topic_filter().as_str().into(),
     );
+    let ingest_prefix = match stack.stage.topic_prefix() {
+        None => basic_ingest,
+        Some(prefix) => format!("{basic_ingest}/{prefix}"),
+    };
+    stack.output(
+        "BasicIngestTopicPrefix",
+        "Publish under this prefix (wenu sim --topic-prefix) to skip IoT Core's messaging charge",
+        ingest_prefix.as_str().into(),
+    );
 }
 
 /// The device policy: connect only with the client id of the certificate's
 /// thing (and only while the thing is attached), publish only to that
-/// thing's telemetry topic.
-pub fn device_policy(topic_prefix: Option<&str>) -> Value {
+/// thing's telemetry topic, through the broker or by Basic Ingest.
+pub fn device_policy(topic_prefix: Option<&str>, basic_ingest: &str) -> Value {
     let topic = match topic_prefix {
         None => "wenu/${iot:Connection.Thing.ThingName}/telemetry".to_owned(),
         Some(prefix) => format!("{prefix}/wenu/${{iot:Connection.Thing.ThingName}}/telemetry"),
@@ -93,7 +106,10 @@ pub fn device_policy(topic_prefix: Option<&str>) -> Value {
             {
                 "Effect": "Allow",
                 "Action": "iot:Publish",
-                "Resource": value_arn(&format!("topic/{topic}")),
+                "Resource": [
+                    value_arn(&format!("topic/{topic}")),
+                    value_arn(&format!("topic/{basic_ingest}/{topic}")),
+                ],
             },
         ],
     })

@@ -68,6 +68,7 @@ fn the_dev_stack_is_created_in_moto() {
     assert_eq!(outputs["StreamName"], "wenu-dev-readings");
     assert_eq!(outputs["TelemetryTopic"], "dev/wenu/+/telemetry");
     assert_eq!(outputs["DevicePolicyName"], "wenu-dev-device");
+    assert_eq!(outputs["BasicIngestTopicPrefix"], "$aws/rules/wenu_dev_telemetry/dev");
     assert!(outputs["RegistryEndpoint"].as_str().unwrap().ends_with(".rds.amazonaws.com"));
 
     assert_eq!(created["stream"]["retention_hours"], 24);

@@ -67,6 +67,14 @@ fn the_stream_keeps_a_day_encrypted_and_the_edge_feeds_it_by_device() {
     assert!(policy.contains(r#":client/${!iot:Connection.Thing.ThingName}"#), "{policy}");
     assert!(policy.contains(r#":topic/dev/wenu/${!iot:Connection.Thing.ThingName}/telemetry"#), "{policy}");
     assert!(policy.contains("iot:Connection.Thing.IsAttached"), "{policy}");
+    // Basic Ingest reaches the same rule without the broker's per-message charge.
+    assert!(
+        policy.contains(
+            r#":topic/$aws/rules/wenu_dev_telemetry/dev/wenu/${!iot:Connection.Thing.ThingName}/telemetry"#
+        ),
+        "{policy}"
+    );
+    assert_eq!(rule_name(&dev), "wenu_dev_telemetry");
 }
 
 #[test]
@@ -309,6 +317,10 @@ fn operators_hear_of_lag_errors_throttles_stale_lake_and_dead_letters() {
     assert_eq!(count("AWS/Firehose", "DeliveryToS3.DataFreshness"), 1);
     assert_eq!(count("AWS/Firehose", "DeliveryToS3.Success"), 1);
     assert_eq!(count("AWS/SQS", "ApproximateNumberOfMessagesVisible"), 2, "jobs DLQ and stream failures");
+}
+
+fn rule_name(template: &Value) -> &str {
+    properties(template, "TelemetryRule")["RuleName"].as_str().unwrap()
 }
 
 /// Every string a resource is known by: its name properties, exports and
