@@ -37,6 +37,7 @@ PRICES = {
     "public_ipv4_hour": 0.005,
     "cloudwatch_alarm_month": 0.10,
     "secret_month": 0.40,
+    "kms_key_month": 1.00,
 }
 
 HOURS = 730
@@ -95,7 +96,9 @@ def month(devices, window_secs):
         "S3 lake (each month of data kept)": readings * PARQUET_BYTES_PER_READING / 1e9 * p["s3_gb_month"],
         "RDS PostgreSQL (t4g.medium, 2 zones)": HOURS * p["rds_t4g_medium_multi_az_hour"] + 2 * 20 * p["rds_gp3_gb_month"],
         "NAT gateway and its address": HOURS * (p["nat_gateway_hour"] + p["public_ipv4_hour"]),
-        "CloudWatch alarms, secrets": 19 * p["cloudwatch_alarm_month"] + (math.ceil(devices / 500) + 1) * p["secret_month"],
+        "CloudWatch alarms, secrets, KMS key": 19 * p["cloudwatch_alarm_month"]
+        + (math.ceil(devices / 500) + 1) * p["secret_month"]
+        + p["kms_key_month"],
     }
     return cost, readings
 

@@ -36,6 +36,8 @@ pub struct SecretsKeyring {
     prefix: String,
     refresh_every: Duration,
     fill_bytes: usize,
+    /// The KMS key new secrets are encrypted with (Secrets Manager's own if none).
+    kms_key: Option<String>,
     /// Each secret's current version as listed, and its keyring.
     secrets: BTreeMap<String, (Option<String>, Keyring)>,
     listed_at: Option<Instant>,
@@ -49,6 +51,7 @@ impl SecretsKeyring {
             prefix: prefix.into().trim_end_matches('/').to_owned(),
             refresh_every,
             fill_bytes: DEFAULT_FILL_BYTES,
+            kms_key: None,
             secrets: BTreeMap::new(),
             listed_at: None,
         }
@@ -58,6 +61,13 @@ impl SecretsKeyring {
     /// a few devices over several secrets).
     pub fn with_fill_bytes(mut self, bytes: usize) -> Self {
         self.fill_bytes = bytes;
+        self
+    }
+
+    /// Encrypts the secrets it creates with this KMS key (id, ARN or
+    /// alias), whose key policy then says who may read the device keys.
+    pub fn with_kms_key(mut self, key: Option<String>) -> Self {
+        self.kms_key = key.filter(|key| !key.is_empty());
         self
     }
 
@@ -150,6 +160,7 @@ impl SecretsKeyring {
                 .create_secret()
                 .name(name)
                 .description("Wenu device keys (AES-256, by device and key id)")
+                .set_kms_key_id(self.kms_key.clone())
                 .secret_string(value)
                 .send()
                 .await

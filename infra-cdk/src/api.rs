@@ -28,6 +28,7 @@ pub fn api(
     environment.extend([
         ("WENU_STATS_TABLE", ExpString::from(&stats.table)),
         ("WENU_ALARMS_TABLE", ExpString::from(&alarms.table)),
+        ("WENU_KEYS_KMS_KEY", registry.keys_kms_key()),
     ]);
     let function = function(
         stack,

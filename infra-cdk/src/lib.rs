@@ -71,6 +71,7 @@ pub fn synth(stage: Stage) -> Value {
         processing::processing(&mut stack, &platform, &stream, &bucket, &registry, stream_failures);
     let stats = stats::stats(&mut stack, &platform, &processing);
     let api = api::api(&mut stack, &platform, &registry, &stats, &alarms);
+    registry::device_keys_key(&mut stack, &[&lake.decrypt, &processing.enrich, &alarms.function, &api], &api);
 
     let delivery_stream_name = stack.name("lake");
     monitoring::monitoring(

@@ -2,14 +2,16 @@
 //! PostgreSQL on RDS in the private subnets, reachable only from the
 //! functions' security group, its master password generated and rotated by
 //! RDS in Secrets Manager. And the device keys: secrets under
-//! `wenu/{stage}/device-keys/`, which only the functions that open readings
-//! may read and only the API (provisioning, rotation) may write.
+//! `wenu/{stage}/device-keys/`, encrypted with a KMS key of their own whose
+//! policy lets only the functions that open readings decrypt them, and only
+//! the API (provisioning, rotation) and an optional operator write them.
 
 use serde_json::json;
-use stratosphere::services::aws::{ec2, rds};
+use stratosphere::services::aws::{ec2, kms, rds};
 use stratosphere::template::LogicalResourceName;
 use stratosphere::value::{ExpString, get_att, join};
 
+use crate::functions::Function;
 use crate::iam;
 use crate::network::Network;
 use crate::stack::{Stack, sub};
@@ -122,6 +124,11 @@ impl Registry {
         vec![iam::allow(&["secretsmanager:GetSecretValue"], &[self.credentials_arn()])]
     }
 
+    /// The KMS key the device-key secrets are encrypted with.
+    pub fn keys_kms_key(&self) -> ExpString {
+        get_att(KEYS_KMS_KEY, "Arn")
+    }
+
     fn keys_arn(&self) -> ExpString {
         iam::regional_arn("secretsmanager", &format!("secret:{}/*", self.keys_prefix))
     }
@@ -144,4 +151,96 @@ impl Registry {
             &[self.keys_arn()],
         )]
     }
+}
+
+const KEYS_KMS_KEY: &str = "DeviceKeysKey";
+
+/// The KMS key of the device keys. Its policy, not IAM, says who may use
+/// it: the account administers it (and could change the policy, which
+/// CloudTrail records) but cannot decrypt with it; `readers` decrypt through
+/// Secrets Manager only; `writer` and the optional `KeyOperatorArn` (who
+/// runs `wenu devices provision --aws`) also encrypt new secrets.
+pub fn device_keys_key(stack: &mut Stack, readers: &[&Function], writer: &Function) {
+    let operator = stack.parameter(
+        "KeyOperatorArn",
+        json!({
+            "Type": "String",
+            "Default": "",
+            "Description": "IAM role or user allowed to provision devices with the CLI (empty: only through the API)",
+        }),
+    );
+    let has_operator = stack.condition(
+        "HasKeyOperator",
+        stratosphere::value::ExpBool::Not(Box::new(stratosphere::value::equals_string(operator.exp(), ""))),
+    );
+    let role_arn = |function: &Function| crate::stack::value(&crate::stack::arn(&function.role));
+    let through_secrets_manager = json!({ "StringEquals": { "kms:ViaService": crate::stack::value(&sub("secretsmanager.${AWS::Region}.amazonaws.com")) } });
+    let write = ["kms:GenerateDataKey", "kms:Decrypt"];
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "Administration",
+                "Effect": "Allow",
+                "Principal": { "AWS": crate::stack::value(&sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")) },
+                "Action": [
+                    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+                    "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource",
+                    "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "ReadDeviceKeys",
+                "Effect": "Allow",
+                "Principal": { "AWS": readers.iter().map(|f| role_arn(f)).collect::<Vec<_>>() },
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": through_secrets_manager,
+            },
+            {
+                "Sid": "WriteDeviceKeys",
+                "Effect": "Allow",
+                "Principal": { "AWS": role_arn(writer) },
+                "Action": write,
+                "Resource": "*",
+                "Condition": through_secrets_manager,
+            },
+            { "Fn::If": [
+                has_operator.to_string(),
+                {
+                    "Sid": "ProvisionFromTheCli",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": operator.value() },
+                    "Action": write,
+                    "Resource": "*",
+                    "Condition": through_secrets_manager,
+                },
+                { "Ref": "AWS::NoValue" },
+            ] },
+        ],
+    });
+    let key = stack.resource(
+        KEYS_KMS_KEY,
+        kms::Key! {
+            description: format!("{}: device keys in Secrets Manager", stack.name("device-keys")).as_str(),
+            enable_key_rotation: true,
+            pending_window_in_days: 7,
+            key_policy: policy,
+            tags: stack.tags(),
+        },
+    );
+    stack.keep_on_delete(&key, "Retain");
+    stack.resource(
+        "DeviceKeysKeyAlias",
+        kms::Alias! {
+            alias_name: format!("alias/{}", stack.name("device-keys")).as_str(),
+            target_key_id: ExpString::from(&key),
+        },
+    );
+    stack.output(
+        "DeviceKeysKeyArn",
+        "The KMS key of the device-key secrets (aws.keys_kms_key)",
+        get_att(&key, "Arn"),
+    );
 }

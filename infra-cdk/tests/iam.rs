@@ -109,3 +109,45 @@ fn only_the_functions_that_open_readings_read_device_keys_and_only_the_api_write
     }
     assert!(statements_of("ApiRole").contains("PutSecretValue"));
 }
+
+#[test]
+fn the_device_keys_kms_key_decrypts_only_for_those_functions_and_only_through_secrets_manager() {
+    let template = template("dev");
+    let key = &template["Resources"]["DeviceKeysKey"]["Properties"];
+    assert_eq!(key["EnableKeyRotation"], true);
+    let statements = key["KeyPolicy"]["Statement"].as_array().unwrap();
+    let by_sid =
+        |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap_or_else(|| panic!("no {sid}"));
+
+    // The account administers the key but is given no use of it.
+    let administration = by_sid("Administration").to_string();
+    for usage in ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncrypt", "kms:*\""] {
+        assert!(!administration.contains(usage), "{usage} in {administration}");
+    }
+    let roles = |statement: &Value| {
+        let mut names: Vec<String> = as_list(&statement["Principal"]["AWS"])
+            .iter()
+            .map(|p| p["Fn::GetAtt"][0].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let read = by_sid("ReadDeviceKeys");
+    assert_eq!(read["Action"], "kms:Decrypt");
+    assert_eq!(roles(read), ["AlarmsRole", "ApiRole", "DecryptRole", "EnrichRole"]);
+    let write = by_sid("WriteDeviceKeys");
+    assert_eq!(roles(write), ["ApiRole"]);
+    for statement in [read, write] {
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["kms:ViaService"],
+            json!({ "Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com" })
+        );
+    }
+    // The CLI's operator only when named.
+    let operator = statements.iter().find(|s| s.get("Fn::If").is_some()).unwrap();
+    assert_eq!(operator["Fn::If"][0], "HasKeyOperator");
+    assert_eq!(operator["Fn::If"][1]["Principal"]["AWS"], json!({ "Ref": "KeyOperatorArn" }));
+
+    let api = &template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(api["WENU_KEYS_KMS_KEY"], json!({ "Fn::GetAtt": ["DeviceKeysKey", "Arn"] }));
+}

@@ -32,7 +32,8 @@ fn the_dev_stack_is_created_in_moto() {
     assert_eq!(created["status"], "CREATE_COMPLETE");
 
     // What moto could not check: resource types it does not model (created
-    // as nothing), the one output that needs one, and the RDS-managed secret.
+    // as nothing), the one output that needs one, the RDS-managed secret,
+    // and the KMS key's tags.
     let mut unmodelled: Vec<String> = created["skipped"]["resources"]
         .as_array()
         .unwrap()
@@ -57,6 +58,10 @@ fn the_dev_stack_is_created_in_moto() {
         ]
     );
     assert_eq!(created["skipped"]["outputs"], json!(["ApiUrl"]));
+    assert_eq!(
+        created["skipped"]["properties"],
+        json!(["DeviceKeysKey.Tags: moto reads KMS tags as TagKey/TagValue, not CloudFormation's Key/Value"])
+    );
     for attribute in created["skipped"]["attributes"].as_array().unwrap() {
         assert!(
             attribute.as_str().unwrap().ends_with("RegistryDatabase.MasterUserSecret.SecretArn"),
@@ -70,6 +75,7 @@ fn the_dev_stack_is_created_in_moto() {
     assert_eq!(outputs["DevicePolicyName"], "wenu-dev-device");
     assert_eq!(outputs["BasicIngestTopicPrefix"], "$aws/rules/wenu_dev_telemetry/dev");
     assert!(outputs["RegistryEndpoint"].as_str().unwrap().ends_with(".rds.amazonaws.com"));
+    assert!(outputs["DeviceKeysKeyArn"].as_str().unwrap().contains(":kms:"));
 
     assert_eq!(created["stream"]["retention_hours"], 24);
     assert_eq!(created["stream"]["shards"], 1);

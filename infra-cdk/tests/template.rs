@@ -36,6 +36,8 @@ fn every_part_of_the_pipeline_is_there() {
         ("ApiFunction", "AWS::Lambda::Function"),
         ("HttpApi", "AWS::ApiGatewayV2::Api"),
         ("OpsTopic", "AWS::SNS::Topic"),
+        ("DeviceKeysKey", "AWS::KMS::Key"),
+        ("AlarmsTimers", "AWS::Events::Rule"),
         ("JobsDeadLetterQueueDepthAlarm", "AWS::CloudWatch::Alarm"),
         ("StreamBehindAlarm", "AWS::CloudWatch::Alarm"),
         ("LakeStaleAlarm", "AWS::CloudWatch::Alarm"),
@@ -393,7 +395,7 @@ fn production_keeps_its_data_and_runs_the_database_in_two_zones() {
     assert_eq!(properties(&prod, "RegistryDatabase")["DeletionProtection"], true);
     assert_eq!(resource(&prod, "RegistryDatabase")["DeletionPolicy"], "Snapshot");
     assert_eq!(properties(&dev, "RegistryDatabase")["MultiAZ"], false);
-    for stateful in ["LakeBucket", "StatsTable", "AlarmsTable"] {
+    for stateful in ["LakeBucket", "StatsTable", "AlarmsTable", "DeviceKeysKey"] {
         assert_eq!(resource(&prod, stateful)["DeletionPolicy"], "Retain", "{stateful}");
         assert_eq!(resource(&prod, stateful)["UpdateReplacePolicy"], "Retain", "{stateful}");
         assert_eq!(resource(&dev, stateful)["DeletionPolicy"], "Delete", "{stateful}");

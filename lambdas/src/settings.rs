@@ -6,6 +6,7 @@
 //! | `WENU_REGISTRY_URL` | all but stats | the registry (RDS PostgreSQL), without credentials when the next is set |
 //! | `WENU_REGISTRY_SECRET_ARN` | all but stats | the secret RDS keeps the registry's credentials in (`{"username", "password"}`) |
 //! | `WENU_KEYS_SECRET_PREFIX` | decrypt, enrich, alarms, api | device keys in Secrets Manager (the API provisions and rotates them) |
+//! | `WENU_KEYS_KMS_KEY` | api | the KMS key new device-key secrets are encrypted with (its policy says who reads them) |
 //! | `WENU_KEYS_REFRESH_SECS` | decrypt, enrich, alarms | how often keys are looked at again (60) |
 //! | `WENU_STATS_TABLE` | stats, api | the stats table (DynamoDB) |
 //! | `WENU_ALARMS_TABLE` | alarms, api | alarm states, history and outbox (DynamoDB) |
@@ -98,7 +99,8 @@ fn registry_keys_store(config: &SdkConfig) -> anyhow::Result<SecretsKeyring> {
     let prefix = required("WENU_KEYS_SECRET_PREFIX")?;
     let refresh = number_or("WENU_KEYS_REFRESH_SECS", 60)?;
     let client = aws_sdk_secretsmanager::Client::new(config);
-    Ok(SecretsKeyring::new(client, prefix, Duration::from_secs(refresh)))
+    Ok(SecretsKeyring::new(client, prefix, Duration::from_secs(refresh))
+        .with_kms_key(std::env::var("WENU_KEYS_KMS_KEY").ok()))
 }
 
 pub fn stats_table(config: &SdkConfig) -> anyhow::Result<DynamoTable> {

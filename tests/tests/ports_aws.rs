@@ -209,6 +209,37 @@ async fn secrets_manager_passes_the_keyring_suite() {
     wenu_tests::keyring_conformance::an_imported_fleet_reaches_a_reader(&mut writer, &mut reader).await;
 }
 
+/// With a KMS key, the secrets the keyring creates are encrypted with it,
+/// so the key's policy decides who may read device keys. (moto records the
+/// key; it does not enforce key policies.)
+#[tokio::test]
+async fn device_key_secrets_are_encrypted_with_the_given_kms_key() {
+    use std::time::Duration;
+    use wenu_aws::SecretsKeyring;
+    use wenu_core::keyring::KeyringStore;
+    let client = aws_sdk_secretsmanager::Client::new(&moto().sdk_config().await);
+    let prefix = format!("wenu/{}/device-keys", unique_name("kms"));
+    let mut writer = SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO)
+        .with_kms_key(Some("alias/wenu-test-device-keys".into()));
+    writer.add_key("dev-1").await.unwrap();
+    let secrets = client.list_secrets().send().await.unwrap();
+    let ours: Vec<_> =
+        secrets.secret_list().iter().filter(|s| s.name().is_some_and(|n| n.starts_with(&prefix))).collect();
+    assert_eq!(ours.len(), 1);
+    let described = client.describe_secret().secret_id(ours[0].arn().unwrap()).send().await.unwrap();
+    assert_eq!(described.kms_key_id(), Some("alias/wenu-test-device-keys"));
+
+    // An empty setting means Secrets Manager's own key.
+    let prefix = format!("wenu/{}/device-keys", unique_name("default-key"));
+    let mut writer =
+        SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO).with_kms_key(Some(String::new()));
+    writer.add_key("dev-1").await.unwrap();
+    let secrets = client.list_secrets().send().await.unwrap();
+    let ours =
+        secrets.secret_list().iter().find(|s| s.name().is_some_and(|n| n.starts_with(&prefix))).unwrap();
+    assert_eq!(ours.kms_key_id(), None);
+}
+
 /// Device keys spread over secrets of bounded size, and a reader fetches
 /// again only the secrets that changed, no more often than asked.
 #[tokio::test]

@@ -63,6 +63,9 @@ pub struct AwsConfig {
     pub alarms_topic: String,
     /// Device keys: Secrets Manager secrets `{prefix}/keys-NNNN`.
     pub keys_secret_prefix: String,
+    /// KMS key new device-key secrets are encrypted with (empty: Secrets
+    /// Manager's own); a deployed stage's `DeviceKeysKeyArn` output.
+    pub keys_kms_key: String,
     /// IoT policy attached to device certificates (`wenu-{stage}-device`
     /// from the deployment template; created if missing).
     pub device_policy: String,
@@ -209,6 +212,7 @@ impl Default for Config {
                 jobs_queue: "wenu-jobs".into(),
                 alarms_topic: "wenu-alarms".into(),
                 keys_secret_prefix: "wenu/device-keys".into(),
+                keys_kms_key: String::new(),
                 device_policy: "wenu-device".into(),
                 create_missing: false,
                 shards: 1,
@@ -464,7 +468,7 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 43] = [
+    const KEYS: [&str; 44] = [
         "backend",
         "data_dir",
         "mqtt.listen",
@@ -504,6 +508,7 @@ mod tests {
         "aws.jobs_queue",
         "aws.alarms_topic",
         "aws.keys_secret_prefix",
+        "aws.keys_kms_key",
         "aws.device_policy",
         "aws.create_missing",
         "aws.shards",

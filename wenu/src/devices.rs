@@ -146,7 +146,9 @@ async fn key_store(config: &Config) -> anyhow::Result<Box<dyn KeyringStore>> {
             let sdk = wenu_aws::config::load().await;
             let client = aws_sdk_secretsmanager::Client::new(&sdk);
             let prefix = &config.aws.keys_secret_prefix;
-            Ok(Box::new(wenu_aws::SecretsKeyring::new(client, prefix, std::time::Duration::ZERO)))
+            let keyring = wenu_aws::SecretsKeyring::new(client, prefix, std::time::Duration::ZERO)
+                .with_kms_key(Some(config.aws.keys_kms_key.clone()));
+            Ok(Box::new(keyring))
         }
         #[cfg(not(feature = "aws"))]
         Backend::Aws => anyhow::bail!("backend = \"aws\" needs a wenu built with the `aws` feature"),

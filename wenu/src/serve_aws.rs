@@ -55,6 +55,7 @@ pub struct Resources {
     pub jobs: SqsQueue,
     pub topic: SnsNotifier,
     pub keys_prefix: String,
+    pub keys_kms_key: String,
     pub sdk: aws_config::SdkConfig,
 }
 
@@ -103,6 +104,7 @@ impl Resources {
             jobs,
             topic,
             keys_prefix: aws.keys_secret_prefix.clone(),
+            keys_kms_key: aws.keys_kms_key.clone(),
             sdk,
         })
     }
@@ -110,7 +112,7 @@ impl Resources {
     /// The device keys, looked at again at most every `refresh`.
     pub fn keyring(&self, refresh: Duration) -> SecretsKeyring {
         let client = aws_sdk_secretsmanager::Client::new(&self.sdk);
-        SecretsKeyring::new(client, &self.keys_prefix, refresh)
+        SecretsKeyring::new(client, &self.keys_prefix, refresh).with_kms_key(Some(self.keys_kms_key.clone()))
     }
 
     fn keys(&self, registry: &Registry) -> Box<RegistryKeys> {

@@ -5,7 +5,8 @@ moto models only some resource types; for the others it creates nothing,
 and a `Fn::GetAtt` on them (or on an attribute moto does not model) fails
 the whole stack. So the template is first reduced, and every change is
 reported (`skipped`): outputs that name an unmodelled resource are dropped,
-and attributes moto does not model are replaced by a placeholder string.
+attributes moto does not model are replaced by a placeholder string, and
+the few properties moto fails on (MOTO_FAILS_ON) are left out.
 
 Usage: python moto_stack.py TEMPLATE.json STACK_NAME
 """
@@ -22,6 +23,12 @@ from moto.cloudformation.parsing import get_model_map
 from moto.server import ThreadedMotoServer
 
 PLACEHOLDER = "moto-does-not-model:{}"
+
+# Properties moto's CloudFormation fails on although AWS takes them:
+# (resource type, property, why).
+MOTO_FAILS_ON = [
+    ("AWS::KMS::Key", "Tags", "moto reads KMS tags as TagKey/TagValue, not CloudFormation's Key/Value"),
+]
 
 
 def names_in(value):
@@ -41,7 +48,13 @@ def reduce(template, models):
         "resources": sorted(f"{k} ({resources[k]['Type']})" for k in unmodelled),
         "outputs": [],
         "attributes": [],
+        "properties": [],
     }
+    for logical, resource in resources.items():
+        for resource_type, prop, why in MOTO_FAILS_ON:
+            if resource["Type"] == resource_type and prop in resource.get("Properties", {}):
+                del resource["Properties"][prop]
+                skipped["properties"].append(f"{logical}.{prop}: {why}")
     for key in [k for k, o in template.get("Outputs", {}).items() if names_in(o) & unmodelled]:
         del template["Outputs"][key]
         skipped["outputs"].append(key)
