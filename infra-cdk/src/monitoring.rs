@@ -91,34 +91,22 @@ pub fn monitoring(stack: &mut Stack, watched: Watched) {
     );
     for (function, behind_ms) in &watched.functions {
         let name = || ExpString::from(function.name.as_str());
-        alarm(
-            stack,
-            &format!("{}ErrorsAlarm", function.id),
-            &format!("{} failed invocations", function.name),
-            Metric {
-                namespace: "AWS/Lambda",
-                name: "Errors",
-                statistic: "Sum",
-                dimension: ("FunctionName", name()),
-                comparison: "GreaterThanThreshold",
-                threshold: 0.0,
-                minutes: 5,
-            },
-        );
-        alarm(
-            stack,
-            &format!("{}ThrottlesAlarm", function.id),
-            &format!("{} throttled", function.name),
-            Metric {
-                namespace: "AWS/Lambda",
-                name: "Throttles",
-                statistic: "Sum",
-                dimension: ("FunctionName", name()),
-                comparison: "GreaterThanThreshold",
-                threshold: 0.0,
-                minutes: 5,
-            },
-        );
+        for (metric, what) in [("Errors", "failed invocations"), ("Throttles", "throttled")] {
+            alarm(
+                stack,
+                &format!("{}{metric}Alarm", function.id),
+                &format!("{} {what}", function.name),
+                Metric {
+                    namespace: "AWS/Lambda",
+                    name: metric,
+                    statistic: "Sum",
+                    dimension: ("FunctionName", name()),
+                    comparison: "GreaterThanThreshold",
+                    threshold: 0.0,
+                    minutes: 5,
+                },
+            );
+        }
         if let Some(behind_ms) = behind_ms {
             alarm(
                 stack,
@@ -151,34 +139,29 @@ pub fn monitoring(stack: &mut Stack, watched: Watched) {
             minutes: 5,
         },
     );
-    alarm(
-        stack,
-        "LakeDeliveryFailingAlarm",
-        "Firehose could not write to the lake bucket",
-        Metric {
-            namespace: "AWS/Firehose",
-            name: "DeliveryToS3.Success",
-            statistic: "Minimum",
-            dimension: ("DeliveryStreamName", delivery()),
-            comparison: "LessThanThreshold",
-            threshold: 1.0,
-            minutes: 5,
-        },
-    );
-    alarm(
-        stack,
-        "LakeTransformFailingAlarm",
-        "Firehose could not call the decrypt function",
-        Metric {
-            namespace: "AWS/Firehose",
-            name: "ExecuteProcessing.Success",
-            statistic: "Minimum",
-            dimension: ("DeliveryStreamName", delivery()),
-            comparison: "LessThanThreshold",
-            threshold: 1.0,
-            minutes: 5,
-        },
-    );
+    for (logical, description, metric) in [
+        ("LakeDeliveryFailingAlarm", "Firehose could not write to the lake bucket", "DeliveryToS3.Success"),
+        (
+            "LakeTransformFailingAlarm",
+            "Firehose could not call the decrypt function",
+            "ExecuteProcessing.Success",
+        ),
+    ] {
+        alarm(
+            stack,
+            logical,
+            description,
+            Metric {
+                namespace: "AWS/Firehose",
+                name: metric,
+                statistic: "Minimum",
+                dimension: ("DeliveryStreamName", delivery()),
+                comparison: "LessThanThreshold",
+                threshold: 1.0,
+                minutes: 5,
+            },
+        );
+    }
     for queue in &watched.dead_letter_queues {
         alarm(
             stack,
