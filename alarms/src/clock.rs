@@ -10,8 +10,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn start() -> Self {
-        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Clock { wall_at_start: wall.as_millis() as i64, started: tokio::time::Instant::now() }
+        Clock { wall_at_start: wenu_core::clock::now_ms(), started: tokio::time::Instant::now() }
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -104,7 +104,7 @@ impl Notifier for WebhookNotifier {
 }
 
 fn notification_clock() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64
+    wenu_core::clock::now_ms().div_euclid(1000)
 }
 
 #[cfg(test)]

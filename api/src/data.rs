@@ -15,9 +15,7 @@ use crate::params::{
 };
 use crate::state::{ApiState, ReadingsQuery};
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
+pub(crate) use wenu_core::clock::now_ms;
 
 /// A device of the caller's company, or 404 (also for another company's).
 pub(crate) async fn own_device(state: &ApiState, company: &str, device: &str) -> Result<Device> {

@@ -25,6 +25,7 @@ use aws_sdk_dynamodb::types::{
     ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use bytes::Bytes;
+use wenu_core::clock::{self, SharedClock};
 use wenu_core::table::{Expect, Item, ItemKey, Page, TableStore, Write};
 use wenu_core::{Error, Result};
 
@@ -43,11 +44,18 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 pub struct DynamoTable {
     client: Client,
     table: String,
+    /// Decides which items have expired (DynamoDB's TTL deletes lazily).
+    clock: SharedClock,
 }
 
 impl DynamoTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoTable { client, table: table.into() }
+        DynamoTable { client, table: table.into(), clock: clock::system() }
+    }
+
+    /// The same table, deciding expiry by `clock` instead of the machine's.
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        DynamoTable { clock, ..self }
     }
 
     /// Creates the table (on-demand billing, TTL on `expires_at`) if it does
@@ -195,7 +203,7 @@ impl DynamoTable {
             .expression_attribute_values(":pk", AttributeValue::S(partition.to_owned()))
             .expression_attribute_values(":lo", number(sort.start))
             .expression_attribute_values(":hi", number(sort.end - 1))
-            .expression_attribute_values(":now", number(now_secs()))
+            .expression_attribute_values(":now", number(self.clock.now_secs()))
             .scan_index_forward(forward)
             .limit(limit.clamp(1, i32::MAX as usize) as i32)
             .set_exclusive_start_key(start)
@@ -220,7 +228,7 @@ impl TableStore for DynamoTable {
             .send()
             .await
             .map_err(|e| table_error("GetItem", &e))?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         output.item().map(item).transpose().map(|i| i.filter(|i| is_live(i, now)))
     }
 
@@ -274,13 +282,13 @@ impl TableStore for DynamoTable {
                 }
             }
         }
-        let now = now_secs();
+        let now = self.clock.now_secs();
         Ok(keys.iter().map(|k| found.get(k).filter(|i| is_live(i, now)).cloned()).collect())
     }
 
     async fn put(&self, key: &ItemKey, value: Bytes, expires_at: Option<i64>, expect: Expect) -> Result<u64> {
         let write = Write { key: key.clone(), value, expires_at, expect };
-        let now = now_secs();
+        let now = self.clock.now_secs();
         match self.update_item(&write, now).await {
             Ok(version) => Ok(version),
             // Only an expired item, not yet removed by DynamoDB, fails an
@@ -295,7 +303,7 @@ impl TableStore for DynamoTable {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         for chunk in writes.chunks(MAX_TRANSACTION) {
             let items = chunk
                 .iter()
@@ -415,13 +423,6 @@ fn item(attributes: &HashMap<String, AttributeValue>) -> Result<Item> {
 
 fn is_live(item: &Item, now: i64) -> bool {
     item.expires_at.is_none_or(|at| at > now)
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn permanent(message: impl Into<String>) -> Error {

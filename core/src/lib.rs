@@ -14,12 +14,14 @@
 //! * [`queue`]: the port of the jobs queue (SQS on AWS, embedded on one machine);
 //! * [`table`]: the port of the table store (DynamoDB on AWS, embedded on one
 //!   machine), for stats rollups and alarm state;
+//! * [`clock`]: wall-clock time as one injectable source, so tests pin the date;
 //! * [`catalog`]: sites, sensors and company settings as the registry holds them;
 //! * [`fleet`]: the provisioning file a fleet of devices (or the simulator) holds;
 //! * [`topic`]: the MQTT topic layout `wenu/{device_id}/telemetry`;
 //! * [`failpoint`]: fault injection for crash and isolation tests.
 
 pub mod catalog;
+pub mod clock;
 pub mod envelope;
 pub mod error;
 pub mod failpoint;

@@ -2,7 +2,7 @@
 //! and the durable append.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
@@ -33,9 +33,7 @@ pub(crate) struct EdgeHooks {
     pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
+pub(crate) use wenu_core::clock::now_ms;
 
 #[async_trait]
 impl Handler for EdgeHooks {

@@ -10,6 +10,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use wenu_core::clock::{self, SharedClock};
 use wenu_core::table::{Expect, Item, ItemKey, Page, TableStore, Write};
 use wenu_core::{Error, Result};
 
@@ -31,13 +32,20 @@ CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at I
 #[derive(Clone)]
 pub struct SqliteTable {
     conn: SharedConnection,
+    /// Decides which items have expired.
+    clock: SharedClock,
 }
 
 impl SqliteTable {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = open_durable(path).map_err(table_error)?;
         conn.execute_batch(SCHEMA).map_err(table_error)?;
-        Ok(SqliteTable { conn: SharedConnection::new(conn) })
+        Ok(SqliteTable { conn: SharedConnection::new(conn), clock: clock::system() })
+    }
+
+    /// The same table, deciding expiry by `clock` instead of the machine's.
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        SqliteTable { clock, ..self }
     }
 
     /// Deletes the items that expired before `now` (unix seconds); returns how many.
@@ -67,7 +75,7 @@ impl TableStore for SqliteTable {
     }
 
     async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Item>>> {
-        let keys = keys.to_vec();
+        let (keys, now) = (keys.to_vec(), self.clock.now_secs());
         self.with_conn(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -75,7 +83,6 @@ impl TableStore for SqliteTable {
                      WHERE partition = ?1 AND sort = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
                 )
                 .map_err(table_error)?;
-            let now = now_secs();
             keys.into_iter()
                 .map(|key| {
                     stmt.query_row(params![key.partition, key.sort, now], |r| {
@@ -96,9 +103,10 @@ impl TableStore for SqliteTable {
 
     async fn put(&self, key: &ItemKey, value: Bytes, expires_at: Option<i64>, expect: Expect) -> Result<u64> {
         let write = Write { key: key.clone(), value, expires_at, expect };
+        let now = self.clock.now_secs();
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(table_error)?;
-            let version = apply(&tx, &write)?;
+            let version = apply(&tx, &write, now)?;
             tx.commit().map_err(table_error)?;
             Ok(version)
         })
@@ -106,10 +114,11 @@ impl TableStore for SqliteTable {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
+        let now = self.clock.now_secs();
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(table_error)?;
             for write in &writes {
-                apply(&tx, write)?;
+                apply(&tx, write, now)?;
             }
             tx.commit().map_err(table_error)
         })
@@ -130,7 +139,7 @@ impl TableStore for SqliteTable {
     }
 
     async fn query(&self, partition: &str, sort: Range<i64>, limit: usize) -> Result<Page> {
-        let partition = partition.to_owned();
+        let (partition, now) = (partition.to_owned(), self.clock.now_secs());
         self.with_conn(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -140,7 +149,7 @@ impl TableStore for SqliteTable {
                 )
                 .map_err(table_error)?;
             let mut items = stmt
-                .query_map(params![partition, sort.start, sort.end, now_secs(), limit as i64 + 1], |r| {
+                .query_map(params![partition, sort.start, sort.end, now, limit as i64 + 1], |r| {
                     Ok(Item {
                         key: ItemKey { partition: partition.clone(), sort: r.get(0)? },
                         value: r.get::<_, Vec<u8>>(1)?.into(),
@@ -158,7 +167,7 @@ impl TableStore for SqliteTable {
     }
 
     async fn last(&self, partition: &str, sort: Range<i64>) -> Result<Option<Item>> {
-        let partition = partition.to_owned();
+        let (partition, now) = (partition.to_owned(), self.clock.now_secs());
         self.with_conn(move |conn| {
             conn.prepare_cached(
                 "SELECT sort, value, version, expires_at FROM items
@@ -166,7 +175,7 @@ impl TableStore for SqliteTable {
                  ORDER BY sort DESC LIMIT 1",
             )
             .and_then(|mut stmt| {
-                stmt.query_row(params![partition, sort.start, sort.end, now_secs()], |r| {
+                stmt.query_row(params![partition, sort.start, sort.end, now], |r| {
                     Ok(Item {
                         key: ItemKey { partition: partition.clone(), sort: r.get(0)? },
                         value: r.get::<_, Vec<u8>>(1)?.into(),
@@ -183,16 +192,14 @@ impl TableStore for SqliteTable {
 }
 
 /// One write inside a transaction; returns the item's new version.
-fn apply(tx: &Transaction<'_>, write: &Write) -> Result<u64> {
+fn apply(tx: &Transaction<'_>, write: &Write, now: i64) -> Result<u64> {
     let Write { key, value, expires_at, expect } = write;
     let current: Option<u64> = tx
         .prepare_cached(
             "SELECT version FROM items
              WHERE partition = ?1 AND sort = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
         )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![key.partition, key.sort, now_secs()], |r| r.get(0)).optional()
-        })
+        .and_then(|mut stmt| stmt.query_row(params![key.partition, key.sort, now], |r| r.get(0)).optional())
         .map_err(table_error)?;
     match (expect, current) {
         (Expect::Anything, _) | (Expect::Absent, None) => {}
@@ -217,11 +224,4 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> Result<u64> {
 fn table_error(err: rusqlite::Error) -> Error {
     let (message, retryable) = sqlite::classify(err);
     Error::Table { message, retryable }
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
@@ -35,9 +34,7 @@ pub(crate) struct Change<'a> {
     pub detail: serde_json::Value,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
+pub(crate) use wenu_core::clock::now_ms;
 
 impl Registry {
     /// Connects to the registry at `url` (`sqlite:/path/registry.db` or

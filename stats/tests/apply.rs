@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use wenu_core::clock::ManualClock;
 use wenu_local::SqliteTable;
 use wenu_stats::{Job, Point, Resolution, Retention, SeriesKey, apply_job, read_series};
 
-/// 2026-11-26T17:30:00Z
+/// 2026-11-26T17:30:00Z, which the table takes for now: the readings'
+/// buckets expire after their retention, whatever today is.
 const NOW: i64 = 1_795_714_200_000;
 
 fn series() -> SeriesKey {
@@ -22,7 +24,7 @@ fn point(seq: u64) -> Point {
 
 fn table() -> (tempfile::TempDir, SqliteTable) {
     let dir = tempfile::tempdir().unwrap();
-    let table = SqliteTable::open(&dir.path().join("stats.db")).unwrap();
+    let table = SqliteTable::open(&dir.path().join("stats.db")).unwrap().with_clock(ManualClock::at(NOW));
     (dir, table)
 }
 
@@ -107,9 +109,8 @@ async fn late_readings_update_their_old_bucket_and_buckets_expire() {
     // Minute buckets kept for no time at all are gone; hours and days stay.
     let (_dir2, short) = self::table();
     let retention = Retention { minute: Duration::ZERO, ..Retention::default() };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let two_hours_ago =
-        Job { series: series(), points: vec![Point { seq: 1, ts: now - 7_200_000, value: 1.0 }], retention };
+        Job { series: series(), points: vec![Point { seq: 1, ts: NOW - 7_200_000, value: 1.0 }], retention };
     apply_job(&short, &two_hours_ago).await.unwrap();
     let key = series();
     let all = |r| read_series(&short, &key, r, 0, i64::MAX);

@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use wenu_core::clock::ManualClock;
 use wenu_core::queue::{NewMessage, Queue, QueueDepth};
 use wenu_local::{QueueOptions, SqliteQueue, SqliteTable};
 use wenu_stats::worker::{Handler, TableHandler, WorkerOptions, WorkerTotals, run_workers};
 use wenu_stats::{Error, Job, JobReport, Point, Resolution, Retention, SeriesKey, read_series};
 
+/// 2026-11-26T17:30:00Z, which the stats table takes for now: the
+/// readings' buckets expire after their retention, whatever today is.
 const NOW: i64 = 1_795_714_200_000;
 
 /// The real handler, failing for one series while `poisoned`, and checking
@@ -58,7 +61,9 @@ async fn jobs_are_applied_in_parallel_and_a_poison_job_is_dead_lettered_then_red
     let dir = tempfile::tempdir().unwrap();
     let queue =
         SqliteQueue::open(&dir.path().join("queue.db"), QueueOptions { max_receive_count: 3 }).unwrap();
-    let table = Arc::new(SqliteTable::open(&dir.path().join("stats.db")).unwrap());
+    let table = Arc::new(
+        SqliteTable::open(&dir.path().join("stats.db")).unwrap().with_clock(ManualClock::at(NOW + 60_000)),
+    );
     let hook = Arc::new(TestHook {
         inner: TableHandler { table: table.clone() },
         poison: series(7),

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -72,9 +72,7 @@ pub struct Server {
     consumers: Vec<JoinHandle<()>>,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
+pub use wenu_core::clock::now_ms;
 
 impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
