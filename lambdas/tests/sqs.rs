@@ -7,10 +7,13 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
+use wenu_core::clock::ManualClock;
 use wenu_lambdas::sqs::handle_jobs;
 use wenu_stats::worker::TableHandler;
 use wenu_stats::{Job, Point, Resolution, SeriesKey, read_series};
 
+/// 2027-01-15T08:00:00Z, which the stats table takes for now: the minute
+/// buckets expire after their retention, whatever today is.
 const TS: i64 = 1_800_000_000_000;
 
 fn job(device: &str, seq: u64) -> Job {
@@ -47,7 +50,9 @@ async fn count(table: &dyn wenu_core::table::TableStore, device: &str) -> u64 {
 #[tokio::test]
 async fn failed_jobs_and_the_rest_of_their_group_are_reported_for_redelivery() {
     let dir = tempfile::tempdir().unwrap();
-    let table = Arc::new(wenu_local::SqliteTable::open(&dir.path().join("stats.db")).unwrap());
+    let table = Arc::new(
+        wenu_local::SqliteTable::open(&dir.path().join("stats.db")).unwrap().with_clock(ManualClock::at(TS)),
+    );
     let handler = TableHandler { table: table.clone() };
     let input = event();
     let ids: Vec<String> = input.records.iter().map(|r| r.message_id.clone().unwrap()).collect();

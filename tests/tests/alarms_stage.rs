@@ -12,6 +12,7 @@ use wenu_alarms::{
     FixedRules, Rule, Severity, WebhookNotifier,
 };
 use wenu_core::catalog::SensorSpec;
+use wenu_core::clock::ManualClock;
 use wenu_core::envelope::seal;
 use wenu_core::keyring::Keyring;
 use wenu_core::reading::{Reading, ReadingBatch};
@@ -21,7 +22,9 @@ use wenu_enrich::{Catalog, DevicePlacement, FixedCatalog};
 use wenu_local::SqliteTable;
 use wenu_tests::webhook_receiver::{FixedWebhooks, Receiver};
 
-/// 2026-11-26T17:30:00Z
+/// 2026-11-26T17:30:00Z, which the alarm table takes for now: what the
+/// tests write at T0 expires after the alarm history's retention, whatever
+/// today is.
 pub const T0: i64 = 1_795_714_200_000;
 
 pub struct Fleet {
@@ -51,7 +54,7 @@ impl Fleet {
         });
         let sensors = devices.iter().map(|d| SensorSpec::new(d, "temp-1", "temperature", "degC"));
         let catalog = Catalog::new(1, placements, [], sensors, []);
-        let table = SqliteTable::open(&dir.path().join("alarms.db")).unwrap();
+        let table = SqliteTable::open(&dir.path().join("alarms.db")).unwrap().with_clock(ManualClock::at(T0));
         Fleet { dir, keyring, directory: Directory::new(entries), catalog, table }
     }
 
