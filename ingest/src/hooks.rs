@@ -27,10 +27,9 @@ pub(crate) struct EdgeHooks {
     pub registry: Registry,
     pub counters: Arc<EdgeCounters>,
     pub max_payload_bytes: usize,
-    /// Login checks running at once, at most one per core: a check costs
-    /// microseconds, but a device still on an Argon2 hash from an older
-    /// registry costs tens of milliseconds (once), and a storm of those must
-    /// queue instead of thrashing memory.
+    /// Argon2 checks running at once: at most one per core, so a storm of
+    /// connects queues instead of thrashing memory and missing every
+    /// client's connect timeout.
     pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
@@ -140,6 +139,7 @@ impl EdgeHooks {
         };
         let _permit =
             self.password_checks.acquire().await.map_err(|_| ConnectRefusal::RegistryUnavailable)?;
+        // Argon2 verification is deliberately slow; the registry runs it on a blocking thread.
         let outcome = match password {
             Some(password) => registry.authenticate(&device_id, password).await,
             None => registry.authenticate_by_certificate(&device_id).await,
