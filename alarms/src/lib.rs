@@ -1,5 +1,5 @@
 //! Alarms: anomaly detection on the stream, isolated from the rest of the
-//! pipeline (seed elements 10–12, DESIGN.md §7).
+//! pipeline.
 //!
 //! The logic is pure and the same in the alarms Lambda and the embedded
 //! pipeline:

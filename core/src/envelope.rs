@@ -1,4 +1,4 @@
-//! The device → cloud wire format (DESIGN.md §3).
+//! The device → cloud wire format.
 //!
 //! ```text
 //! | 1 version | 4 key id (BE) | 12 nonce | ciphertext ‖ 16-byte GCM tag |

@@ -5,7 +5,7 @@
 //!
 //! * [`reading`]: the plaintext a device encrypts (a batch of sensor readings with
 //!   a per-device sequence number);
-//! * [`envelope`]: the binary wire format of DESIGN.md §3 (version, key id,
+//! * [`envelope`]: the binary device wire format (version, key id,
 //!   nonce, AES-256-GCM with the device id bound in the AAD);
 //! * [`keyring`]: per-device keys with key ids, rotation and retirement, stored
 //!   in a file only its owner may read;

@@ -2,7 +2,7 @@
 //! sort key, with conditional writes and a time to live.
 //!
 //! DynamoDB implements it on AWS, an embedded table on one machine
-//! (`wenu-local`). Stats rollups use it with the key layout of DESIGN.md §6:
+//! (`wenu-local`). Stats rollups use it with this key layout:
 //! partition `{company}#{device}#{sensor}#{resolution}`, sort key = bucket
 //! start; the alarms use it for alarm state.
 //!

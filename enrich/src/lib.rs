@@ -1,5 +1,5 @@
 //! Enrich: readings normalised with the registry's business data, then
-//! queued as stats jobs (seed elements 13–14).
+//! queued as stats jobs.
 //!
 //! The logic is pure and the same in the enrich Lambda and the embedded
 //! pipeline: a [`Catalog`] (a registry snapshot) turns each decoded reading

@@ -1,6 +1,6 @@
 //! Rows to Parquet bytes (and back, for compaction). Pure: no I/O.
 //!
-//! Columns follow DESIGN.md §5. `company`, `date` and `hour` are not in the
+//! One row per reading. `company`, `date` and `hour` are not in the
 //! files: they are the Hive partition columns of the path, which is how
 //! DuckDB, pyarrow and Athena expect them.
 
@@ -25,7 +25,7 @@ use wenu_decrypt::DecodedMessage;
 
 use crate::Result;
 
-/// Rows per row group (DESIGN.md §5: ~1M).
+/// Rows per row group (about a million).
 pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
 
 fn utc_millis() -> DataType {

@@ -1,4 +1,4 @@
-//! Where things live in the lake (DESIGN.md §5):
+//! Where things live in the lake:
 //!
 //! ```text
 //! readings/company={c}/date={yyyy-mm-dd}/hour={hh}/part-{first}-{last}.parquet

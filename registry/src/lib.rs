@@ -1,5 +1,5 @@
 //! Wenu's registry: companies, sites, devices, sensors and company settings,
-//! the business logic that the pipeline looks devices up in (seed element 17).
+//! the business logic that the pipeline looks devices up in.
 //!
 //! One code path on two databases through sqlx: an SQLite file in WAL mode on
 //! one machine, PostgreSQL (RDS) on AWS. The schema evolves through numbered

@@ -20,7 +20,7 @@ pub struct SeriesKey {
 }
 
 impl SeriesKey {
-    /// The table partition of this series at `resolution` (DESIGN.md §6).
+    /// The table partition of this series at `resolution`.
     pub fn partition(&self, resolution: Resolution) -> String {
         format!("{}#{}#{}#{}", self.company, self.device, self.sensor, resolution.label())
     }

@@ -3,8 +3,8 @@
 //! For every series (company, device, sensor) and every [`Resolution`]
 //! (1 min, 1 h, 1 day), a [`Rollup`] per time bucket: count, min, max, sum,
 //! mean, last, and p50/p95/p99 from a mergeable DDSketch. Rollups are items
-//! of the table store, keyed as DESIGN.md §6 says and expiring after the
-//! company's retention for that resolution.
+//! of the table store, keyed `{company}#{device}#{sensor}#{resolution}` by
+//! bucket start, and expire after the company's retention for that resolution.
 //!
 //! Enrich sends one [`Job`] per series and stream batch through the jobs
 //! queue; [`apply_job`] folds it into the buckets it touches. Jobs are
