@@ -27,9 +27,10 @@ pub(crate) struct EdgeHooks {
     pub registry: Registry,
     pub counters: Arc<EdgeCounters>,
     pub max_payload_bytes: usize,
-    /// Argon2 checks running at once: at most one per core, so a storm of
-    /// connects queues instead of thrashing memory and missing every
-    /// client's connect timeout.
+    /// Login checks running at once, at most one per core: a check costs
+    /// microseconds, but a device still on an Argon2 hash from an older
+    /// registry costs tens of milliseconds (once), and a storm of those must
+    /// queue instead of thrashing memory.
     pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
@@ -139,7 +140,6 @@ impl EdgeHooks {
         };
         let _permit =
             self.password_checks.acquire().await.map_err(|_| ConnectRefusal::RegistryUnavailable)?;
-        // Argon2 verification is deliberately slow; the registry runs it on a blocking thread.
         let outcome = match password {
             Some(password) => registry.authenticate(&device_id, password).await,
             None => registry.authenticate_by_certificate(&device_id).await,

@@ -1,15 +1,18 @@
 //! Companies, devices and their keys: who may connect and publish.
 
 use serde::Serialize;
+use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use wenu_core::topic::is_valid_device_id;
 
-use crate::password::verify_password;
-use serde_json::json;
-
+use crate::password::{hash_password, is_slow_hash, verify_password};
 use crate::store::{Change, now_ms, require_company};
 use crate::{Error, Registry, Result};
+
+/// What an unknown device's password is checked against, so that an unknown
+/// id costs what a known one does.
+const UNKNOWN_DEVICE_HASH: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A device as the registry knows it. The password hash stays inside.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -237,7 +240,10 @@ impl Registry {
 
     /// Decides whether `device_id` may connect with `password`.
     ///
-    /// The Argon2 check is slow by design, so it runs on a blocking thread.
+    /// Costs a lookup and a SHA-256 whether or not the device exists, so the
+    /// answer's timing does not tell which ids exist. A device still on an
+    /// Argon2 hash from an older registry is checked on a blocking thread
+    /// once, and its hash replaced by the fast form.
     pub async fn authenticate(&self, device_id: &str, password: String) -> Result<AuthOutcome> {
         let row = sqlx::query(
             "SELECT password_hash, CASE WHEN enabled THEN 1 ELSE 0 END FROM devices WHERE id = $1",
@@ -245,17 +251,42 @@ impl Registry {
         .bind(device_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(AuthOutcome::UnknownDevice) };
+        let Some(row) = row else {
+            verify_password(&password, UNKNOWN_DEVICE_HASH);
+            return Ok(AuthOutcome::UnknownDevice);
+        };
         let hash: String = row.try_get(0)?;
         let enabled = row.try_get::<i64, _>(1)? != 0;
-        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(|e| Error::PasswordHash(e.to_string()))?;
+        let matches = if is_slow_hash(&hash) {
+            self.verify_and_upgrade(device_id, password, hash).await?
+        } else {
+            verify_password(&password, &hash)
+        };
         Ok(match (matches, enabled) {
             (false, _) => AuthOutcome::BadPassword,
             (true, false) => AuthOutcome::Disabled,
             (true, true) => AuthOutcome::Allowed,
         })
+    }
+
+    /// Checks a password against an Argon2 hash and, if it matches, stores
+    /// the fast hash in its place (unless the hash changed meanwhile).
+    async fn verify_and_upgrade(&self, device_id: &str, password: String, slow_hash: String) -> Result<bool> {
+        let (matches, password, slow_hash) = tokio::task::spawn_blocking(move || {
+            (verify_password(&password, &slow_hash), password, slow_hash)
+        })
+        .await
+        .map_err(|e| Error::PasswordHash(e.to_string()))?;
+        if matches {
+            sqlx::query("UPDATE devices SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(hash_password(&password))
+                .bind(device_id)
+                .bind(slow_hash)
+                .execute(&self.pool)
+                .await?;
+            tracing::info!(device = %device_id, "password hash upgraded from Argon2 to SHA-256");
+        }
+        Ok(matches)
     }
 
     /// Decides whether a device that proved its identity by a client

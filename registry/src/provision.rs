@@ -20,15 +20,11 @@ pub async fn provision_fleet(
 ) -> Result<Vec<FleetDevice>> {
     registry.ensure_company(company).await?;
     let existing = registry.list_devices(Some(company)).await?.len();
-    let passwords: Vec<String> = (0..count).map(|_| generate_password()).collect();
-    let hashes = tokio::task::spawn_blocking(move || hash_all(&passwords).map(|hashes| (passwords, hashes)))
-        .await
-        .map_err(|e| Error::PasswordHash(e.to_string()))?;
-    let (passwords, hashes) = hashes?;
     let mut fleet = Vec::with_capacity(count);
-    for ((n, password), hash) in (existing + 1..=existing + count).zip(passwords).zip(hashes) {
+    for n in existing + 1..=existing + count {
         let device_id = format!("{company}-{n:05}");
-        registry.add_device(company, &device_id, &hash).await?;
+        let password = generate_password();
+        registry.add_device(company, &device_id, &hash_password(&password)).await?;
         let (key_id, key) = keyring.add_key(&device_id);
         registry.add_key(&device_id, key_id).await?;
         fleet.push(FleetDevice {
@@ -40,25 +36,6 @@ pub async fn provision_fleet(
         });
     }
     Ok(fleet)
-}
-
-/// Argon2 hashes of `passwords`, on every core: each costs tens of
-/// milliseconds by design, and a fleet of ten thousand would otherwise take
-/// minutes on one.
-fn hash_all(passwords: &[String]) -> Result<Vec<String>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = passwords.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = passwords
-            .chunks(chunk)
-            .map(|chunk| scope.spawn(|| chunk.iter().map(|p| hash_password(p)).collect::<Result<Vec<_>>>()))
-            .collect();
-        let mut hashes = Vec::with_capacity(passwords.len());
-        for worker in workers {
-            hashes.extend(worker.join().expect("hashing does not panic")?);
-        }
-        Ok(hashes)
-    })
 }
 
 /// [`provision_fleet`] with the keys put in `keys` (the keyring file,

@@ -5,7 +5,10 @@
 
 use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
 use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
-use wenu_registry::{AuthOutcome, Error, Registry, Role, provision_fleet, provision_into, rotate_key};
+use wenu_registry::{
+    AuthOutcome, Error, Registry, Role, generate_password, hash_password, provision_fleet, provision_into,
+    rotate_key,
+};
 
 async fn sqlite() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
@@ -246,6 +249,44 @@ async fn reopening_keeps_data_and_schema() {
     provision_fleet(&registry, &mut keyring, "acme", 2).await.unwrap();
     registry.close().await;
     assert_eq!(Registry::open(&path).await.unwrap().count_devices().await.unwrap(), 2);
+}
+
+/// A registry written when device passwords were Argon2 hashes: the device
+/// still logs in, and its hash becomes the fast form on its first good login.
+#[tokio::test]
+async fn an_argon2_password_hash_still_verifies_and_is_upgraded_on_login() {
+    use argon2::PasswordHasher;
+    use argon2::password_hash::{SaltString, rand_core::OsRng};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let registry = Registry::open(&path).await.unwrap();
+    registry.ensure_company("acme").await.unwrap();
+    let password = generate_password();
+    let salt = SaltString::generate(&mut OsRng);
+    let argon2 = argon2::Argon2::default().hash_password(password.as_bytes(), &salt).unwrap().to_string();
+    registry.add_device("acme", "acme-00001", &argon2).await.unwrap();
+    let stored = || async {
+        let url = format!("sqlite:{}", path.display());
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let hash: String = sqlx::query_scalar("SELECT password_hash FROM devices WHERE id = 'acme-00001'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        hash
+    };
+
+    let wrong = registry.authenticate("acme-00001", "guess".to_owned()).await.unwrap();
+    assert_eq!(wrong, AuthOutcome::BadPassword);
+    assert_eq!(stored().await, argon2, "a failed login changes nothing");
+    let right = registry.authenticate("acme-00001", password.clone()).await.unwrap();
+    assert_eq!(right, AuthOutcome::Allowed);
+    assert_eq!(stored().await, hash_password(&password));
+    assert_eq!(registry.authenticate("acme-00001", password).await.unwrap(), AuthOutcome::Allowed);
+    assert_eq!(
+        registry.authenticate("acme-00001", "guess".to_owned()).await.unwrap(),
+        AuthOutcome::BadPassword
+    );
 }
 
 async fn alarm_rules_and_webhooks(registry: Registry) {

@@ -50,7 +50,7 @@ pub struct Point {
     pub acked_per_sec: f64,
     pub puback_p50_ms: f64,
     pub puback_p99_ms: f64,
-    /// Time for the whole fleet to connect (Argon2 per device for Wenu).
+    /// Time for the whole fleet to connect (a password check per device for Wenu).
     pub connect_secs: f64,
     /// Handshakes the server dropped (not authenticated within its 30 s
     /// handshake timeout while a connect storm queued) that devices retried.
@@ -84,7 +84,7 @@ pub async fn sweep(args: &ConnectionsArgs) -> anyhow::Result<Sweep> {
     let scratch = Scratch::new("connections")?;
     let base = scratch.join("base");
     std::fs::create_dir_all(&base)?;
-    eprintln!("provisioning {largest} devices (one Argon2 hash each)…");
+    eprintln!("provisioning {largest} devices…");
     let fleet = provision(&base, largest).await?;
 
     let mut sweep = Sweep { wenu: Vec::new(), mosquitto: Vec::new() };
