@@ -14,10 +14,12 @@ use wenu_core::stream::{NewRecord, Stream};
 use wenu_registry::{AuthOutcome, Registry};
 
 use crate::EdgeCounters;
+use crate::enabled::EnabledDevices;
 use crate::policy::{
-    Claim, ConnectRefusal, Identity, PublishRefusal, check_publish, company_of_username, identify,
-    may_subscribe,
+    Claim, ConnectRefusal, Identity, IncomingPublish, PublishRefusal, SessionRequest, check_device_session,
+    check_publish, check_reader_session, company_of_username, identify, may_subscribe,
 };
+use crate::throttle::LoginThrottle;
 
 /// MQTT protocol level of version 5.
 const MQTT_5: u8 = 5;
@@ -32,6 +34,8 @@ pub(crate) struct EdgeHooks {
     /// registry costs tens of milliseconds (once), and a storm of those must
     /// queue instead of thrashing memory.
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    pub throttle: Arc<LoginThrottle>,
+    pub enabled: Arc<EnabledDevices>,
 }
 
 pub(crate) use wenu_core::clock::now_ms;
@@ -71,21 +75,47 @@ impl Handler for EdgeHooks {
 }
 
 impl EdgeHooks {
+    /// Who the client is, whether its session and will are allowed, and
+    /// whether failed logins from its address or for its identity are
+    /// being throttled. Sessions are keyed by client id, so tying the client
+    /// id to the identity is what keeps one client from resuming or taking
+    /// over another's.
     async fn authenticate(&self, info: &ConnectInfo) -> AuthResult {
-        if let Some(company) = info.username().and_then(|u| company_of_username(u)) {
-            return self.authenticate_company(company, info).await;
-        }
-        match self.identify_device(info).await {
-            Ok(device_id) => {
-                tracing::debug!(device = %device_id, "device connected");
-                self.counters.connect_accepted();
+        let address = info.ipaddress().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let claimed = info.username().map(|u| u.to_string()).unwrap_or_default();
+        let admission = self.throttle.admit(address, &claimed, Instant::now());
+        let outcome = if admission.is_none() {
+            Err(ConnectRefusal::Throttled)
+        } else if let Some(company) = company_of_username(&claimed) {
+            self.authenticate_reader(company, info).await.map(|()| claimed.clone())
+        } else {
+            self.authenticate_device(info).await
+        };
+        match outcome {
+            Ok(identity) => {
+                tracing::debug!(identity = %identity, "client connected");
+                if let Some(admission) = admission {
+                    self.throttle.succeeded(address, &claimed, admission, Instant::now());
+                }
+                if company_of_username(&identity).is_none() {
+                    self.counters.connect_accepted();
+                }
                 // Never a superuser: rmqtt skips the publish hook, hence the
                 // durable append, for superuser sessions.
                 AuthResult::Allow(false, None)
             }
             Err(refusal) => {
-                tracing::info!(username = ?info.username(), reason = refusal.label(), "connection refused");
+                tracing::info!(username = %claimed, client_id = %info.client_id(), reason = refusal.label(), "connection refused");
                 self.counters.connect_refused(refusal.label());
+                if let Some(admission) = admission {
+                    // Only wrong credentials count as failures; a refusal
+                    // for any other reason gives the reservation back.
+                    if matches!(refusal, ConnectRefusal::BadPassword | ConnectRefusal::UnknownDevice) {
+                        self.throttle.failed(address, &claimed, admission, Instant::now());
+                    } else {
+                        self.throttle.forgive(address, &claimed, admission, Instant::now());
+                    }
+                }
                 match refusal {
                     ConnectRefusal::BadPassword
                     | ConnectRefusal::UnknownDevice
@@ -97,31 +127,21 @@ impl EdgeHooks {
     }
 
     /// An alarm reader: the password must be a live API token of that company.
-    async fn authenticate_company(&self, company: &str, info: &ConnectInfo) -> AuthResult {
-        let Some(password) = info.password() else {
-            self.counters.connect_refused(ConnectRefusal::NoCredentials.label());
-            return AuthResult::BadUsernameOrPassword;
-        };
+    async fn authenticate_reader(&self, company: &str, info: &ConnectInfo) -> Result<(), ConnectRefusal> {
+        check_reader_session(company, session_request(info))?;
+        let password = info.password().ok_or(ConnectRefusal::NoCredentials)?;
         let bearer = String::from_utf8_lossy(password);
         match self.registry.verify_token(&bearer).await {
-            Ok(Some(token)) if token.company.as_deref() == Some(company) => {
-                tracing::debug!(company, token = %token.id, "alarm reader connected");
-                AuthResult::Allow(false, None)
-            }
-            Ok(_) => {
-                tracing::info!(company, "alarm reader refused: not a token of this company");
-                self.counters.connect_refused(ConnectRefusal::BadPassword.label());
-                AuthResult::BadUsernameOrPassword
-            }
+            Ok(Some(token)) if token.company.as_deref() == Some(company) => Ok(()),
+            Ok(_) => Err(ConnectRefusal::BadPassword),
             Err(err) => {
                 tracing::error!(error = %err, "registry lookup failed");
-                self.counters.connect_refused(ConnectRefusal::RegistryUnavailable.label());
-                AuthResult::NotAuthorized
+                Err(ConnectRefusal::RegistryUnavailable)
             }
         }
     }
 
-    async fn identify_device(&self, info: &ConnectInfo) -> Result<String, ConnectRefusal> {
+    async fn authenticate_device(&self, info: &ConnectInfo) -> Result<String, ConnectRefusal> {
         let username = info.username().map(|u| u.to_string());
         let certificate_name = info.cert().map(|c| c.common_name.clone().unwrap_or_default());
         let claim = Claim {
@@ -138,6 +158,7 @@ impl EdgeHooks {
             }
             Identity::Certificate(device) => (device.to_owned(), None),
         };
+        check_device_session(&device_id, session_request(info))?;
         let _permit =
             self.password_checks.acquire().await.map_err(|_| ConnectRefusal::RegistryUnavailable)?;
         let outcome = match password {
@@ -165,11 +186,26 @@ impl EdgeHooks {
                 Err(_) => String::new(),
             },
         };
-        if let Err(refusal) =
-            check_publish(&device_id, &publish.topic, publish.payload.len(), self.max_payload_bytes)
-        {
+        let incoming = IncomingPublish {
+            topic: &publish.topic,
+            payload_len: publish.payload.len(),
+            qos: publish.qos.value(),
+            retain: publish.retain,
+        };
+        if let Err(refusal) = check_publish(&device_id, incoming, self.max_payload_bytes) {
             tracing::info!(device = %device_id, topic = %publish.topic, reason = refusal.label(), "publish refused");
             return self.refuse(refusal, v5);
+        }
+        match self.enabled.is_enabled(&device_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(device = %device_id, "publish refused: device disabled; closing its session");
+                return self.refuse(PublishRefusal::Disabled, v5);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "registry lookup failed");
+                return self.refuse(PublishRefusal::StreamUnavailable, v5);
+            }
         }
         let record = NewRecord {
             device_id,
@@ -195,15 +231,27 @@ impl EdgeHooks {
     }
 
     /// MQTT 5 carries the refusal in the PUBACK; a 3.1.1 PUBACK cannot say no,
-    /// so there the connection is closed and the device keeps its copy.
+    /// so there the connection is closed and the device keeps its copy. A
+    /// disabled device's session is closed either way.
     fn refuse(&self, refusal: PublishRefusal, v5: bool) -> PublishAclResult {
         self.counters.publish_refused(refusal.label());
         let reason = match refusal {
             PublishRefusal::InvalidTopic => PublishAckReason::TopicNameInvalid,
-            PublishRefusal::ForeignTopic => PublishAckReason::NotAuthorized,
-            PublishRefusal::Oversized { .. } => PublishAckReason::ImplementationSpecificError,
+            PublishRefusal::ForeignTopic | PublishRefusal::Disabled => PublishAckReason::NotAuthorized,
+            PublishRefusal::Oversized { .. } | PublishRefusal::Retained | PublishRefusal::ExactlyOnceQos => {
+                PublishAckReason::ImplementationSpecificError
+            }
             PublishRefusal::StreamUnavailable => PublishAckReason::QuotaExceeded,
         };
-        PublishAclResult(PublishResult::reason_code(reason, Some(refusal.label().into()), !v5))
+        let disconnect = !v5 || refusal == PublishRefusal::Disabled;
+        PublishAclResult(PublishResult::reason_code(reason, Some(refusal.label().into()), disconnect))
+    }
+}
+
+fn session_request(info: &ConnectInfo) -> SessionRequest<'_> {
+    SessionRequest {
+        client_id: info.client_id(),
+        clean_session: info.clean_start(),
+        has_will: info.last_will().is_some(),
     }
 }

@@ -3,11 +3,14 @@
 //! An embedded MQTT server ([rmqtt](https://github.com/rmqtt/rmqtt) used as a
 //! library) with two hooks that carry Wenu's contract:
 //!
-//! * **authenticate** ([`policy::authenticate`] via the registry): a device
+//! * **authenticate** ([`policy::identify`], then the registry): a device
 //!   logs in with username = device id and its password, or with a client
-//!   certificate whose common name is its device id;
+//!   certificate whose common name is its device id; its client id is its
+//!   device id and it leaves no will ([`policy::check_device_session`]);
+//!   failed logins are throttled per address and per id ([`throttle`]);
 //! * **publish** ([`policy::check_publish`], then a durable append): a device
-//!   may publish only to `wenu/{its id}/telemetry`, payloads over the limit are
+//!   may publish only to `wenu/{its id}/telemetry`, at QoS 0 or 1, not
+//!   retained, while enabled; payloads over the limit are
 //!   refused, and the PUBACK goes out only after the stream has the envelope on
 //!   disk. When the stream cannot take it, the publish is refused (MQTT 5
 //!   reason code) or the connection closed (3.1.1, whose PUBACK cannot carry a
@@ -17,11 +20,14 @@
 
 pub mod certs;
 mod counters;
+mod enabled;
 mod error;
 mod hooks;
 pub mod policy;
 mod server;
+pub mod throttle;
 
 pub use counters::{EdgeCounters, EdgeSnapshot};
 pub use error::{Error, Result};
 pub use server::{Edge, EdgeConfig, EdgePublisher, TlsConfig};
+pub use throttle::ThrottleConfig;

@@ -5,7 +5,8 @@ use wenu_core::topic::{alarm_topic, device_of_telemetry_topic};
 
 /// Usernames of the clients that read a company's alarms:
 /// `company:{company id}`, with one of the company's API tokens as password.
-/// Device ids never contain `:`, so the two cannot be confused.
+/// Device ids never contain `:`, so the two cannot be confused. Their client
+/// ids are `company:{company id}:{anything}`.
 pub const COMPANY_PREFIX: &str = "company:";
 
 /// The company a username speaks for, if it is an alarm reader's.
@@ -50,6 +51,18 @@ pub enum ConnectRefusal {
     CertificateMismatch,
     CertificateWithoutName,
     RegistryUnavailable,
+    /// The client id is not the identity: a device's must be its device id,
+    /// an alarm reader's `company:{company}:…`. Sessions are keyed by client
+    /// id, so this is what keeps one client from taking over another's.
+    ClientIdMismatch,
+    /// A CONNECT with a Last Will: the server would publish it on the
+    /// client's behalf, past every publish check.
+    WillRefused,
+    /// An alarm reader asked to keep its session (clean session off):
+    /// alarm readers get clean sessions only.
+    PersistentSession,
+    /// Too many failed logins from this address or for this device lately.
+    Throttled,
 }
 
 impl ConnectRefusal {
@@ -62,6 +75,10 @@ impl ConnectRefusal {
             ConnectRefusal::CertificateMismatch => "certificate_mismatch",
             ConnectRefusal::CertificateWithoutName => "certificate_without_name",
             ConnectRefusal::RegistryUnavailable => "registry_unavailable",
+            ConnectRefusal::ClientIdMismatch => "client_id_mismatch",
+            ConnectRefusal::WillRefused => "will_refused",
+            ConnectRefusal::PersistentSession => "persistent_session",
+            ConnectRefusal::Throttled => "throttled",
         }
     }
 }
@@ -83,6 +100,48 @@ pub fn identify(claim: Claim<'_>) -> Result<Identity<'_>, ConnectRefusal> {
     }
 }
 
+/// What a CONNECT asks for besides credentials: the session and the will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRequest<'a> {
+    pub client_id: &'a str,
+    /// MQTT 3.1.1 clean session / MQTT 5 clean start.
+    pub clean_session: bool,
+    pub has_will: bool,
+}
+
+/// Whether a device may open this session: its client id is its device id
+/// and it leaves no will. (A device only publishes, so a kept session holds
+/// nothing another identity could use; the client id rule is what matters.)
+pub fn check_device_session(device_id: &str, request: SessionRequest<'_>) -> Result<(), ConnectRefusal> {
+    if request.client_id != device_id {
+        return Err(ConnectRefusal::ClientIdMismatch);
+    }
+    if request.has_will {
+        return Err(ConnectRefusal::WillRefused);
+    }
+    Ok(())
+}
+
+/// Whether a company's alarm reader may open this session: client id
+/// `company:{company}:{something}`, a clean session and no will.
+pub fn check_reader_session(company: &str, request: SessionRequest<'_>) -> Result<(), ConnectRefusal> {
+    let suffix = request
+        .client_id
+        .strip_prefix(COMPANY_PREFIX)
+        .and_then(|rest| rest.strip_prefix(company))
+        .and_then(|rest| rest.strip_prefix(':'));
+    if suffix.is_none_or(str::is_empty) {
+        return Err(ConnectRefusal::ClientIdMismatch);
+    }
+    if request.has_will {
+        return Err(ConnectRefusal::WillRefused);
+    }
+    if !request.clean_session {
+        return Err(ConnectRefusal::PersistentSession);
+    }
+    Ok(())
+}
+
 /// Why a publish was refused; the label is the metric's `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishRefusal {
@@ -94,6 +153,13 @@ pub enum PublishRefusal {
         len: usize,
         limit: usize,
     },
+    /// Retained messages are not kept: the stream is the only store.
+    Retained,
+    /// QoS 2 is not offered: QoS 1 into an idempotent pipeline already
+    /// gives exactly-once in effect.
+    ExactlyOnceQos,
+    /// The device was disabled in the registry.
+    Disabled,
     /// The stream could not store it durably (disk full, overload).
     StreamUnavailable,
 }
@@ -104,24 +170,48 @@ impl PublishRefusal {
             PublishRefusal::InvalidTopic => "invalid_topic",
             PublishRefusal::ForeignTopic => "foreign_topic",
             PublishRefusal::Oversized { .. } => "oversized",
+            PublishRefusal::Retained => "retained",
+            PublishRefusal::ExactlyOnceQos => "qos2",
+            PublishRefusal::Disabled => "disabled",
             PublishRefusal::StreamUnavailable => "stream_unavailable",
         }
+    }
+}
+
+/// A PUBLISH as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncomingPublish<'a> {
+    pub topic: &'a str,
+    pub payload_len: usize,
+    pub qos: u8,
+    pub retain: bool,
+}
+
+impl<'a> IncomingPublish<'a> {
+    /// A plain QoS 1 publish, the one devices send.
+    pub fn qos1(topic: &'a str, payload_len: usize) -> Self {
+        Self { topic, payload_len, qos: 1, retain: false }
     }
 }
 
 /// Whether `device_id` may put this publish on the stream.
 pub fn check_publish(
     device_id: &str,
-    topic: &str,
-    payload_len: usize,
+    publish: IncomingPublish<'_>,
     limit: usize,
 ) -> Result<(), PublishRefusal> {
-    let owner = device_of_telemetry_topic(topic).map_err(|_| PublishRefusal::InvalidTopic)?;
+    let owner = device_of_telemetry_topic(publish.topic).map_err(|_| PublishRefusal::InvalidTopic)?;
     if owner != device_id {
         return Err(PublishRefusal::ForeignTopic);
     }
-    if payload_len > limit {
-        return Err(PublishRefusal::Oversized { len: payload_len, limit });
+    if publish.retain {
+        return Err(PublishRefusal::Retained);
+    }
+    if publish.qos > 1 {
+        return Err(PublishRefusal::ExactlyOnceQos);
+    }
+    if publish.payload_len > limit {
+        return Err(PublishRefusal::Oversized { len: publish.payload_len, limit });
     }
     Ok(())
 }
@@ -157,13 +247,63 @@ mod tests {
 
     #[test]
     fn publishes() {
-        assert_eq!(check_publish("d1", "wenu/d1/telemetry", 10, 100), Ok(()));
-        assert_eq!(check_publish("d1", "wenu/d2/telemetry", 10, 100), Err(PublishRefusal::ForeignTopic));
-        assert_eq!(check_publish("d1", "wenu/d1/other", 10, 100), Err(PublishRefusal::InvalidTopic));
-        assert_eq!(check_publish("d1", "$SYS/x", 10, 100), Err(PublishRefusal::InvalidTopic));
+        let qos1 = IncomingPublish::qos1;
+        assert_eq!(check_publish("d1", qos1("wenu/d1/telemetry", 10), 100), Ok(()));
+        let qos0 = IncomingPublish { qos: 0, ..qos1("wenu/d1/telemetry", 10) };
+        assert_eq!(check_publish("d1", qos0, 100), Ok(()));
         assert_eq!(
-            check_publish("d1", "wenu/d1/telemetry", 101, 100),
+            check_publish("d1", qos1("wenu/d2/telemetry", 10), 100),
+            Err(PublishRefusal::ForeignTopic)
+        );
+        assert_eq!(check_publish("d1", qos1("wenu/d1/other", 10), 100), Err(PublishRefusal::InvalidTopic));
+        assert_eq!(check_publish("d1", qos1("$SYS/x", 10), 100), Err(PublishRefusal::InvalidTopic));
+        assert_eq!(
+            check_publish("d1", qos1("wenu/d1/telemetry", 101), 100),
             Err(PublishRefusal::Oversized { len: 101, limit: 100 })
+        );
+        let retained = IncomingPublish { retain: true, ..qos1("wenu/d1/telemetry", 10) };
+        assert_eq!(check_publish("d1", retained, 100), Err(PublishRefusal::Retained));
+        let qos2 = IncomingPublish { qos: 2, ..qos1("wenu/d1/telemetry", 10) };
+        assert_eq!(check_publish("d1", qos2, 100), Err(PublishRefusal::ExactlyOnceQos));
+    }
+
+    fn session(client_id: &str, clean_session: bool, has_will: bool) -> SessionRequest<'_> {
+        SessionRequest { client_id, clean_session, has_will }
+    }
+
+    #[test]
+    fn a_device_session_is_its_own_and_leaves_no_will() {
+        assert_eq!(check_device_session("d1", session("d1", true, false)), Ok(()));
+        assert_eq!(check_device_session("d1", session("d1", false, false)), Ok(()));
+        for other in ["d2", "", "company:acme:x", "d1 "] {
+            assert_eq!(
+                check_device_session("d1", session(other, true, false)),
+                Err(ConnectRefusal::ClientIdMismatch),
+                "{other:?}"
+            );
+        }
+        assert_eq!(check_device_session("d1", session("d1", true, true)), Err(ConnectRefusal::WillRefused));
+    }
+
+    #[test]
+    fn an_alarm_reader_session_names_its_company_and_is_clean() {
+        assert_eq!(check_reader_session("acme", session("company:acme:dash", true, false)), Ok(()));
+        for other in
+            ["company:acme", "company:acme:", "company:globex:dash", "company:acmex:dash", "dash", "d1"]
+        {
+            assert_eq!(
+                check_reader_session("acme", session(other, true, false)),
+                Err(ConnectRefusal::ClientIdMismatch),
+                "{other:?}"
+            );
+        }
+        assert_eq!(
+            check_reader_session("acme", session("company:acme:dash", false, false)),
+            Err(ConnectRefusal::PersistentSession)
+        );
+        assert_eq!(
+            check_reader_session("acme", session("company:acme:dash", true, true)),
+            Err(ConnectRefusal::WillRefused)
         );
     }
 }

@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use wenu_core::stream::Stream;
 use wenu_registry::Registry;
 
+use crate::enabled::EnabledDevices;
 use crate::hooks::{EdgeHooks, now_ms};
+use crate::throttle::{LoginThrottle, ThrottleConfig};
 use crate::{EdgeCounters, EdgeSnapshot, Error, Result};
 
 /// A TLS listener. With `client_ca`, it is mutual TLS: every client must
@@ -41,6 +43,9 @@ pub struct EdgeConfig {
     /// Publishes with a larger payload are refused.
     pub max_payload_bytes: usize,
     pub max_connections: usize,
+    /// Failed logins tolerated per source address and per device id.
+    #[serde(default)]
+    pub login_throttle: ThrottleConfig,
     /// Where the counters snapshot is kept, for `wenu status`.
     pub counters_file: Option<PathBuf>,
 }
@@ -52,6 +57,7 @@ impl Default for EdgeConfig {
             tls: None,
             max_payload_bytes: 64 * 1024,
             max_connections: 100_000,
+            login_throttle: ThrottleConfig::default(),
             counters_file: None,
         }
     }
@@ -108,6 +114,8 @@ impl Edge {
         let register = scx.extends.hook_mgr().register();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let password_checks = Arc::new(tokio::sync::Semaphore::new(cores));
+        let throttle = Arc::new(LoginThrottle::new(config.login_throttle));
+        let enabled = Arc::new(EnabledDevices::new(registry.clone()));
         for hook in [
             Type::ClientAuthenticate,
             Type::MessagePublishCheckAcl,
@@ -121,6 +129,8 @@ impl Edge {
                 counters: counters.clone(),
                 max_payload_bytes: config.max_payload_bytes,
                 password_checks: password_checks.clone(),
+                throttle: throttle.clone(),
+                enabled: enabled.clone(),
             };
             register.add_priority(hook, 0, Box::new(handler)).await;
         }

@@ -53,6 +53,8 @@ fn publish_args<'a>(
         version,
         "-q",
         "1",
+        "-i",
+        user,
         "-u",
         user,
         "-P",
@@ -183,6 +185,8 @@ async fn devices_may_not_subscribe() {
                     &port,
                     "-V",
                     "mqttv5",
+                    "-i",
+                    &user,
                     "-u",
                     &user,
                     "-P",
@@ -277,23 +281,24 @@ async fn mutual_tls_accepts_the_devices_own_certificate_only() {
 
     // The certificate alone identifies the device: no password needed.
     let mut args = base.to_vec();
-    args.extend(["--cert", &my_cert, "--key", &my_key]);
+    args.extend(["-i", &me.device_id, "--cert", &my_cert, "--key", &my_key]);
     let out = mosquitto_pub(&args).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Another device's certificate while claiming to be me: refused.
     let mut args = base.to_vec();
-    args.extend(["--cert", &their_cert, "--key", &their_key, "-u", &me.device_id, "-P", &me.password.0]);
+    args.extend(["-i", &me.device_id, "--cert", &their_cert, "--key", &their_key]);
+    args.extend(["-u", &me.device_id, "-P", &me.password.0]);
     assert!(!mosquitto_pub(&args).await.status.success());
 
     // Another device's certificate publishing to my topic: a foreign topic.
     let mut args = base.to_vec();
-    args.extend(["--cert", &their_cert, "--key", &their_key]);
+    args.extend(["-i", &other.device_id, "--cert", &their_cert, "--key", &their_key]);
     assert!(!mosquitto_pub(&args).await.status.success());
 
     // No certificate, or one from an unknown CA: the TLS handshake fails.
     let mut args = base.to_vec();
-    args.extend(["-u", &me.device_id, "-P", &me.password.0]);
+    args.extend(["-i", &me.device_id, "-u", &me.device_id, "-P", &me.password.0]);
     assert!(!mosquitto_pub(&args).await.status.success());
     let stranger = edge.dir.path().join("stranger-ca");
     wenu_ingest::certs::init_local_ca(&stranger, &["localhost".into()], std::slice::from_ref(&me.device_id))
@@ -303,7 +308,7 @@ async fn mutual_tls_accepts_the_devices_own_certificate_only() {
         path_arg(&stranger.join("devices").join(format!("{}.key", me.device_id))),
     );
     let mut args = base.to_vec();
-    args.extend(["--cert", &strange_cert, "--key", &strange_key]);
+    args.extend(["-i", &me.device_id, "--cert", &strange_cert, "--key", &strange_key]);
     assert!(!mosquitto_pub(&args).await.status.success());
 
     let (connects, publishes) = refusals(&edge);
@@ -357,8 +362,10 @@ async fn a_company_reads_only_its_own_alarm_topic_with_its_token() {
     let acme =
         edge.registry.create_token(Some("acme"), wenu_registry::Role::Viewer, "t", None).await.unwrap();
     let subscribe = |user: &str, password: &str, topic: &str| {
+        // A reader's client id is `company:{company}:…`, a device's its id.
+        let client_id = if user.starts_with("company:") { format!("{user}:test") } else { user.to_owned() };
         let args: Vec<String> =
-            ["-h", "127.0.0.1", "-p", &edge.port().to_string(), "-u", user, "-P", password]
+            ["-h", "127.0.0.1", "-p", &edge.port().to_string(), "-i", &client_id, "-u", user, "-P", password]
                 .into_iter()
                 .chain(["-t", topic, "-q", "1", "-C", "1", "-W", "10"])
                 .map(str::to_owned)

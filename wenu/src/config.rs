@@ -13,7 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use wenu_decrypt::DecodeLimits;
-use wenu_ingest::{EdgeConfig, TlsConfig};
+use wenu_ingest::{EdgeConfig, ThrottleConfig, TlsConfig};
 use wenu_local::BatchLimits;
 use wenu_registry::Registry;
 
@@ -85,6 +85,12 @@ pub struct MqttConfig {
     pub listen: Option<SocketAddr>,
     pub max_payload_bytes: usize,
     pub max_connections: usize,
+    /// Failed logins from one source address per minute (and at once)
+    /// before its CONNECTs are refused without a look at their credentials.
+    pub failed_logins_per_address_per_minute: u32,
+    /// Failed logins for one device id per minute, from any address; the
+    /// device itself still gets in from the address of its last good login.
+    pub failed_logins_per_device_per_minute: u32,
     pub tls: Option<TlsConfig>,
 }
 
@@ -96,8 +102,9 @@ pub struct StreamConfig {
     pub sweep_interval_secs: u64,
     /// Appends queued for the log writer before the edge waits.
     pub queue_depth: usize,
-    /// Cap on the log's size; publishes beyond it are refused (not
-    /// acknowledged) until retention frees space.
+    /// Cap on the log's size (16 GiB unless set); publishes beyond it are
+    /// refused (not acknowledged) until retention frees space, so one
+    /// flooding client cannot fill the disk the other stores share.
     pub max_bytes: Option<u64>,
 }
 
@@ -174,13 +181,15 @@ impl Default for Config {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
                 max_payload_bytes: 64 * 1024,
                 max_connections: 100_000,
+                failed_logins_per_address_per_minute: 60,
+                failed_logins_per_device_per_minute: 10,
                 tls: None,
             },
             stream: StreamConfig {
                 retention_hours: 24.0,
                 sweep_interval_secs: 60,
                 queue_depth: 1024,
-                max_bytes: None,
+                max_bytes: Some(16 << 30),
             },
             lake: LakeConfig { dir: None, buffer_mib: 16, buffer_secs: 60, max_future_secs: 600 },
             registry: RegistryConfig { url: None },
@@ -341,6 +350,10 @@ impl Config {
             tls: self.mqtt.tls.clone(),
             max_payload_bytes: self.mqtt.max_payload_bytes,
             max_connections: self.mqtt.max_connections,
+            login_throttle: ThrottleConfig {
+                failures_per_address_per_minute: self.mqtt.failed_logins_per_address_per_minute,
+                failures_per_device_per_minute: self.mqtt.failed_logins_per_device_per_minute,
+            },
             counters_file: Some(self.data_dir.join("edge.json")),
         }
     }
@@ -468,12 +481,14 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 44] = [
+    const KEYS: [&str; 46] = [
         "backend",
         "data_dir",
         "mqtt.listen",
         "mqtt.max_payload_bytes",
         "mqtt.max_connections",
+        "mqtt.failed_logins_per_address_per_minute",
+        "mqtt.failed_logins_per_device_per_minute",
         "mqtt.tls.listen",
         "mqtt.tls.cert",
         "mqtt.tls.key",

@@ -101,7 +101,11 @@ impl Subscriber {
                 "-P",
                 token,
                 "-i",
-                &format!("sub-{}", SUBSCRIBERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+                // A reader's client id names its company.
+                &format!(
+                    "company:{company}:sub-{}",
+                    SUBSCRIBERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
