@@ -19,6 +19,7 @@ use crate::policy::{
     Claim, ConnectRefusal, Identity, IncomingPublish, PublishRefusal, SessionRequest, check_device_session,
     check_publish, check_reader_session, company_of_username, identify, may_subscribe,
 };
+use crate::quota::PublishQuotas;
 use crate::throttle::LoginThrottle;
 
 /// MQTT protocol level of version 5.
@@ -36,6 +37,7 @@ pub(crate) struct EdgeHooks {
     pub password_checks: Arc<tokio::sync::Semaphore>,
     pub throttle: Arc<LoginThrottle>,
     pub enabled: Arc<EnabledDevices>,
+    pub quotas: Arc<PublishQuotas>,
 }
 
 pub(crate) use wenu_core::clock::now_ms;
@@ -105,7 +107,11 @@ impl EdgeHooks {
                 AuthResult::Allow(false, None)
             }
             Err(refusal) => {
-                tracing::info!(username = %claimed, client_id = %info.client_id(), reason = refusal.label(), "connection refused");
+                // At most a line a second: a flood of bad CONNECTs must not fill the disk with logs.
+                static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+                if let Some(suppressed) = THROTTLE.allow() {
+                    tracing::info!(username = %claimed, client_id = %info.client_id(), reason = refusal.label(), suppressed, "connection refused");
+                }
                 self.counters.connect_refused(refusal.label());
                 if let Some(admission) = admission {
                     // Only wrong credentials count as failures; a refusal
@@ -193,8 +199,18 @@ impl EdgeHooks {
             retain: publish.retain,
         };
         if let Err(refusal) = check_publish(&device_id, incoming, self.max_payload_bytes) {
-            tracing::info!(device = %device_id, topic = %publish.topic, reason = refusal.label(), "publish refused");
+            static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::info!(device = %device_id, topic = %publish.topic, reason = refusal.label(), suppressed, "publish refused");
+            }
             return self.refuse(refusal, v5);
+        }
+        if !self.quotas.admit(&device_id, publish.payload.len()) {
+            static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::info!(device = %device_id, suppressed, "publish refused: over the device's quota");
+            }
+            return self.refuse(PublishRefusal::QuotaExceeded, v5);
         }
         match self.enabled.is_enabled(&device_id).await {
             Ok(true) => {}
@@ -241,7 +257,9 @@ impl EdgeHooks {
             PublishRefusal::Oversized { .. } | PublishRefusal::Retained | PublishRefusal::ExactlyOnceQos => {
                 PublishAckReason::ImplementationSpecificError
             }
-            PublishRefusal::StreamUnavailable => PublishAckReason::QuotaExceeded,
+            PublishRefusal::StreamUnavailable | PublishRefusal::QuotaExceeded => {
+                PublishAckReason::QuotaExceeded
+            }
         };
         let disconnect = !v5 || refusal == PublishRefusal::Disabled;
         PublishAclResult(PublishResult::reason_code(reason, Some(refusal.label().into()), disconnect))

@@ -10,7 +10,7 @@
 //!   failed logins are throttled per address and per id ([`throttle`]);
 //! * **publish** ([`policy::check_publish`], then a durable append): a device
 //!   may publish only to `wenu/{its id}/telemetry`, at QoS 0 or 1, not
-//!   retained, while enabled; payloads over the limit are
+//!   retained, while enabled, within its quotas; payloads over the limit are
 //!   refused, and the PUBACK goes out only after the stream has the envelope on
 //!   disk. When the stream cannot take it, the publish is refused (MQTT 5
 //!   reason code) or the connection closed (3.1.1, whose PUBACK cannot carry a
@@ -24,10 +24,12 @@ mod enabled;
 mod error;
 mod hooks;
 pub mod policy;
+mod quota;
 mod server;
 pub mod throttle;
 
 pub use counters::{EdgeCounters, EdgeSnapshot};
 pub use error::{Error, Result};
+pub use quota::QuotaConfig;
 pub use server::{Edge, EdgeConfig, EdgePublisher, TlsConfig};
 pub use throttle::ThrottleConfig;

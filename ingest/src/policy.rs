@@ -160,6 +160,8 @@ pub enum PublishRefusal {
     ExactlyOnceQos,
     /// The device was disabled in the registry.
     Disabled,
+    /// Over the device's publish or byte quota.
+    QuotaExceeded,
     /// The stream could not store it durably (disk full, overload).
     StreamUnavailable,
 }
@@ -173,6 +175,7 @@ impl PublishRefusal {
             PublishRefusal::Retained => "retained",
             PublishRefusal::ExactlyOnceQos => "qos2",
             PublishRefusal::Disabled => "disabled",
+            PublishRefusal::QuotaExceeded => "quota_exceeded",
             PublishRefusal::StreamUnavailable => "stream_unavailable",
         }
     }

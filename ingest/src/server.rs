@@ -20,6 +20,7 @@ use wenu_registry::Registry;
 
 use crate::enabled::EnabledDevices;
 use crate::hooks::{EdgeHooks, now_ms};
+use crate::quota::{PublishQuotas, QuotaConfig};
 use crate::throttle::{LoginThrottle, ThrottleConfig};
 use crate::{EdgeCounters, EdgeSnapshot, Error, Result};
 
@@ -46,6 +47,9 @@ pub struct EdgeConfig {
     /// Failed logins tolerated per source address and per device id.
     #[serde(default)]
     pub login_throttle: ThrottleConfig,
+    /// What one device may publish, per second and at once.
+    #[serde(default)]
+    pub device_quota: QuotaConfig,
     /// Where the counters snapshot is kept, for `wenu status`.
     pub counters_file: Option<PathBuf>,
 }
@@ -58,6 +62,7 @@ impl Default for EdgeConfig {
             max_payload_bytes: 64 * 1024,
             max_connections: 100_000,
             login_throttle: ThrottleConfig::default(),
+            device_quota: QuotaConfig::default(),
             counters_file: None,
         }
     }
@@ -116,6 +121,7 @@ impl Edge {
         let password_checks = Arc::new(tokio::sync::Semaphore::new(cores));
         let throttle = Arc::new(LoginThrottle::new(config.login_throttle));
         let enabled = Arc::new(EnabledDevices::new(registry.clone()));
+        let quotas = Arc::new(PublishQuotas::new(config.device_quota));
         for hook in [
             Type::ClientAuthenticate,
             Type::MessagePublishCheckAcl,
@@ -131,6 +137,7 @@ impl Edge {
                 password_checks: password_checks.clone(),
                 throttle: throttle.clone(),
                 enabled: enabled.clone(),
+                quotas: quotas.clone(),
             };
             register.add_priority(hook, 0, Box::new(handler)).await;
         }

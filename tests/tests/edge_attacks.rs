@@ -336,3 +336,56 @@ async fn bad_logins_are_throttled_per_address_and_per_device_without_locking_dev
     assert!(publish_from(&edge, "127.0.0.4", &target.device_id, &target.password.0).await);
     assert_eq!(edge.records().await.len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_flood_beyond_the_device_quota_is_refused_and_others_keep_publishing() {
+    let edge = TestEdge::start_with(Listen::Tcp, 2, Default::default(), |c| {
+        c.device_quota.publishes_per_second = 10;
+        c.device_quota.publish_burst = 20;
+        c.device_quota.bytes_per_second = 10 * 1024;
+        c.device_quota.byte_burst = 20 * 1024;
+    })
+    .await;
+    let (flooder, other) = (edge.device(0), edge.device(1));
+    let garbage = edge.dir.path().join("garbage.bin");
+    std::fs::write(&garbage, vec![0x5a; 1024]).unwrap();
+    let garbage = garbage.display().to_string();
+    let port = edge.port().to_string();
+    let topic = format!("wenu/{}/telemetry", flooder.device_id);
+    // MQTT 5: each refused publish gets its PUBACK with reason "Quota exceeded".
+    let out = mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-i",
+        &flooder.device_id,
+        "-u",
+        &flooder.device_id,
+        "-P",
+        &flooder.password.0,
+        "-t",
+        &topic,
+        "-f",
+        &garbage,
+        "--repeat",
+        "200",
+    ])
+    .await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Quota exceeded"), "{out:?}");
+
+    let stored = edge.records().await.len();
+    let (_, over_quota) = refused(&edge, "quota_exceeded");
+    assert_eq!(stored as u64 + over_quota, 200, "each publish stored or refused");
+    // The burst and what refilled while the flood ran, far from all of it.
+    assert!((20..200).contains(&stored), "{stored} stored");
+
+    let mut session =
+        Connected::start(options(&other.device_id, edge.port(), &other.device_id, &other.password.0)).await;
+    session.publish_acked(&format!("wenu/{}/telemetry", other.device_id)).await;
+    assert_eq!(edge.records().await.len(), stored + 1);
+}

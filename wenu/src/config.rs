@@ -13,7 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use wenu_decrypt::DecodeLimits;
-use wenu_ingest::{EdgeConfig, ThrottleConfig, TlsConfig};
+use wenu_ingest::{EdgeConfig, QuotaConfig, ThrottleConfig, TlsConfig};
 use wenu_local::BatchLimits;
 use wenu_registry::Registry;
 
@@ -91,6 +91,14 @@ pub struct MqttConfig {
     /// Failed logins for one device id per minute, from any address; the
     /// device itself still gets in from the address of its last good login.
     pub failed_logins_per_device_per_minute: u32,
+    /// What one device may publish: messages per second...
+    pub device_publishes_per_second: u32,
+    /// ...and at once above that rate...
+    pub device_publish_burst: u32,
+    /// ...payload bytes per second...
+    pub device_bytes_per_second: u32,
+    /// ...and at once. Beyond them a publish is refused (`quota_exceeded`).
+    pub device_byte_burst: u32,
     pub tls: Option<TlsConfig>,
 }
 
@@ -183,6 +191,10 @@ impl Default for Config {
                 max_connections: 100_000,
                 failed_logins_per_address_per_minute: 60,
                 failed_logins_per_device_per_minute: 10,
+                device_publishes_per_second: QuotaConfig::default().publishes_per_second,
+                device_publish_burst: QuotaConfig::default().publish_burst,
+                device_bytes_per_second: QuotaConfig::default().bytes_per_second,
+                device_byte_burst: QuotaConfig::default().byte_burst,
                 tls: None,
             },
             stream: StreamConfig {
@@ -354,6 +366,12 @@ impl Config {
                 failures_per_address_per_minute: self.mqtt.failed_logins_per_address_per_minute,
                 failures_per_device_per_minute: self.mqtt.failed_logins_per_device_per_minute,
             },
+            device_quota: QuotaConfig {
+                publishes_per_second: self.mqtt.device_publishes_per_second,
+                publish_burst: self.mqtt.device_publish_burst,
+                bytes_per_second: self.mqtt.device_bytes_per_second,
+                byte_burst: self.mqtt.device_byte_burst,
+            },
             counters_file: Some(self.data_dir.join("edge.json")),
         }
     }
@@ -481,7 +499,7 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 46] = [
+    const KEYS: [&str; 50] = [
         "backend",
         "data_dir",
         "mqtt.listen",
@@ -489,6 +507,10 @@ mod tests {
         "mqtt.max_connections",
         "mqtt.failed_logins_per_address_per_minute",
         "mqtt.failed_logins_per_device_per_minute",
+        "mqtt.device_publishes_per_second",
+        "mqtt.device_publish_burst",
+        "mqtt.device_bytes_per_second",
+        "mqtt.device_byte_burst",
         "mqtt.tls.listen",
         "mqtt.tls.cert",
         "mqtt.tls.key",
