@@ -229,6 +229,8 @@ fn listener_builder(addr: SocketAddr, config: &EdgeConfig, max_packet: u32) -> B
         .laddr(addr)
         .reuseaddr(Some(true))
         .allow_anonymous(false)
+        // Announced in MQTT 5 CONNACKs; QoS 2 publishes are refused anyway.
+        .max_qos_allowed(QoS::AtLeastOnce)
         .max_packet_size(max_packet)
         .max_connections(config.max_connections)
 }
