@@ -14,7 +14,7 @@ use wenu_core::stream::{NewRecord, Stream};
 use wenu_registry::{AuthOutcome, Registry};
 
 use crate::EdgeCounters;
-use crate::enabled::EnabledDevices;
+use crate::device_cache::DeviceCache;
 use crate::policy::{
     Claim, ConnectRefusal, Identity, IncomingPublish, PublishRefusal, SessionRequest, check_device_session,
     check_publish, check_reader_session, company_of_username, identify, may_subscribe,
@@ -36,7 +36,7 @@ pub(crate) struct EdgeHooks {
     /// queue instead of thrashing memory.
     pub password_checks: Arc<tokio::sync::Semaphore>,
     pub throttle: Arc<LoginThrottle>,
-    pub enabled: Arc<EnabledDevices>,
+    pub devices: Arc<DeviceCache>,
     pub quotas: Arc<PublishQuotas>,
 }
 
@@ -205,23 +205,23 @@ impl EdgeHooks {
             }
             return self.refuse(refusal, v5);
         }
-        if !self.quotas.admit(&device_id, publish.payload.len()) {
+        let device = match self.devices.get(&device_id).await {
+            Ok(device) => device,
+            Err(err) => {
+                tracing::error!(error = %err, "registry lookup failed");
+                return self.refuse(PublishRefusal::StreamUnavailable, v5);
+            }
+        };
+        if !device.enabled {
+            tracing::info!(device = %device_id, "publish refused: device disabled; closing its session");
+            return self.refuse(PublishRefusal::Disabled, v5);
+        }
+        if !self.quotas.admit(&device_id, publish.payload.len(), device.quota) {
             static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
             if let Some(suppressed) = THROTTLE.allow() {
                 tracing::info!(device = %device_id, suppressed, "publish refused: over the device's quota");
             }
             return self.refuse(PublishRefusal::QuotaExceeded, v5);
-        }
-        match self.enabled.is_enabled(&device_id).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(device = %device_id, "publish refused: device disabled; closing its session");
-                return self.refuse(PublishRefusal::Disabled, v5);
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "registry lookup failed");
-                return self.refuse(PublishRefusal::StreamUnavailable, v5);
-            }
         }
         let record = NewRecord {
             device_id,

@@ -20,7 +20,7 @@
 
 pub mod certs;
 mod counters;
-mod enabled;
+mod device_cache;
 mod error;
 mod hooks;
 pub mod policy;
@@ -29,6 +29,7 @@ mod server;
 pub mod throttle;
 
 pub use counters::{EdgeCounters, EdgeSnapshot};
+pub use device_cache::REVISION_CHECK;
 pub use error::{Error, Result};
 pub use quota::QuotaConfig;
 pub use server::{Edge, EdgeConfig, EdgePublisher, TlsConfig};

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use wenu_core::stream::Stream;
 use wenu_registry::Registry;
 
-use crate::enabled::EnabledDevices;
+use crate::device_cache::DeviceCache;
 use crate::hooks::{EdgeHooks, now_ms};
 use crate::quota::{PublishQuotas, QuotaConfig};
 use crate::throttle::{LoginThrottle, ThrottleConfig};
@@ -120,7 +120,7 @@ impl Edge {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let password_checks = Arc::new(tokio::sync::Semaphore::new(cores));
         let throttle = Arc::new(LoginThrottle::new(config.login_throttle));
-        let enabled = Arc::new(EnabledDevices::new(registry.clone()));
+        let devices = Arc::new(DeviceCache::new(registry.clone()));
         let quotas = Arc::new(PublishQuotas::new(config.device_quota));
         for hook in [
             Type::ClientAuthenticate,
@@ -136,7 +136,7 @@ impl Edge {
                 max_payload_bytes: config.max_payload_bytes,
                 password_checks: password_checks.clone(),
                 throttle: throttle.clone(),
-                enabled: enabled.clone(),
+                devices: devices.clone(),
                 quotas: quotas.clone(),
             };
             register.add_priority(hook, 0, Box::new(handler)).await;

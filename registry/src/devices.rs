@@ -25,6 +25,15 @@ pub struct Device {
     pub created_at: i64,
     /// Key ids that still decrypt, oldest first.
     pub live_key_ids: Vec<u32>,
+    /// What this device may publish, where it differs from the edge's defaults.
+    pub quota: DeviceQuota,
+}
+
+/// A device's own publish quota; `None` keeps the edge's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceQuota {
+    pub publishes_per_second: Option<u32>,
+    pub bytes_per_second: Option<u32>,
 }
 
 /// Why a device may or may not connect.
@@ -41,8 +50,8 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
 }
 
 // Booleans are selected as integers: SQLite has no boolean values, PostgreSQL does.
-const DEVICE_COLUMNS: &str =
-    "d.id, d.company_id, d.site_id, CASE WHEN d.enabled THEN 1 ELSE 0 END, d.created_at";
+const DEVICE_COLUMNS: &str = "d.id, d.company_id, d.site_id, CASE WHEN d.enabled THEN 1 ELSE 0 END, \
+     d.created_at, d.publishes_per_second, d.bytes_per_second";
 
 impl Registry {
     /// Creates the company if it doesn't exist yet.
@@ -143,6 +152,25 @@ impl Registry {
         self.update_device(device_id, "UPDATE devices SET enabled = $2 WHERE id = $1", change, |q| {
             q.bind(enabled)
         })
+        .await
+    }
+
+    /// Gives a device its own publish quota (`None`s: the edge's defaults).
+    pub async fn set_device_quota(&self, device_id: &str, quota: DeviceQuota) -> Result<()> {
+        if quota.publishes_per_second == Some(0) || quota.bytes_per_second == Some(0) {
+            return Err(Error::Invalid(
+                "a quota of 0 would refuse every publish: disable the device instead".into(),
+            ));
+        }
+        let change = ("device.set_quota", json!(quota));
+        let (publishes, bytes) =
+            (quota.publishes_per_second.map(i64::from), quota.bytes_per_second.map(i64::from));
+        self.update_device(
+            device_id,
+            "UPDATE devices SET publishes_per_second = $2, bytes_per_second = $3 WHERE id = $1",
+            change,
+            move |q| q.bind(publishes).bind(bytes),
+        )
         .await
     }
 
@@ -325,5 +353,11 @@ fn device_from_row(row: &AnyRow) -> Result<Device> {
         enabled: row.try_get::<i64, _>(3)? != 0,
         created_at: row.try_get(4)?,
         live_key_ids: Vec::new(),
+        quota: DeviceQuota {
+            publishes_per_second: row
+                .try_get::<Option<i64>, _>(5)?
+                .map(|n| n.clamp(1, u32::MAX.into()) as u32),
+            bytes_per_second: row.try_get::<Option<i64>, _>(6)?.map(|n| n.clamp(1, u32::MAX.into()) as u32),
+        },
     })
 }

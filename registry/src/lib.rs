@@ -25,7 +25,7 @@ mod tokens;
 pub use alarms::Webhook;
 pub use audit::AuditEntry;
 pub use catalog::Snapshot;
-pub use devices::{AuthOutcome, Device};
+pub use devices::{AuthOutcome, Device, DeviceQuota};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};
 pub use provision::{provision_fleet, provision_into, retire_key, rotate_key};

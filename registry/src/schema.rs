@@ -122,6 +122,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         );
         CREATE INDEX webhooks_by_company ON webhooks (company_id);",
     ),
+    (
+        5,
+        "device publish quotas",
+        // NULL: the edge's configured defaults.
+        "ALTER TABLE devices ADD COLUMN publishes_per_second BIGINT;
+        ALTER TABLE devices ADD COLUMN bytes_per_second BIGINT;",
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

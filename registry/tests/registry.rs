@@ -6,8 +6,8 @@
 use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
 use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
 use wenu_registry::{
-    AuthOutcome, Error, Registry, Role, generate_password, hash_password, provision_fleet, provision_into,
-    rotate_key,
+    AuthOutcome, DeviceQuota, Error, Registry, Role, generate_password, hash_password, provision_fleet,
+    provision_into, rotate_key,
 };
 
 async fn sqlite() -> (tempfile::TempDir, Registry) {
@@ -48,7 +48,32 @@ on_both!(
     tokens_verify_only_their_secret_until_revoked,
     every_change_is_audited_with_its_actor,
     alarm_rules_and_webhooks,
+    devices_may_have_their_own_publish_quota,
 );
+
+async fn devices_may_have_their_own_publish_quota(registry: Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keyring = KeyringFile::new(dir.path().join("keyring.json"));
+    let fleet = provision_into(&registry, &mut keyring, "acme", 2).await.unwrap();
+    let (big, small) = (&fleet[0].device_id, &fleet[1].device_id);
+    assert_eq!(registry.device(big).await.unwrap().unwrap().quota, DeviceQuota::default());
+
+    let before = registry.revision().await.unwrap();
+    let quota = DeviceQuota { publishes_per_second: Some(5000), bytes_per_second: Some(u32::MAX) };
+    registry.set_device_quota(big, quota).await.unwrap();
+    assert!(registry.revision().await.unwrap() > before, "the edge's cache sees the change");
+    let listed = registry.list_devices(Some("acme")).await.unwrap();
+    assert_eq!(listed.iter().find(|d| &d.id == big).unwrap().quota, quota);
+    assert_eq!(listed.iter().find(|d| &d.id == small).unwrap().quota, DeviceQuota::default());
+
+    let zero = DeviceQuota { publishes_per_second: Some(0), bytes_per_second: None };
+    assert!(matches!(registry.set_device_quota(small, zero).await, Err(Error::Invalid(_))));
+    assert!(matches!(registry.set_device_quota("nobody", quota).await, Err(Error::UnknownDevice(_))));
+    registry.set_device_quota(big, DeviceQuota::default()).await.unwrap();
+    assert_eq!(registry.device(big).await.unwrap().unwrap().quota, DeviceQuota::default());
+    let audit = registry.audit_log(None, None, 100).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "device.set_quota").count(), 2);
+}
 
 async fn devices_authenticate_and_rotate_keys(registry: Registry) {
     let dir = tempfile::tempdir().unwrap();

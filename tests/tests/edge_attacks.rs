@@ -394,4 +394,36 @@ async fn a_garbage_flood_beyond_the_device_quota_is_refused_and_others_keep_publ
         Connected::start(options(&other.device_id, edge.port(), &other.device_id, &other.password.0)).await;
     session.publish_acked(&format!("wenu/{}/telemetry", other.device_id)).await;
     assert_eq!(edge.records().await.len(), stored + 1);
+
+    // A device given a larger quota of its own in the registry: the same
+    // flood goes through (within the edge's cache check of the revision).
+    let own =
+        wenu_registry::DeviceQuota { publishes_per_second: Some(100_000), bytes_per_second: Some(1 << 30) };
+    edge.registry.set_device_quota(&flooder.device_id, own).await.unwrap();
+    tokio::time::sleep(wenu_ingest::REVISION_CHECK + Duration::from_millis(100)).await;
+    let out = mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-i",
+        &flooder.device_id,
+        "-u",
+        &flooder.device_id,
+        "-P",
+        &flooder.password.0,
+        "-t",
+        &topic,
+        "-f",
+        &garbage,
+        "--repeat",
+        "200",
+    ])
+    .await;
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert_eq!(edge.records().await.len(), stored + 1 + 200);
 }

@@ -1,4 +1,4 @@
-//! `wenu devices`: provisioning, key rotation and retirement, disabling.
+//! `wenu devices`: provisioning, key rotation and retirement, disabling, quotas.
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
 use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
-use wenu_registry::{Registry, provision_into, retire_key, rotate_key};
+use wenu_registry::{DeviceQuota, Registry, provision_into, retire_key, rotate_key};
 
 use crate::config::{Backend, Config};
 
@@ -60,6 +60,16 @@ pub enum DevicesCommand {
     Disable { device: String },
     /// Let a disabled device connect again.
     Enable { device: String },
+    /// Give a device its own publish quota at the edge (its burst keeps the
+    /// configured ratio to the rate); an option left out goes back to the
+    /// edge's default (`mqtt.device_publishes_per_second`, …).
+    SetQuota {
+        device: String,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        publishes_per_second: Option<u32>,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        bytes_per_second: Option<u32>,
+    },
 }
 
 pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<()> {
@@ -131,6 +141,17 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
         DevicesCommand::Enable { device } => {
             registry.set_enabled(&device, true).await?;
             eprintln!("{device} is enabled");
+        }
+        DevicesCommand::SetQuota { device, publishes_per_second, bytes_per_second } => {
+            registry
+                .set_device_quota(&device, DeviceQuota { publishes_per_second, bytes_per_second })
+                .await?;
+            let show = |v: Option<u32>| v.map_or("default".to_owned(), |n| n.to_string());
+            eprintln!(
+                "{device}: {} publishes/s, {} bytes/s",
+                show(publishes_per_second),
+                show(bytes_per_second)
+            );
         }
     }
     Ok(())
