@@ -229,6 +229,10 @@ fn listener_builder(addr: SocketAddr, config: &EdgeConfig, max_packet: u32) -> B
         .laddr(addr)
         .reuseaddr(Some(true))
         .allow_anonymous(false)
+        // A fleet reconnecting at once after a restart overflows rmqtt's
+        // default accept backlog (512) and waits out SYN retries; 4096 is
+        // Linux's default cap (net.core.somaxconn).
+        .backlog(4096)
         // Announced in MQTT 5 CONNACKs; QoS 2 publishes are refused anyway.
         .max_qos_allowed(QoS::AtLeastOnce)
         .max_packet_size(max_packet)

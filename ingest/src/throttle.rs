@@ -3,10 +3,11 @@
 //! Each address and each device id has a budget of failed logins that
 //! refills at a steady rate. Once an address has spent its budget, its
 //! CONNECTs are refused before any credential is looked at; once a device id
-//! has, CONNECTs claiming that id are. Neither locks out a device that is
-//! only sharing an address or an id with an attacker: a device keeps getting
-//! in from the address of its last good login. Pure bookkeeping: the caller
-//! passes the time in.
+//! has, CONNECTs claiming that id are refused from the addresses that failed
+//! for it. Neither locks out a device that is only sharing an address or an
+//! id with an attacker: a device keeps getting in from the address of its
+//! last good login, and from any address that has not failed for its id
+//! (the attacker's have). Pure bookkeeping: the caller passes the time in.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,14 +37,21 @@ impl Default for ThrottleConfig {
 /// under a flood of addresses or invented ids).
 const TRACKED: usize = 16_384;
 
-#[derive(Debug, Clone, Copy)]
+/// Addresses remembered per device id as having failed for it; beyond
+/// these, an exhausted id is refused from every address but its device's.
+const FAILED_FROM: usize = 32;
+
+#[derive(Debug, Clone)]
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Addresses that spent this budget (device ids only).
+    failed_from: Vec<IpAddr>,
+    crowded: bool,
 }
 
 impl Bucket {
-    fn refilled(self, now: Instant, capacity: f64) -> f64 {
+    fn refilled(&self, now: Instant, capacity: f64) -> f64 {
         let per_second = capacity / 60.0;
         (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * per_second).min(capacity)
     }
@@ -75,15 +83,24 @@ impl<K: std::hash::Hash + Eq + Clone> Budgets<K> {
         self.buckets.get(key).is_some_and(|b| b.refilled(now, self.capacity) < 1.0)
     }
 
-    fn refund(&mut self, key: &K, now: Instant) {
+    /// Exhausted for logins from `address`: it failed for this key before.
+    fn exhausted_for(&self, key: &K, address: IpAddr, now: Instant) -> bool {
+        self.buckets.get(key).is_some_and(|b| {
+            b.refilled(now, self.capacity) < 1.0 && (b.crowded || b.failed_from.contains(&address))
+        })
+    }
+
+    fn refund(&mut self, key: &K, now: Instant, address: Option<IpAddr>) {
         let capacity = self.capacity;
         if let Some(bucket) = self.buckets.get_mut(key) {
             bucket.tokens = (bucket.refilled(now, capacity) + 1.0).min(capacity);
             bucket.at = now;
+            bucket.failed_from.retain(|a| Some(*a) != address);
         }
     }
 
-    fn spend(&mut self, key: &K, now: Instant) {
+    /// Spends one failure; `address` is remembered against the key.
+    fn spend(&mut self, key: &K, now: Instant, address: Option<IpAddr>) {
         let capacity = self.capacity;
         if !self.buckets.contains_key(key) {
             let recently = self.swept.is_some_and(|at| now.saturating_duration_since(at).as_secs() < 1);
@@ -96,9 +113,23 @@ impl<K: std::hash::Hash + Eq + Clone> Budgets<K> {
                 return;
             }
         }
-        let bucket = self.buckets.entry(key.clone()).or_insert(Bucket { tokens: capacity, at: now });
+        let bucket = self.buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+            failed_from: Vec::new(),
+            crowded: false,
+        });
         bucket.tokens = (bucket.refilled(now, capacity) - 1.0).max(0.0);
         bucket.at = now;
+        if let Some(address) = address
+            && !bucket.failed_from.contains(&address)
+        {
+            if bucket.failed_from.len() < FAILED_FROM {
+                bucket.failed_from.push(address);
+            } else {
+                bucket.crowded = true;
+            }
+        }
     }
 }
 
@@ -144,19 +175,19 @@ impl LoginThrottle {
             return Some(Admission { reserved: false });
         }
         let identity = identity.to_owned();
-        if state.addresses.exhausted(&address, now) || state.devices.exhausted(&identity, now) {
+        if state.addresses.exhausted(&address, now) || state.devices.exhausted_for(&identity, address, now) {
             return None;
         }
-        state.addresses.spend(&address, now);
-        state.devices.spend(&identity, now);
+        state.addresses.spend(&address, now, None);
+        state.devices.spend(&identity, now, Some(address));
         Some(Admission { reserved: true })
     }
 
     pub fn failed(&self, address: IpAddr, identity: &str, admission: Admission, now: Instant) {
         if !admission.reserved {
             let mut state = self.state.lock().expect("throttle poisoned");
-            state.addresses.spend(&address, now);
-            state.devices.spend(&identity.to_owned(), now);
+            state.addresses.spend(&address, now, None);
+            state.devices.spend(&identity.to_owned(), now, Some(address));
         }
     }
 
@@ -176,8 +207,8 @@ impl LoginThrottle {
     pub fn forgive(&self, address: IpAddr, identity: &str, admission: Admission, now: Instant) {
         if admission.reserved {
             let mut state = self.state.lock().expect("throttle poisoned");
-            state.addresses.refund(&address, now);
-            state.devices.refund(&identity.to_owned(), now);
+            state.addresses.refund(&address, now, None);
+            state.devices.refund(&identity.to_owned(), now, Some(address));
         }
     }
 }
@@ -256,9 +287,28 @@ mod tests {
         for attacker in 10..12 {
             assert!(fail(&t, ip(attacker), "d1", now));
         }
-        assert!(!fail(&t, ip(20), "d1", now), "a new address guessing d1's password is throttled");
+        assert!(!fail(&t, ip(10), "d1", now), "an address that failed for d1 is throttled for it");
         assert!(succeed(&t, ip(1), "d1", now), "d1 itself is not locked out");
         assert!(succeed(&t, ip(20), "d2", now), "other devices are not affected");
+    }
+
+    #[test]
+    fn a_device_never_seen_still_gets_in_from_an_address_that_did_not_fail_for_it() {
+        let t = throttle(1000, 2);
+        let now = Instant::now();
+        for attacker in 10..15 {
+            fail(&t, ip(attacker), "d1", now);
+        }
+        assert!(!fail(&t, ip(10), "d1", now));
+        assert!(succeed(&t, ip(1), "d1", now), "the device's own first login");
+        // Once more addresses failed than are remembered, only known ones get in.
+        for attacker in 0..(FAILED_FROM as u8 + 1) {
+            let address = IpAddr::from([10, 0, 1, attacker]);
+            let _ = t.admit(address, "d1", now).map(|a| t.failed(address, "d1", a, now));
+            t.state.lock().unwrap().devices.spend(&"d1".to_owned(), now, Some(address));
+        }
+        assert!(!succeed(&t, ip(30), "d1", now));
+        assert!(succeed(&t, ip(1), "d1", now));
     }
 
     #[test]
