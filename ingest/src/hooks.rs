@@ -85,8 +85,7 @@ impl EdgeHooks {
     async fn authenticate(&self, info: &ConnectInfo) -> AuthResult {
         let address = info.ipaddress().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let claimed = info.username().map(|u| u.to_string()).unwrap_or_default();
-        let admission = self.throttle.admit(address, &claimed, Instant::now());
-        let outcome = if admission.is_none() {
+        let outcome = if !self.throttle.admits(address, &claimed, Instant::now()) {
             Err(ConnectRefusal::Throttled)
         } else if let Some(company) = company_of_username(&claimed) {
             self.authenticate_reader(company, info).await.map(|()| claimed.clone())
@@ -96,9 +95,7 @@ impl EdgeHooks {
         match outcome {
             Ok(identity) => {
                 tracing::debug!(identity = %identity, "client connected");
-                if let Some(admission) = admission {
-                    self.throttle.succeeded(address, &claimed, admission, Instant::now());
-                }
+                self.throttle.succeeded(address, &claimed);
                 if company_of_username(&identity).is_none() {
                     self.counters.connect_accepted();
                 }
@@ -113,14 +110,9 @@ impl EdgeHooks {
                     tracing::info!(username = %claimed, client_id = %info.client_id(), reason = refusal.label(), suppressed, "connection refused");
                 }
                 self.counters.connect_refused(refusal.label());
-                if let Some(admission) = admission {
-                    // Only wrong credentials count as failures; a refusal
-                    // for any other reason gives the reservation back.
-                    if matches!(refusal, ConnectRefusal::BadPassword | ConnectRefusal::UnknownDevice) {
-                        self.throttle.failed(address, &claimed, admission, Instant::now());
-                    } else {
-                        self.throttle.forgive(address, &claimed, admission, Instant::now());
-                    }
+                // Only wrong credentials count as failures.
+                if matches!(refusal, ConnectRefusal::BadPassword | ConnectRefusal::UnknownDevice) {
+                    self.throttle.failed(address, &claimed, Instant::now());
                 }
                 match refusal {
                     ConnectRefusal::BadPassword
