@@ -107,7 +107,7 @@ impl EdgeHooks {
                 // At most a line a second: a flood of bad CONNECTs must not fill the disk with logs.
                 static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
                 if let Some(suppressed) = THROTTLE.allow() {
-                    tracing::info!(username = %claimed, client_id = %info.client_id(), reason = refusal.label(), suppressed, "connection refused");
+                    tracing::info!(username = ?claimed, client_id = ?info.client_id(), reason = refusal.label(), suppressed, "connection refused");
                 }
                 self.counters.connect_refused(refusal.label());
                 // Only wrong credentials count as failures.
@@ -193,7 +193,7 @@ impl EdgeHooks {
         if let Err(refusal) = check_publish(&device_id, incoming, self.max_payload_bytes) {
             static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
             if let Some(suppressed) = THROTTLE.allow() {
-                tracing::info!(device = %device_id, topic = %publish.topic, reason = refusal.label(), suppressed, "publish refused");
+                tracing::info!(device = %device_id, topic = ?publish.topic, reason = refusal.label(), suppressed, "publish refused");
             }
             return self.refuse(refusal, v5);
         }
