@@ -17,6 +17,7 @@ mod bench_api;
 mod bench_connections;
 mod bench_ingest;
 mod bench_lake;
+mod bench_logins;
 mod bench_overload;
 mod bench_plot;
 mod bench_process;
