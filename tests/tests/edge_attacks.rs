@@ -347,6 +347,20 @@ async fn bad_logins_are_throttled_per_address_and_per_device_without_locking_dev
     assert_eq!(edge.records().await.len(), 6);
 }
 
+/// 200 QoS 1 publishes of `file` by `device` over MQTT 5, one connection.
+async fn flood(
+    port: &str,
+    device: &wenu_core::fleet::FleetDevice,
+    topic: &str,
+    file: &str,
+) -> std::process::Output {
+    let id = device.device_id.as_str();
+    let args = ["-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-q", "1", "-i", id, "-u", id];
+    let mut args = args.to_vec();
+    args.extend(["-P", &device.password.0, "-t", topic, "-f", file, "--repeat", "200"]);
+    mosquitto_pub(&args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_flood_beyond_the_device_quota_is_refused_and_others_keep_publishing() {
     let edge = TestEdge::start_with(Listen::Tcp, 2, Default::default(), |c| {
@@ -363,29 +377,7 @@ async fn a_garbage_flood_beyond_the_device_quota_is_refused_and_others_keep_publ
     let port = edge.port().to_string();
     let topic = format!("wenu/{}/telemetry", flooder.device_id);
     // MQTT 5: each refused publish gets its PUBACK with reason "Quota exceeded".
-    let out = mosquitto_pub(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-V",
-        "mqttv5",
-        "-q",
-        "1",
-        "-i",
-        &flooder.device_id,
-        "-u",
-        &flooder.device_id,
-        "-P",
-        &flooder.password.0,
-        "-t",
-        &topic,
-        "-f",
-        &garbage,
-        "--repeat",
-        "200",
-    ])
-    .await;
+    let out = flood(&port, flooder, &topic, &garbage).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("Quota exceeded"), "{out:?}");
 
     let stored = edge.records().await.len();
@@ -405,29 +397,7 @@ async fn a_garbage_flood_beyond_the_device_quota_is_refused_and_others_keep_publ
         wenu_registry::DeviceQuota { publishes_per_second: Some(100_000), bytes_per_second: Some(1 << 30) };
     edge.registry.set_device_quota(&flooder.device_id, own).await.unwrap();
     tokio::time::sleep(wenu_ingest::REVISION_CHECK + Duration::from_millis(100)).await;
-    let out = mosquitto_pub(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-V",
-        "mqttv5",
-        "-q",
-        "1",
-        "-i",
-        &flooder.device_id,
-        "-u",
-        &flooder.device_id,
-        "-P",
-        &flooder.password.0,
-        "-t",
-        &topic,
-        "-f",
-        &garbage,
-        "--repeat",
-        "200",
-    ])
-    .await;
+    let out = flood(&port, flooder, &topic, &garbage).await;
     assert!(out.stderr.is_empty(), "{out:?}");
     assert_eq!(edge.records().await.len(), stored + 1 + 200);
 }

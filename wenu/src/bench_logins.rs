@@ -15,8 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wenu_core::fleet::Fleet;
 
-use crate::bench_connections::{copy_files, provision};
-use crate::bench_process::{Scratch, ServerProcess, pin_to_cpus};
+use crate::bench_process::OneCoreServer;
 
 #[derive(Args)]
 pub struct LoginsArgs {
@@ -32,32 +31,23 @@ pub struct LoginsArgs {
 }
 
 pub async fn run(args: LoginsArgs) -> anyhow::Result<serde_json::Value> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    anyhow::ensure!(cores >= 2, "needs two cores: one for the server, the rest for the clients");
-    let scratch = Scratch::new("logins")?;
-    let base = scratch.join("base");
-    std::fs::create_dir_all(&base)?;
-    eprintln!("provisioning {} devices…", args.devices);
-    let fleet = provision(&base, args.devices).await?;
-    let data_dir = scratch.join("data");
-    copy_files(&base, &data_dir)?;
     let unlimited = u32::MAX.to_string();
-    let server = ServerProcess::wenu(
-        &data_dir,
+    let setup = OneCoreServer::start(
+        "logins",
+        args.devices,
         &[
             ("WENU_MQTT_FAILED_LOGINS_PER_ADDRESS_PER_MINUTE", &unlimited),
             ("WENU_MQTT_FAILED_LOGINS_PER_DEVICE_PER_MINUTE", &unlimited),
         ],
-    )?;
-    server.pin_to_cpus("0")?;
-    let others = (1..cores).map(|c| c.to_string()).collect::<Vec<_>>().join(",");
-    pin_to_cpus(std::process::id(), &others)?;
+    )
+    .await?;
+    let (fleet, server) = (&setup.fleet, &setup.server);
 
     let mut report = serde_json::Map::new();
     for good in [true, false] {
         let name = if good { "good" } else { "bad" };
         eprintln!("{name} logins for {} s…", args.seconds);
-        let (logins, latency, elapsed) = hammer(&fleet, server.port, &args, good).await?;
+        let (logins, latency, elapsed) = hammer(fleet, server.port, &args, good).await?;
         report.insert(
             name.into(),
             json!({

@@ -12,8 +12,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use wenu_firmware_sim::{LoadConfig, run_load};
 
-use crate::bench_connections::{copy_files, provision};
-use crate::bench_process::{Scratch, ServerProcess, memory_of_pid, pin_to_cpus};
+use crate::bench_process::{OneCoreServer, memory_of_pid, pin_to_cpus};
 
 #[derive(Args, Clone)]
 pub struct OverloadArgs {
@@ -32,20 +31,8 @@ pub struct OverloadArgs {
 }
 
 pub async fn run(args: OverloadArgs) -> anyhow::Result<serde_json::Value> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    anyhow::ensure!(cores >= 2, "needs two cores: one for the server, the rest for the load");
-    let scratch = Scratch::new("overload")?;
-    let base = scratch.join("base");
-    std::fs::create_dir_all(&base)?;
-    eprintln!("provisioning {} devices…", args.devices);
-    let fleet = provision(&base, args.devices).await?;
-    let data_dir = scratch.join("data");
-    copy_files(&base, &data_dir)?;
-    let server = ServerProcess::wenu(&data_dir, &[])?;
-    server.pin_to_cpus("0")?;
-    let others = (1..cores).map(|c| c.to_string()).collect::<Vec<_>>().join(",");
-    pin_to_cpus(std::process::id(), &others)?;
-
+    let setup = OneCoreServer::start("overload", args.devices, &[]).await?;
+    let (server, fleet, cores) = (&setup.server, &setup.fleet, setup.cores);
     eprintln!("closed loop for {} s: the server's maximum on one core…", args.max_seconds);
     let closed = LoadConfig {
         host: "127.0.0.1".into(),
@@ -56,7 +43,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<serde_json::Value> {
         first_seq: 1,
         drain_timeout: Duration::from_secs(60),
     };
-    let max = run_load(&fleet, closed.clone()).await?;
+    let max = run_load(fleet, closed.clone()).await?;
     anyhow::ensure!(max.unacked_at_exit == 0, "{} readings were never acknowledged", max.unacked_at_exit);
     let max_rate = max.acked_per_sec.max(1.0);
     let memory_at_max = server.memory()?;
@@ -84,7 +71,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<serde_json::Value> {
         }
         rss
     });
-    let overload = run_load(&fleet, open).await?;
+    let overload = run_load(fleet, open).await?;
     stop_sampling.send_replace(true);
     pin_to_cpus(std::process::id(), &format!("0-{}", cores - 1))?;
     let rss = sampler.await?;

@@ -160,3 +160,33 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The setup of the one-core benchmarks: `devices` provisioned in a scratch
+/// directory, `wenu serve` on them confined to core 0 (with `env`), and this
+/// process on the other cores.
+pub(crate) struct OneCoreServer {
+    // Dropped first: the server stops before its scratch directory goes.
+    pub server: ServerProcess,
+    pub fleet: wenu_core::fleet::Fleet,
+    pub cores: usize,
+    _scratch: Scratch,
+}
+
+impl OneCoreServer {
+    pub(crate) async fn start(name: &str, devices: usize, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        anyhow::ensure!(cores >= 2, "needs two cores: one for the server, the rest for the load");
+        let scratch = Scratch::new(name)?;
+        let base = scratch.join("base");
+        std::fs::create_dir_all(&base)?;
+        eprintln!("provisioning {devices} devices…");
+        let fleet = crate::bench_connections::provision(&base, devices).await?;
+        let data_dir = scratch.join("data");
+        crate::bench_connections::copy_files(&base, &data_dir)?;
+        let server = ServerProcess::wenu(&data_dir, env)?;
+        server.pin_to_cpus("0")?;
+        let others = (1..cores).map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        pin_to_cpus(std::process::id(), &others)?;
+        Ok(Self { server, fleet, cores, _scratch: scratch })
+    }
+}
