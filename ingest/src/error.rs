@@ -20,8 +20,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("publishing from the server: {0}")]
-    Publish(String),
+    #[error("TLS setup from {path}: {message}")]
+    Tls { path: PathBuf, message: String },
     #[error(transparent)]
     Core(#[from] wenu_core::Error),
 }

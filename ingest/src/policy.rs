@@ -1,5 +1,5 @@
 //! The edge's decisions, as pure functions: who a client is, and whether a
-//! publish may enter the stream. The rmqtt hooks only translate.
+//! publish may enter the stream. The MQTT glue only translates.
 
 use wenu_core::topic::{alarm_topic, device_of_telemetry_topic};
 
@@ -164,6 +164,8 @@ pub enum PublishRefusal {
     QuotaExceeded,
     /// The stream could not store it durably (disk full, overload).
     StreamUnavailable,
+    /// The registry could not say whether the device is enabled.
+    RegistryUnavailable,
 }
 
 impl PublishRefusal {
@@ -177,6 +179,7 @@ impl PublishRefusal {
             PublishRefusal::Disabled => "disabled",
             PublishRefusal::QuotaExceeded => "quota_exceeded",
             PublishRefusal::StreamUnavailable => "stream_unavailable",
+            PublishRefusal::RegistryUnavailable => "registry_unavailable",
         }
     }
 }

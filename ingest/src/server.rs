@@ -5,24 +5,34 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmqtt::codec::types::QoS;
-use rmqtt::codec::v5::PublishProperties;
-use rmqtt::context::ServerContext;
-use rmqtt::hook::Type;
-use rmqtt::net::{Builder, Listener};
-use rmqtt::server::MqttServer;
-use rmqtt::session::SessionState;
-use rmqtt::types::{CodecPublish, From, Id, Publish};
+use ntex_io::IoConfig;
+use ntex_mqtt::{MqttError, MqttServiceConfig};
+use ntex_service::cfg::SharedCfg;
+use ntex_service::chain_factory;
+use ntex_tls::rustls::TlsAcceptor;
+use ntex_util::time::Seconds;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use wenu_core::stream::Stream;
 use wenu_registry::Registry;
 
 use crate::device_cache::DeviceCache;
-use crate::hooks::{EdgeHooks, now_ms};
+use crate::gate::{Gate, now_ms};
+use crate::links::Links;
+use crate::mqtt::{Closed, Shared};
 use crate::quota::{PublishQuotas, QuotaConfig};
 use crate::throttle::{LoginThrottle, ThrottleConfig};
 use crate::{EdgeCounters, EdgeSnapshot, Error, Result};
+
+/// Publishes one connection may have in flight: announced to MQTT 5 clients
+/// as the receive maximum; from 3.1.1 clients, reading pauses past it.
+pub const RECEIVE_MAXIMUM: u16 = 64;
+/// A client that has not sent its CONNECT by then is disconnected.
+const CONNECT_TIMEOUT: Seconds = Seconds(10);
+/// Read buffers of each connection: a device's publishes are small, and at
+/// 10 000 connections each KiB is 10 MiB.
+const READ_BUFFER_HIGH: usize = 4 * 1024;
+const READ_BUFFER_LOW: usize = 512;
 
 /// A TLS listener. With `client_ca`, it is mutual TLS: every client must
 /// present a certificate signed by that CA whose common name is its device id.
@@ -75,34 +85,30 @@ pub struct Edge {
     counters: Arc<EdgeCounters>,
     counters_file: Option<PathBuf>,
     tasks: Vec<JoinHandle<()>>,
-    scx: ServerContext,
+    links: Arc<Links>,
+    server: ntex_server::Server<ntex_server::net::Connection>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Publishes messages from the server itself (alarm notifications) to the
 /// clients subscribed to their topic; cheap to clone.
 #[derive(Clone)]
 pub struct EdgePublisher {
-    scx: ServerContext,
+    links: Arc<Links>,
 }
 
 impl EdgePublisher {
-    /// Delivers `payload` at QoS 1 to the current subscribers of `topic`
-    /// (none is not an error: MQTT keeps no messages for absent readers).
-    pub async fn publish(&self, topic: &str, payload: bytes::Bytes) -> Result<()> {
-        let id = Id::new(self.scx.node.id(), 0, None, None, "wenu-server".into(), None);
-        let packet = CodecPublish {
-            dup: false,
-            retain: false,
-            qos: QoS::AtLeastOnce,
-            topic: topic.into(),
-            packet_id: None,
-            payload,
-            properties: Some(PublishProperties::default()),
-        };
-        let publish = Publish::from(packet).create_time(now_ms());
-        SessionState::forwards(&self.scx, From::from_system(id), publish, false, None)
-            .await
-            .map_err(|e| Error::Publish(e.to_string()))
+    /// Queues `payload` for delivery at QoS 1 to the current subscribers of
+    /// `topic` and returns how many there are (none is not an error: MQTT
+    /// keeps no messages for absent readers). A reader too far behind misses
+    /// it; that is counted and logged.
+    pub fn publish(&self, topic: &str, payload: bytes::Bytes) -> usize {
+        let (delivered, behind) = self.links.deliver(topic, &payload);
+        if behind > 0 {
+            metrics::counter!("wenu_edge_deliveries_dropped_total").increment(behind as u64);
+            tracing::warn!(topic = ?topic, readers = behind, "alarm readers too far behind; message not queued for them");
+        }
+        delivered
     }
 }
 
@@ -115,63 +121,30 @@ impl Edge {
             None => EdgeSnapshot::default(),
         };
         let counters = Arc::new(EdgeCounters::resume(&previous));
-        let scx = ServerContext::new().build().await;
-        let register = scx.extends.hook_mgr().register();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let password_checks = Arc::new(tokio::sync::Semaphore::new(cores));
-        let throttle = Arc::new(LoginThrottle::new(config.login_throttle));
-        let devices = Arc::new(DeviceCache::new(registry.clone()));
-        let quotas = Arc::new(PublishQuotas::new(config.device_quota));
-        for hook in [
-            Type::ClientAuthenticate,
-            Type::MessagePublishCheckAcl,
-            Type::ClientSubscribeCheckAcl,
-            Type::ClientConnected,
-            Type::ClientDisconnected,
-        ] {
-            let handler = EdgeHooks {
-                stream: stream.clone(),
-                registry: registry.clone(),
-                counters: counters.clone(),
-                max_payload_bytes: config.max_payload_bytes,
-                password_checks: password_checks.clone(),
-                throttle: throttle.clone(),
-                devices: devices.clone(),
-                quotas: quotas.clone(),
-            };
-            register.add_priority(hook, 0, Box::new(handler)).await;
-        }
-        register.start().await;
+        let gate = Arc::new(Gate {
+            stream,
+            devices: DeviceCache::new(registry.clone()),
+            registry,
+            counters: counters.clone(),
+            max_payload_bytes: config.max_payload_bytes,
+            password_checks: tokio::sync::Semaphore::new(cores),
+            throttle: LoginThrottle::new(config.login_throttle),
+            quotas: PublishQuotas::new(config.device_quota),
+        });
+        let links = Arc::new(Links::default());
+        let shared = Shared { gate, links: links.clone(), runtime: tokio::runtime::Handle::current() };
 
-        // Packets a little over the payload limit still reach the hook, which
-        // refuses and counts them; far larger ones are cut off by the codec.
-        let max_packet = (config.max_payload_bytes * 2 + 4096) as u32;
-        let mut server = MqttServer::new(scx.clone());
-        let mut tcp_addr = None;
-        if let Some(addr) = config.listen {
-            let listener = bind(listener_builder(addr, &config, max_packet).name("wenu/tcp"), |b| b.tcp())?;
-            tcp_addr = Some(local_addr(&listener, addr)?);
-            server = server.listener_by_id(listener, tcp_addr.unwrap().port());
-        }
-        let mut tls_addr = None;
-        if let Some(tls) = &config.tls {
-            let builder = listener_builder(tls.listen, &config, max_packet)
-                .name("wenu/tls")
-                .tls_cert(Some(tls.cert.display().to_string()))
-                .tls_key(Some(tls.key.display().to_string()))
-                .tls_client_ca_certs(tls.client_ca.as_ref().map(|p| p.display().to_string()))
-                .tls_cross_certificate(tls.client_ca.is_some())
-                .collect_cert_info(tls.client_ca.is_some());
-            let listener = bind(builder, |b| b.tls())?;
-            tls_addr = Some(local_addr(&listener, tls.listen)?);
-            server = server.listener_by_id(listener, tls_addr.unwrap().port());
-        }
-        let server = server.build();
-        let mut tasks = vec![tokio::spawn(async move {
-            if let Err(err) = server.run().await {
-                tracing::error!(error = %err, "MQTT server stopped");
-            }
-        })];
+        let tcp = config.listen.map(|addr| bind(addr)).transpose()?;
+        let tls = match &config.tls {
+            Some(tls) => Some((bind(tls.listen)?, crate::tls::server_config(tls)?)),
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().map(|(_, addr)| *addr);
+        let tls_addr = tls.as_ref().map(|((_, addr), _)| *addr);
+        let (server, thread) = run_server(config.clone(), cores, shared, tcp, tls).await?;
+
+        let mut tasks = Vec::new();
         if let Some(path) = config.counters_file.clone() {
             let counters = counters.clone();
             tasks.push(tokio::spawn(async move {
@@ -185,7 +158,16 @@ impl Edge {
             }));
         }
         tracing::info!(tcp = ?tcp_addr, tls = ?tls_addr, "MQTT edge listening");
-        Ok(Edge { tcp_addr, tls_addr, counters, counters_file: config.counters_file, tasks, scx })
+        Ok(Edge {
+            tcp_addr,
+            tls_addr,
+            counters,
+            counters_file: config.counters_file,
+            tasks,
+            links,
+            server,
+            thread: Some(thread),
+        })
     }
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
@@ -197,18 +179,22 @@ impl Edge {
     }
 
     pub fn publisher(&self) -> EdgePublisher {
-        EdgePublisher { scx: self.scx.clone() }
+        EdgePublisher { links: self.links.clone() }
     }
 
     pub fn counters(&self) -> &EdgeCounters {
         &self.counters
     }
 
-    /// Stops accepting connections and saves the counters. Appends already
-    /// handed to the stream complete there; their PUBACKs may not go out, so
-    /// devices resend them (a duplicate, never a loss).
-    pub async fn stop(self) -> Result<()> {
-        for task in self.tasks {
+    /// Closes the listeners and every connection, and saves the counters.
+    /// Appends already handed to the stream complete there; their PUBACKs
+    /// may not go out, so devices resend them (a duplicate, never a loss).
+    pub async fn stop(mut self) -> Result<()> {
+        self.server.stop(false).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        for task in std::mem::take(&mut self.tasks) {
             task.abort();
             // Wait until it is gone: a counters save in progress must not
             // race with the final one below.
@@ -224,29 +210,110 @@ impl Edge {
     }
 }
 
-fn listener_builder(addr: SocketAddr, config: &EdgeConfig, max_packet: u32) -> Builder {
-    Builder::new()
-        .laddr(addr)
-        .reuseaddr(Some(true))
-        .allow_anonymous(false)
-        // A fleet reconnecting at once after a restart overflows rmqtt's
-        // default accept backlog (512) and waits out SYN retries; 4096 is
-        // Linux's default cap (net.core.somaxconn).
+type Bound = (std::net::TcpListener, SocketAddr);
+
+fn bind(addr: SocketAddr) -> Result<Bound> {
+    // A fleet reconnecting at once after a restart overflows a small accept
+    // backlog and waits out SYN retries; 4096 is Linux's default cap
+    // (net.core.somaxconn).
+    let listener = ntex_server::net::create_tcp_listener(addr, 4096)
+        .map_err(|e| Error::Listener { addr: addr.to_string(), message: e.to_string() })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Listener { addr: addr.to_string(), message: e.to_string() })?;
+    Ok((listener, local))
+}
+
+/// Starts ntex's server (an accept thread and one worker thread per core,
+/// each a single-threaded runtime) in its own system thread; returns its
+/// handle once it runs.
+async fn run_server(
+    config: EdgeConfig,
+    workers: usize,
+    shared: Shared,
+    tcp: Option<Bound>,
+    tls: Option<(Bound, Arc<rustls::ServerConfig>)>,
+) -> Result<(ntex_server::Server<ntex_server::net::Connection>, std::thread::JoinHandle<()>)> {
+    let (started, server) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("wenu-mqtt".into())
+        .spawn(move || {
+            ntex_rt::System::build().name("wenu-mqtt").build(ntex_net::DefaultRuntime).block_on(async move {
+                let server = match build_server(&config, workers, shared, tcp, tls) {
+                    Ok(builder) => builder.run(),
+                    Err(err) => {
+                        let _ = started.send(Err(err));
+                        return;
+                    }
+                };
+                if started.send(Ok(server.clone())).is_ok() {
+                    let _ = server.await;
+                }
+            })
+        })
+        .map_err(|e| Error::Listener { addr: "MQTT server thread".into(), message: e.to_string() })?;
+    let server = server.await.map_err(|_| Error::Listener {
+        addr: "MQTT server thread".into(),
+        message: "stopped while starting".into(),
+    })??;
+    Ok((server, thread))
+}
+
+fn build_server(
+    config: &EdgeConfig,
+    workers: usize,
+    shared: Shared,
+    tcp: Option<Bound>,
+    tls: Option<(Bound, Arc<rustls::ServerConfig>)>,
+) -> Result<ntex_server::net::ServerBuilder> {
+    let listen_error = |addr: SocketAddr, e: std::io::Error| Error::Listener {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    };
+    let mut builder = ntex_server::net::ServerBuilder::new()
+        .name("wenu-mqtt")
+        .workers(workers)
         .backlog(4096)
-        // Announced in MQTT 5 CONNACKs; QoS 2 publishes are refused anyway.
-        .max_qos_allowed(QoS::AtLeastOnce)
-        .max_packet_size(max_packet)
-        .max_connections(config.max_connections)
+        .maxconn(config.max_connections)
+        .disable_signals();
+    if let Some((listener, addr)) = tcp {
+        let shared = shared.clone();
+        builder = builder
+            .listen("wenu/tcp", listener, async move |_| crate::mqtt::server(shared.clone()))
+            .map_err(|e| listen_error(addr, e))?
+            .config("wenu/tcp", service_config(config));
+    }
+    if let Some(((listener, addr), tls)) = tls {
+        builder = builder
+            .listen("wenu/tls", listener, async move |_| {
+                chain_factory(TlsAcceptor::new(tls.clone()))
+                    .map_err(|_| MqttError::Service(Closed::Unavailable))
+                    .and_then(crate::mqtt::server(shared.clone()))
+            })
+            .map_err(|e| listen_error(addr, e))?
+            .config("wenu/tls", service_config(config));
+    }
+    Ok(builder)
 }
 
-fn bind(builder: Builder, finish: impl FnOnce(Listener) -> rmqtt::Result<Listener>) -> Result<Listener> {
-    let addr = builder.laddr;
-    builder
-        .bind()
-        .and_then(finish)
-        .map_err(|e| Error::Listener { addr: addr.to_string(), message: e.to_string() })
-}
-
-fn local_addr(listener: &Listener, requested: SocketAddr) -> Result<SocketAddr> {
-    listener.local_addr().map_err(|e| Error::Listener { addr: requested.to_string(), message: e.to_string() })
+fn service_config(config: &EdgeConfig) -> SharedCfg {
+    // Packets a little over the payload limit still reach the gate, which
+    // refuses and counts them; far larger ones are cut off by the codec.
+    let max_packet = (config.max_payload_bytes * 2 + 4096) as u32;
+    let mqtt = MqttServiceConfig::new()
+        .set_max_size(max_packet)
+        // A whole publish is decoded before it is handed over (no payload
+        // streaming), so a connection's publishes reach the appender in order.
+        .set_min_chunk_size(max_packet)
+        .set_max_receive(RECEIVE_MAXIMUM)
+        .set_max_receive_size(RECEIVE_MAXIMUM as usize * config.max_payload_bytes.max(1024))
+        // QoS 2 publishes reach the gate to be refused and counted; MQTT 5
+        // clients are told the maximum is 1 in the CONNACK.
+        .set_max_qos(ntex_mqtt::QoS::ExactlyOnce)
+        // A QoS 0 publish followed at once by DISCONNECT (mosquitto_pub does
+        // that) is still stored: it has no other chance.
+        .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::AtLeastOnce))
+        .set_connect_timeout(CONNECT_TIMEOUT);
+    let io = IoConfig::new().set_read_buf(READ_BUFFER_HIGH, READ_BUFFER_LOW, 1024);
+    SharedCfg::new("wenu-mqtt").add(mqtt).add(io).into()
 }

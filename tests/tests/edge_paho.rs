@@ -24,12 +24,16 @@ async fn paho_gets_the_mqtt_5_reason_codes_and_3_1_1_semantics() {
     assert_eq!(code("v5_connack"), Some(0), "{result}");
     assert_eq!(result["v5_connack_properties"]["MaximumQoS"], 1, "QoS 2 is not offered: {result}");
     assert_eq!(result["v5_connack_properties"]["RetainAvailable"], 0, "{result}");
+    assert_eq!(result["v5_connack_properties"]["ReceiveMaximum"], wenu_ingest::RECEIVE_MAXIMUM, "{result}");
     assert_eq!(code("v5_own_topic"), Some(0));
     // A refused publish: PUBACK with a reason code >= 0x80 (0x87 Not authorized).
     assert_eq!(code("v5_foreign_topic"), Some(0x87), "{result}");
     assert_eq!(code("v5_after_refusal"), Some(0), "an MQTT 5 session survives a refusal");
-    // CONNACK 0x87 Not authorized: a device's client id must be its id.
-    assert_eq!(code("v5_client_id_of_another_device"), Some(0x87), "{result}");
+    // CONNACK 0x85 Client Identifier not valid: a device's client id must be its id.
+    assert_eq!(code("v5_client_id_of_another_device"), Some(0x85), "{result}");
+    // Many publishes in flight at once, each acknowledged, in order.
+    assert_eq!(result["v5_pipelined_in_order"], true, "{result}");
+    assert_eq!(result["v311_pipelined_in_order"], true, "{result}");
     // MQTT 3.1.1: return code 4, bad user name or password (which paho
     // reports as MQTT 5's 0x86); a publish cannot be refused in a 3.1.1
     // PUBACK, so the connection is closed.
@@ -38,5 +42,13 @@ async fn paho_gets_the_mqtt_5_reason_codes_and_3_1_1_semantics() {
     assert_eq!(code("v311_own_topic"), Some(0));
     assert_eq!(result["v311_foreign_topic"], serde_json::Value::Null, "{result}");
 
-    assert_eq!(edge.records().await.len(), 3, "the three publishes to its own topic");
+    // The single publishes to its own topic, and the pipelined ones in the
+    // order they were sent.
+    let records = edge.records().await;
+    assert_eq!(records.len(), 3 + 2 * 200, "every publish to its own topic");
+    let pipelined: Vec<String> =
+        records[2..].iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
+    let sent: Vec<String> = (0..200).map(|n| n.to_string()).collect();
+    assert_eq!(pipelined[..200], sent[..], "MQTT 5 publishes stored in the order sent");
+    assert_eq!(pipelined[201..], sent[..], "MQTT 3.1.1 publishes stored in the order sent");
 }

@@ -172,7 +172,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// logging is kept at warnings: its debug output includes CONNECT packets.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn,rumqttc=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,ntex=warn,ntex_mqtt=warn,ntex_server=warn,ntex_io=warn,rumqttc=warn",
+        )
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

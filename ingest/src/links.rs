@@ -1,0 +1,159 @@
+//! The live connections, keyed by client id, and what the rest of the
+//! server may tell one of them: close (a newer connection took its client
+//! id) or deliver an alarm (a company's reader
+//! subscribed to its alarm topic).
+//!
+//! Connections run on the MQTT worker threads, whose handles cannot leave
+//! them; each one has a command queue instead, read by a task on its worker.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Commands a connection has not read yet, at most: an alarm reader too slow
+/// for this many misses the rest (counted), it does not slow the server.
+pub(crate) const COMMAND_QUEUE: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Publish at QoS 1 to the client.
+    Deliver { topic: String, payload: Bytes },
+    /// Close the connection.
+    Close,
+}
+
+/// A connection's place in [`Links`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkId(u64);
+
+struct Link {
+    id: LinkId,
+    commands: mpsc::Sender<Command>,
+    /// The topic it subscribed to (alarm readers only).
+    subscription: Option<String>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_client_id: HashMap<String, Link>,
+    /// Client ids subscribed to each topic.
+    readers: HashMap<String, HashSet<String>>,
+}
+
+impl Table {
+    fn unsubscribe(&mut self, client_id: &str, link: &Link) {
+        if let Some(topic) = &link.subscription
+            && let Some(readers) = self.readers.get_mut(topic)
+        {
+            readers.remove(client_id);
+            if readers.is_empty() {
+                self.readers.remove(topic);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Links {
+    next_id: AtomicU64,
+    table: Mutex<Table>,
+}
+
+impl Links {
+    /// Registers a new connection under `client_id`. One client id, one
+    /// connection: an older one under the same client id is told to close
+    /// (MQTT's session takeover; the gate has already checked that only the
+    /// same identity can use that client id).
+    pub fn open(&self, client_id: &str, commands: mpsc::Sender<Command>) -> LinkId {
+        let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let link = Link { id, commands, subscription: None };
+        let mut table = self.lock();
+        if let Some(older) = table.by_client_id.insert(client_id.to_owned(), link) {
+            table.unsubscribe(client_id, &older);
+            let _ = older.commands.try_send(Command::Close);
+        }
+        id
+    }
+
+    /// Forgets a connection that ended (unless a newer one holds the client id).
+    pub fn remove(&self, client_id: &str, id: LinkId) {
+        let mut table = self.lock();
+        if table.by_client_id.get(client_id).is_some_and(|link| link.id == id)
+            && let Some(link) = table.by_client_id.remove(client_id)
+        {
+            table.unsubscribe(client_id, &link);
+        }
+    }
+
+    pub fn subscribe(&self, client_id: &str, id: LinkId, topic: &str) {
+        let mut table = self.lock();
+        if let Some(link) = table.by_client_id.get_mut(client_id).filter(|link| link.id == id) {
+            link.subscription = Some(topic.to_owned());
+            table.readers.entry(topic.to_owned()).or_default().insert(client_id.to_owned());
+        }
+    }
+
+    /// Queues `payload` for every connection subscribed to `topic`; returns
+    /// how many readers got it and how many were too far behind.
+    pub fn deliver(&self, topic: &str, payload: &Bytes) -> (usize, usize) {
+        let (mut delivered, mut behind) = (0, 0);
+        let table = self.lock();
+        let readers = table.readers.get(topic).into_iter().flatten();
+        for link in readers.filter_map(|client_id| table.by_client_id.get(client_id)) {
+            let command = Command::Deliver { topic: topic.to_owned(), payload: payload.clone() };
+            match link.commands.try_send(command) {
+                Ok(()) => delivered += 1,
+                Err(_) => behind += 1,
+            }
+        }
+        (delivered, behind)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().expect("links poisoned")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_connection_with_a_client_id_closes_the_first() {
+        let links = Links::default();
+        let (first_tx, mut first) = mpsc::channel(4);
+        let (second_tx, mut second) = mpsc::channel(4);
+        let first_id = links.open("d1", first_tx);
+        let second_id = links.open("d1", second_tx);
+        assert!(matches!(first.try_recv(), Ok(Command::Close)));
+        assert!(second.try_recv().is_err());
+        // The first one ending does not forget the second: a third closes it.
+        links.remove("d1", first_id);
+        let (third_tx, _third) = mpsc::channel(4);
+        let third_id = links.open("d1", third_tx);
+        assert!(matches!(second.try_recv(), Ok(Command::Close)));
+        links.remove("d1", second_id);
+        links.remove("d1", third_id);
+        assert!(links.lock().by_client_id.is_empty());
+    }
+
+    #[test]
+    fn alarms_reach_only_the_readers_of_their_topic() {
+        let links = Links::default();
+        let (acme_tx, mut acme) = mpsc::channel(1);
+        let (globex_tx, mut globex) = mpsc::channel(1);
+        let acme_id = links.open("company:acme:r", acme_tx);
+        let globex_id = links.open("company:globex:r", globex_tx);
+        links.subscribe("company:acme:r", acme_id, "wenu/alarms/acme");
+        links.subscribe("company:globex:r", globex_id, "wenu/alarms/globex");
+        assert_eq!(links.deliver("wenu/alarms/acme", &Bytes::from_static(b"a")), (1, 0));
+        assert!(matches!(acme.try_recv(), Ok(Command::Deliver { topic, .. }) if topic == "wenu/alarms/acme"));
+        assert!(globex.try_recv().is_err());
+        // A reader whose queue is full misses it, and it is counted.
+        assert_eq!(links.deliver("wenu/alarms/globex", &Bytes::from_static(b"1")), (1, 0));
+        assert_eq!(links.deliver("wenu/alarms/globex", &Bytes::from_static(b"2")), (0, 1));
+    }
+}
