@@ -37,14 +37,11 @@ impl Appender {
         Self { queue }
     }
 
-    /// Queues a publish; the answer comes once it is durable or refused.
-    /// Called in arrival order, without awaiting anything first: that is
-    /// what keeps the order.
-    pub fn submit(&self, publish: Publish) -> oneshot::Receiver<Outcome> {
-        let (answer, outcome) = oneshot::channel();
+    /// Queues a publish; `answer` gets its outcome once it is durable or
+    /// refused. Called in arrival order: that is what keeps the order.
+    pub fn submit(&self, publish: Publish, answer: oneshot::Sender<Outcome>) {
         // The task ends only when every sender is gone.
         let _ = self.queue.send((publish, answer));
-        outcome
     }
 }
 

@@ -34,6 +34,7 @@ mod links;
 mod mqtt;
 pub mod policy;
 mod quota;
+mod sequencer;
 mod server;
 pub mod throttle;
 mod tls;

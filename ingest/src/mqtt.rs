@@ -4,9 +4,12 @@
 //!
 //! Connections live on ntex's worker threads. The gate's work (registry,
 //! stream) runs on the server's tokio runtime, handed over through
-//! [`Appender`] and spawned logins.
+//! [`Appender`] (in wire order, by the [`Sequencer`]) and spawned logins.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::num::NonZeroU16;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,12 +19,13 @@ use ntex_mqtt::{Control, MqttError, MqttServer, QoS, Reason, v3, v5};
 use ntex_service::cfg::SharedCfg;
 use ntex_service::{ServiceFactory, fn_factory_with_config, fn_service};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::appender::Appender;
+use crate::appender::{Appender, Outcome};
 use crate::gate::{Gate, Login, LoginRequest, Publish};
 use crate::links::{COMMAND_QUEUE, Command, LinkId, Links};
 use crate::policy::{COMPANY_PREFIX, ConnectRefusal, PublishRefusal, may_subscribe};
+use crate::sequencer::Sequencer;
 use crate::tls::peer_certificate_name;
 
 /// What every connection's services share.
@@ -65,6 +69,14 @@ pub(crate) struct Connection {
     client_id: String,
     link: LinkId,
     appender: Appender,
+    /// Outcomes of the publishes handed to the appender, by packet id.
+    pending: RefCell<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    numbered: HashMap<NonZeroU16, oneshot::Receiver<Outcome>>,
+    unnumbered: VecDeque<oneshot::Receiver<Outcome>>,
 }
 
 impl Connection {
@@ -79,22 +91,54 @@ impl Connection {
         };
         // Readers get one too: whatever they publish is refused and counted there.
         let appender = Appender::start(shared.gate.clone(), identity.clone(), &shared.runtime);
-        Connection { shared: shared.clone(), identity, client_id, link, appender }
+        Connection {
+            shared: shared.clone(),
+            identity,
+            client_id,
+            link,
+            appender,
+            pending: RefCell::default(),
+        }
     }
 
-    /// Hands the publish to the appender at once (arrival order is append
-    /// order) and waits for the outcome.
-    async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<(), Closed> {
-        let publish = Publish {
-            topic: topic.to_owned(),
-            payload: Bytes::copy_from_slice(payload),
-            qos: u8::from(qos),
-            retain,
+    /// Notes that the publish with packet id `id` (none at QoS 0) came off
+    /// the wire; returns where its outcome goes once it is [`submit`](Self::submit)ted.
+    pub(crate) fn expect(&self, id: Option<NonZeroU16>) -> oneshot::Sender<Outcome> {
+        let (answer, outcome) = oneshot::channel();
+        let mut pending = self.pending.borrow_mut();
+        match id {
+            Some(id) => {
+                pending.numbered.insert(id, outcome);
+            }
+            None => pending.unnumbered.push_back(outcome),
+        }
+        answer
+    }
+
+    /// Hands a whole publish to the appender (called by the
+    /// [`Sequencer`](crate::sequencer::Sequencer), in wire order).
+    pub(crate) fn submit(&self, publish: Publish, answer: oneshot::Sender<Outcome>) {
+        self.appender.submit(publish, answer);
+    }
+
+    /// Waits for the outcome of the publish with packet id `id` (QoS 0:
+    /// none; any QoS 0 outcome will do, it only paces the connection).
+    async fn outcome(&self, id: Option<NonZeroU16>) -> Result<(), Closed> {
+        let outcome = {
+            let mut pending = self.pending.borrow_mut();
+            match id {
+                Some(id) => pending.numbered.remove(&id),
+                None => pending.unnumbered.pop_front(),
+            }
         };
-        match self.appender.submit(publish).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(refusal)) => Err(Closed::Refused(refusal)),
-            Err(_) => Err(Closed::Unavailable),
+        match outcome {
+            Some(outcome) => match outcome.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(refusal)) => Err(Closed::Refused(refusal)),
+                Err(_) => Err(Closed::Unavailable),
+            },
+            // The sequencer sees every publish first.
+            None => Err(Closed::Unavailable),
         }
     }
 
@@ -241,21 +285,17 @@ async fn handshake_v5(
 /// A 3.1.1 PUBACK cannot carry a refusal: a refused publish closes the
 /// connection, so the device keeps its copy and sends it again.
 async fn publish_v3(connection: &Connection, publish: v3::Publish) -> Result<(), Closed> {
-    let payload = publish.read_all().await.map_err(|_| Closed::Unavailable)?;
-    connection.publish(publish.publish_topic(), &payload, publish.qos(), publish.retain()).await
+    connection.outcome(publish.id()).await
 }
 
 /// MQTT 5 carries the refusal in the PUBACK; a disabled device's session is
 /// closed.
 async fn publish_v5(connection: &Connection, publish: v5::Publish) -> Result<v5::PublishAck, Closed> {
     use v5::codec::PublishAckReason as Code;
-    let payload = publish.read_all().await.map_err(|_| Closed::Unavailable)?;
-    let outcome =
-        connection.publish(publish.publish_topic(), &payload, publish.qos(), publish.retain()).await;
-    let refusal = match outcome {
+    let refusal = match connection.outcome(publish.id()).await {
         Ok(()) => return Ok(publish.ack()),
-        Err(Closed::Refused(PublishRefusal::Disabled)) | Err(Closed::Unavailable) => {
-            return Err(outcome.unwrap_err());
+        Err(closed @ (Closed::Refused(PublishRefusal::Disabled) | Closed::Unavailable)) => {
+            return Err(closed);
         }
         Err(Closed::Refused(refusal)) => refusal,
     };
@@ -279,6 +319,7 @@ pub(crate) fn server<F: Filter>(
 {
     let (for_v3, for_v5) = (shared.clone(), shared);
     let v3 = v3::MqttServer::new(fn_service(move |handshake| handshake_v3(for_v3.clone(), handshake)))
+        .middleware(Sequencer)
         .protocol(fn_factory_with_config(async |session: v3::Session<Connection>| {
             Ok::<_, Closed>(fn_service(move |message| {
                 let session = session.clone();
@@ -292,6 +333,7 @@ pub(crate) fn server<F: Filter>(
             }))
         }));
     let v5 = v5::MqttServer::new(fn_service(move |handshake| handshake_v5(for_v5.clone(), handshake)))
+        .middleware(Sequencer)
         .protocol(fn_factory_with_config(async |session: v5::Session<Connection>| {
             Ok::<_, Closed>(fn_service(move |message| {
                 let session = session.clone();

@@ -302,10 +302,12 @@ fn service_config(config: &EdgeConfig) -> SharedCfg {
     let max_packet = (config.max_payload_bytes * 2 + 4096) as u32;
     let mqtt = MqttServiceConfig::new()
         .set_max_size(max_packet)
-        // A whole publish is decoded before it is handed over (no payload
-        // streaming), so a connection's publishes reach the appender in order.
-        .set_min_chunk_size(max_packet)
+        // A payload split over reads is gathered whole by the sequencer;
+        // ntex's own copy of it is never read, so it must not stall on a bound.
+        .set_max_payload_buffer_size(max_packet as usize)
         .set_max_receive(RECEIVE_MAXIMUM)
+        // No topic aliases: the sequencer reads each publish's topic as sent.
+        .set_max_topic_alias(0)
         .set_max_receive_size(RECEIVE_MAXIMUM as usize * config.max_payload_bytes.max(1024))
         // QoS 2 publishes reach the gate to be refused and counted; MQTT 5
         // clients are told the maximum is 1 in the CONNACK.

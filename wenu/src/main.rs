@@ -168,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default filter. rmqtt's own
+/// Logs to stderr; `RUST_LOG` overrides the default filter. ntex's own
 /// logging is kept at warnings: its debug output includes CONNECT packets.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

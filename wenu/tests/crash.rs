@@ -227,11 +227,22 @@ async fn twenty_kills_lose_nothing_and_count_nothing_twice() {
     let stream = SqliteStream::open(&data.join("stream.db"), StreamOptions::default()).unwrap();
     let records = stream.read(StartAt::Oldest, usize::MAX >> 1).await.unwrap();
     let mut in_log: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    // Each device's seqs in the order they first reached the log.
+    let mut first_seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for record in &records {
         let plaintext =
             wenu_core::envelope::open_with_keyring(&record.device_id, &record.payload, &keyring).unwrap();
         let batch = wenu_core::reading::ReadingBatch::from_json(&plaintext).unwrap();
-        *in_log.entry((record.device_id.clone(), batch.seq)).or_default() += 1;
+        let count = in_log.entry((record.device_id.clone(), batch.seq)).or_default();
+        if *count == 0 {
+            first_seen.entry(record.device_id.clone()).or_default().push(batch.seq);
+        }
+        *count += 1;
+    }
+    // Pipelined publishes (8 in flight per device) are stored in the order
+    // sent, kills or not: a resend after a kill repeats, never reorders.
+    for (device, seqs) in &first_seen {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{device}'s readings out of order in the log");
     }
     let missing: Vec<_> = acked.iter().filter(|k| !in_log.contains_key(*k)).collect();
     let duplicate_records: usize = in_log.values().map(|n| n - 1).sum();
