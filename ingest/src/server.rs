@@ -135,7 +135,7 @@ impl Edge {
         let links = Arc::new(Links::default());
         let shared = Shared { gate, links: links.clone(), runtime: tokio::runtime::Handle::current() };
 
-        let tcp = config.listen.map(|addr| bind(addr)).transpose()?;
+        let tcp = config.listen.map(bind).transpose()?;
         let tls = match &config.tls {
             Some(tls) => Some((bind(tls.listen)?, crate::tls::server_config(tls)?)),
             None => None,
