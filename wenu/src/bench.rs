@@ -24,6 +24,9 @@ pub enum BenchCommand {
     /// connected devices, `wenu serve` and Mosquitto as separate processes;
     /// draws the plot (SVG).
     Connections(crate::bench_connections::ConnectionsArgs),
+    /// Server memory with many idle connections (100 000 by default),
+    /// `wenu serve` and Mosquitto as separate processes.
+    Idle(crate::bench_idle::IdleArgs),
     /// MQTT logins per second (good and bad passwords) that a server
     /// confined to one core answers.
     Logins(crate::bench_logins::LoginsArgs),
@@ -43,6 +46,7 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => crate::bench_api::run(config, args).await,
         BenchCommand::Alarms(args) => crate::bench_alarms::run(config, args).await,
         BenchCommand::Connections(args) => crate::bench_connections::run(args).await,
+        BenchCommand::Idle(args) => crate::bench_idle::run(args).await,
         BenchCommand::Logins(args) => crate::bench_logins::run(args).await,
         BenchCommand::Overload(args) => crate::bench_overload::run(args).await,
         BenchCommand::All(args) => crate::bench_all::run(config, args).await,

@@ -15,6 +15,7 @@ mod bench_alarms;
 mod bench_all;
 mod bench_api;
 mod bench_connections;
+mod bench_idle;
 mod bench_ingest;
 mod bench_lake;
 mod bench_logins;
