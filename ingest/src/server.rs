@@ -29,10 +29,12 @@ use crate::{EdgeCounters, EdgeSnapshot, Error, Result};
 pub const RECEIVE_MAXIMUM: u16 = 64;
 /// A client that has not sent its CONNECT by then is disconnected.
 const CONNECT_TIMEOUT: Seconds = Seconds(10);
-/// Read buffers of each connection: a device's publishes are small, and at
-/// 10 000 connections each KiB is 10 MiB.
+/// Read buffers of each connection (ntex's default is 16 KiB): a device's
+/// publishes are small, and at 10 000 connections each KiB is 10 MiB.
 const READ_BUFFER_HIGH: usize = 4 * 1024;
 const READ_BUFFER_LOW: usize = 512;
+/// Write buffers likewise: what a device gets back is PUBACKs.
+const WRITE_BUFFER_HIGH: usize = 4 * 1024;
 
 /// A TLS listener. With `client_ca`, it is mutual TLS: every client must
 /// present a certificate signed by that CA whose common name is its device id.
@@ -316,6 +318,9 @@ fn service_config(config: &EdgeConfig) -> SharedCfg {
         // that) is still stored: it has no other chance.
         .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::AtLeastOnce))
         .set_connect_timeout(CONNECT_TIMEOUT);
-    let io = IoConfig::new().set_read_buf(READ_BUFFER_HIGH, READ_BUFFER_LOW, 1024);
+    let io = IoConfig::new()
+        .set_read_buf(READ_BUFFER_HIGH, READ_BUFFER_LOW, 1024)
+        .set_write_buf(WRITE_BUFFER_HIGH, READ_BUFFER_LOW, 1024)
+        .set_write_page_size(ntex_bytes::BytePageSize::Size4);
     SharedCfg::new("wenu-mqtt").add(mqtt).add(io).into()
 }

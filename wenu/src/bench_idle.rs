@@ -76,7 +76,8 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
     } else {
         let broker = ServerProcess::mosquitto(&args.mosquitto)?;
         // Anonymous, with the same client ids.
-        let anonymous: Vec<(String, String)> = logins.iter().map(|(id, _)| (id.clone(), String::new())).collect();
+        let anonymous: Vec<(String, String)> =
+            logins.iter().map(|(id, _)| (id.clone(), String::new())).collect();
         let held = hold(&broker, &anonymous, &args).await.context("mosquitto")?;
         eprintln!("mosquitto: {held:?}");
         Some(held)
@@ -117,7 +118,12 @@ async fn hold(server: &ServerProcess, logins: &[(String, String)], args: &IdleAr
 }
 
 /// One MQTT 3.1.1 login from `source`; the connection once the CONNACK accepted it.
-async fn connect(address: SocketAddr, source: Ipv4Addr, client_id: &str, password: &str) -> anyhow::Result<TcpStream> {
+async fn connect(
+    address: SocketAddr,
+    source: Ipv4Addr,
+    client_id: &str,
+    password: &str,
+) -> anyhow::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((source, 0)))?;
     let mut stream = socket.connect(address).await?;
