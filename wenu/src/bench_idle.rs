@@ -68,7 +68,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         fleet.devices.iter().map(|d| (d.device_id.clone(), d.password.0.clone())).collect();
 
     let server = ServerProcess::wenu(scratch.path(), &[])?;
-    let wenu = hold(&server, &logins, &args).await.context("wenu serve")?;
+    let wenu = hold(&server, &logins, &args, 0).await.context("wenu serve")?;
     drop(server);
     eprintln!("wenu: {wenu:?}");
     let mosquitto = if args.no_baseline {
@@ -78,16 +78,22 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
         // Anonymous, with the same client ids.
         let anonymous: Vec<(String, String)> =
             logins.iter().map(|(id, _)| (id.clone(), String::new())).collect();
-        let held = hold(&broker, &anonymous, &args).await.context("mosquitto")?;
+        // Other source addresses: the ports of the first run are in TIME_WAIT.
+        let held = hold(&broker, &anonymous, &args, 100).await.context("mosquitto")?;
         eprintln!("mosquitto: {held:?}");
         Some(held)
     };
     Ok(serde_json::json!({ "wenu": wenu, "mosquitto": mosquitto }))
 }
 
-/// Opens one connection per login against `server`, holds them all, and
-/// reads the server's memory.
-async fn hold(server: &ServerProcess, logins: &[(String, String)], args: &IdleArgs) -> anyhow::Result<Held> {
+/// Opens one connection per login against `server` (from loopback sources
+/// numbered from `first_source`), holds them all, and reads the server's memory.
+async fn hold(
+    server: &ServerProcess,
+    logins: &[(String, String)],
+    args: &IdleArgs,
+    first_source: usize,
+) -> anyhow::Result<Held> {
     let before = server.memory()?;
     let address = SocketAddr::from(([127, 0, 0, 1], server.port));
     let permits = Arc::new(Semaphore::new(args.concurrency));
@@ -96,7 +102,8 @@ async fn hold(server: &ServerProcess, logins: &[(String, String)], args: &IdleAr
     let mut tasks = Vec::with_capacity(logins.len());
     for (n, (client_id, password)) in logins.iter().enumerate() {
         let permit = permits.clone().acquire_owned().await?;
-        let source = Ipv4Addr::new(127, 0, (n / PER_SOURCE / 250) as u8, (1 + n / PER_SOURCE % 250) as u8);
+        let source_index = first_source + n / PER_SOURCE;
+        let source = Ipv4Addr::new(127, 0, (source_index / 250) as u8, (1 + source_index % 250) as u8);
         let (client_id, password) = (client_id.clone(), password.clone());
         let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
