@@ -170,11 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default filter. ntex's own
-/// logging is kept at warnings: its debug output includes CONNECT packets.
+/// logging is kept at warnings (its debug output includes CONNECT packets),
+/// and ntex-mqtt's notice at every closed connection at errors.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "info,ntex=warn,ntex_mqtt=warn,ntex_server=warn,ntex_io=warn,rumqttc=warn",
+            "info,ntex=warn,ntex_mqtt=warn,ntex_mqtt::control=error,ntex_server=warn,ntex_io=warn,rumqttc=warn",
         )
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
