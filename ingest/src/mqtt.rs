@@ -326,6 +326,11 @@ pub(crate) fn server<F: Filter>(
                 async move { Ok::<_, Closed>(protocol_v3(&session, message)) }
             }))
         }))
+        // MQTT 3.1.1 has no server DISCONNECT: closing says it all. (Without a
+        // service here, ntex-mqtt warns at every closed connection.)
+        .control(fn_factory_with_config(async |_: v3::Session<Connection>| {
+            Ok::<_, Closed>(fn_service(async |_: Control<Closed>| Ok::<_, Closed>(None)))
+        }))
         .publish(fn_factory_with_config(async |session: v3::Session<Connection>| {
             Ok::<_, Closed>(fn_service(move |publish| {
                 let session = session.clone();

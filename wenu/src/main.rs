@@ -169,14 +169,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default filter. ntex's own
-/// logging is kept at warnings (its debug output includes CONNECT packets),
-/// and ntex-mqtt's notice at every closed connection at errors.
+/// Logs to stderr; `RUST_LOG` overrides the default filter. The MQTT
+/// libraries' own logging is kept at warnings: at debug and trace they log
+/// every connection and packet.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "info,ntex=warn,ntex_mqtt=warn,ntex_mqtt::control=error,ntex_server=warn,ntex_io=warn,rumqttc=warn",
+            "info,ntex=warn,ntex_mqtt=warn,ntex_server=warn,ntex_io=warn,rumqttc=warn",
         )
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours for a terminal only: a file or the journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

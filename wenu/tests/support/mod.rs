@@ -9,6 +9,13 @@ use std::process::{Child, Command, Stdio};
 pub fn wenu(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wenu"));
     command.arg("--data-dir").arg(data_dir).env("RUST_LOG", "warn");
+    // Under the year-ahead pass (libfaketime), the MQTT server's timers
+    // (ntex, on futures-timer's thread) park with an absolute deadline on
+    // the faked monotonic clock, which the kernel reads as a year away: a
+    // shutdown would wait that long. `wenu` is Rust and sleeps with relative
+    // timeouts, so its monotonic clock may stay real; only the wall clock
+    // moves. (Without libfaketime the variable means nothing.)
+    command.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     command
 }
 
