@@ -29,12 +29,13 @@ use crate::{EdgeCounters, EdgeSnapshot, Error, Result};
 pub const RECEIVE_MAXIMUM: u16 = 64;
 /// A client that has not sent its CONNECT by then is disconnected.
 const CONNECT_TIMEOUT: Seconds = Seconds(10);
-/// Read buffers of each connection (ntex's default is 16 KiB): a device's
-/// publishes are small, and at 10 000 connections each KiB is 10 MiB.
-const READ_BUFFER_HIGH: usize = 4 * 1024;
-const READ_BUFFER_LOW: usize = 512;
-/// Write buffers likewise: what a device gets back is PUBACKs.
+/// Write buffers of each connection (ntex's default is 16 KiB): what a
+/// device gets back is PUBACKs, and at 10 000 connections each KiB is 10 MiB.
+/// Read buffers keep ntex's defaults: at 4 KiB, a connection whose publish
+/// arrived split over reads with many more behind it stalled until the
+/// client's keep-alive gave up.
 const WRITE_BUFFER_HIGH: usize = 4 * 1024;
+const WRITE_BUFFER_LOW: usize = 512;
 
 /// A TLS listener. With `client_ca`, it is mutual TLS: every client must
 /// present a certificate signed by that CA whose common name is its device id.
@@ -319,8 +320,7 @@ fn service_config(config: &EdgeConfig) -> SharedCfg {
         .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::AtLeastOnce))
         .set_connect_timeout(CONNECT_TIMEOUT);
     let io = IoConfig::new()
-        .set_read_buf(READ_BUFFER_HIGH, READ_BUFFER_LOW, 1024)
-        .set_write_buf(WRITE_BUFFER_HIGH, READ_BUFFER_LOW, 1024)
+        .set_write_buf(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW, 1024)
         .set_write_page_size(ntex_bytes::BytePageSize::Size4);
     SharedCfg::new("wenu-mqtt").add(mqtt).add(io).into()
 }
