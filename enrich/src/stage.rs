@@ -108,10 +108,9 @@ impl EnrichStage {
             return Ok(EnrichedBatch::default());
         };
         let name = format!("part-{:020}-{:020}.jsonl", first.position, last.position);
-        let mut decoder = self.decoder.take().expect("decoder present between batches");
-        if let Some((keyring, directory)) = self.keys.refresh().await.map_err(Error::Registry)? {
-            decoder.refresh(keyring, directory);
-        }
+        // Both refreshed before the decoder is taken out: a refresh that fails
+        // leaves it where the retry of this batch finds it.
+        let refreshed = self.keys.refresh().await.map_err(Error::Registry)?;
         if let Some(catalog) = self.catalogs.refresh().await.map_err(Error::Registry)? {
             tracing::debug!(
                 revision = catalog.revision(),
@@ -119,6 +118,10 @@ impl EnrichStage {
                 "catalog reloaded"
             );
             self.catalog = Arc::new(catalog);
+        }
+        let mut decoder = self.decoder.take().expect("decoder present between batches");
+        if let Some((keyring, directory)) = refreshed {
+            decoder.refresh(keyring, directory);
         }
         // Decryption is CPU work: keep it off the async workers.
         let owned = records.to_vec();

@@ -91,8 +91,11 @@ impl LakeStage {
             }));
         };
         let name = part_name(first, last);
+        // Refreshed in place: a refresh that fails leaves the decoder where
+        // the retry of this batch finds it.
+        let refreshed = self.keys.refresh().await.map_err(Error::Keys)?;
         let mut decoder = self.decoder.take().expect("decoder present between batches");
-        if let Some((keyring, directory)) = self.keys.refresh().await.map_err(Error::Keys)? {
+        if let Some((keyring, directory)) = refreshed {
             decoder.refresh(keyring, directory);
         }
         // Decryption and Parquet encoding are CPU work: keep them off the async workers.

@@ -161,3 +161,38 @@ async fn state_saved_with_the_checkpoint_keeps_duplicates_out_of_later_batches()
     let completeness = restarted.sequences().unwrap().completeness("dev-1").unwrap();
     assert_eq!((completeness.received, completeness.expected), (2, 2));
 }
+
+/// Keys whose second refresh fails, as a keyring file caught mid-rewrite
+/// or with unsafe permissions does; later refreshes work again.
+struct FailsOnce {
+    keys: Option<(Keyring, Directory)>,
+    calls: usize,
+}
+
+#[async_trait::async_trait]
+impl wenu_decrypt::KeySource for FailsOnce {
+    async fn refresh(&mut self) -> Result<Option<(Keyring, Directory)>, String> {
+        self.calls += 1;
+        match self.calls {
+            2 => Err("keyring.json: others may read it".into()),
+            _ => Ok(self.keys.take()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_key_refresh_fails_the_batch_and_its_retry_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (keyring, directory) = keys();
+    let keys = FailsOnce { keys: Some((keyring.clone(), directory)), calls: 0 };
+    let mut stage = LakeStage::new(store.clone(), Box::new(keys), DecodeLimits::default());
+    stage.restore(None).unwrap();
+    let first = vec![record(1, "dev-1", sealed(&keyring, "dev-1", 1, NOW))];
+    assert_eq!(stage.write_batch(&first).await.unwrap().rows, 2);
+
+    let second = vec![record(2, "dev-1", sealed(&keyring, "dev-1", 2, NOW))];
+    assert!(stage.write_batch(&second).await.is_err(), "the refresh failed");
+    let retried = stage.write_batch(&second).await.unwrap();
+    assert_eq!((retried.rows, retried.duplicates), (2, 0), "the retry decodes with the keys it had");
+}
