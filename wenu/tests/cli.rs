@@ -5,7 +5,7 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use support::{provision, wenu};
+use support::{provision, provisioned, wenu};
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 
@@ -119,9 +119,7 @@ fn passwords_never_reach_the_log_even_at_trace_level() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let fleet_path = dir.path().join("fleet.json");
-    assert!(provision(&data, 1, &fleet_path).status.success());
-    let device = Fleet::load(&fleet_path).unwrap().devices.remove(0);
+    let device = provisioned(&data, 1, &dir.path().join("fleet.json")).devices.remove(0);
     let log_path = dir.path().join("serve.log");
     let mut serve = wenu(&data)
         .arg("serve")
