@@ -19,10 +19,12 @@
 //! * [`stage`]: the stream consumer (its own checkpoint) that runs the rules;
 //! * [`notify`]: the notifier port and the dispatcher that delivers each
 //!   transition once per channel, with retries and dead letters;
-//! * [`webhook`]: signed webhooks, one notifier.
+//! * [`webhook`]: signed webhooks, one notifier, reaching only what
+//!   [`egress`] allows.
 
 pub mod clock;
 pub mod detector;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod lifecycle;
@@ -33,6 +35,7 @@ pub mod store;
 pub mod webhook;
 
 pub use clock::Clock;
+pub use egress::WebhookPolicy;
 pub use engine::{RuleSet, SeriesState, Transition, apply_message, apply_reading, check_silence};
 pub use error::{Error, Result};
 pub use lifecycle::{Change, Phase};

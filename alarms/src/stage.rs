@@ -131,6 +131,13 @@ impl AlarmStage {
         }
     }
 
+    /// Counts into `totals`: a stage built again after a failure keeps
+    /// counting where the one before it stopped.
+    pub fn with_totals(mut self, totals: Arc<AlarmTotals>) -> Self {
+        self.totals = totals;
+        self
+    }
+
     pub fn totals(&self) -> Arc<AlarmTotals> {
         self.totals.clone()
     }
@@ -463,7 +470,7 @@ impl AlarmStage {
 }
 
 #[async_trait]
-impl wenu_local::Stage for AlarmStage {
+impl wenu_runtime::Stage for AlarmStage {
     type Error = Error;
 
     /// The table store holds the state, loaded as needed; a failed batch

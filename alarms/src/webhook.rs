@@ -6,7 +6,8 @@
 //! the HMAC-SHA256 under the webhook's secret of `"{timestamp}.{body}"` —
 //! binding the time in lets receivers refuse old replays. A 2xx answer is a
 //! delivery; 408, 429, 5xx and network errors are retried; any other answer
-//! is final (the endpoint refuses it) and ends in a dead letter.
+//! (a redirect included: they are not followed) is final and ends in a dead
+//! letter. Where a webhook may connect is [`WebhookPolicy`]'s to say.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::egress::{WebhookPolicy, endpoint, refused_address};
 use crate::notify::{Notifier, NotifyError};
 use crate::store::Notification;
 
@@ -44,16 +46,14 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 
 pub struct WebhookNotifier {
     client: reqwest::Client,
+    policy: WebhookPolicy,
     directory: Arc<dyn WebhookDirectory>,
 }
 
 impl WebhookNotifier {
-    pub fn new(directory: Arc<dyn WebhookDirectory>) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .expect("an HTTP client with default TLS-less settings");
-        WebhookNotifier { client, directory }
+    /// Delivers to the webhooks of `directory` as `policy` allows.
+    pub fn new(directory: Arc<dyn WebhookDirectory>, policy: WebhookPolicy) -> Result<Self, String> {
+        Ok(WebhookNotifier { client: policy.client()?, policy, directory })
     }
 }
 
@@ -79,11 +79,13 @@ impl Notifier for WebhookNotifier {
         let Some(hook) = by_id.get(target) else {
             return Err(NotifyError::permanent(format!("webhook {target} was deleted")));
         };
+        let url = self.policy.check_url(&hook.url).map_err(NotifyError::permanent)?;
+        let to = endpoint(&url);
         let body = serde_json::to_vec(notification).expect("a notification serializes");
         let timestamp = notification_clock();
         let response = self
             .client
-            .post(&hook.url)
+            .post(url)
             .header("content-type", "application/json")
             .header("x-wenu-delivery", &notification.id)
             .header("x-wenu-timestamp", timestamp.to_string())
@@ -91,16 +93,36 @@ impl Notifier for WebhookNotifier {
             .body(body)
             .send()
             .await
-            .map_err(|e| NotifyError::retryable(format!("POST {}: {e}", hook.url)))?;
+            .map_err(|e| {
+                // Refused by policy: the same answer however often it is tried.
+                let permanent = refused_address(&e);
+                let error = format!("POST {to}: {}", without_url(e));
+                if permanent { NotifyError::permanent(error) } else { NotifyError::retryable(error) }
+            })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(NotifyError::retryable(format!("POST {}: {status}", hook.url)))
+            Err(NotifyError::retryable(format!("POST {to}: {status}")))
+        } else if status.is_redirection() {
+            Err(NotifyError::permanent(format!("POST {to}: {status}; redirects are not followed")))
         } else {
-            Err(NotifyError::permanent(format!("POST {}: {status}", hook.url)))
+            Err(NotifyError::permanent(format!("POST {to}: {status}")))
         }
     }
+}
+
+/// A request error and its causes, without the URL reqwest puts in it.
+fn without_url(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn notification_clock() -> i64 {

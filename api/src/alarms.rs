@@ -1,6 +1,7 @@
 //! Alarm rules, alarms, their history and webhooks: `/api/v1/rules`,
-//! `/api/v1/alarms`, `/api/v1/webhooks`. Everyone of a company may look;
-//! admins (and operators) change rules and webhooks and acknowledge alarms.
+//! `/api/v1/alarms`, `/api/v1/webhooks`. Everyone of a company may look at
+//! rules and alarms; admins (and operators) change rules and webhooks,
+//! acknowledge alarms, and alone see webhooks and their dead letters.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -188,13 +189,14 @@ fn history_row(n: &Notification) -> Value {
     })
 }
 
-/// `GET /api/v1/alarms/dead-letters`: notifications a channel never accepted.
+/// `GET /api/v1/alarms/dead-letters` (admin, operator): notifications a
+/// channel never accepted, with why; the errors name webhook endpoints.
 pub(crate) async fn dead_letters(
     caller: Caller,
     State(state): State<ApiState>,
     Params(params): Params<CompanyParam>,
 ) -> Result<Json<Vec<DeadLetter>>> {
-    let company = caller.company(params.company.as_deref())?;
+    let company = caller.company_to_administer(params.company.as_deref())?;
     Ok(Json(store(&state)?.dead_letters(&company).await?))
 }
 

@@ -20,9 +20,8 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let bearer = header.and_then(|h| h.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized)?;
-        let token = state.0.registry.verify_token(bearer.trim()).await?.ok_or(ApiError::Unauthorized)?;
+        let bearer = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let token = state.0.registry.verify_token(bearer).await?.ok_or(ApiError::Unauthorized)?;
         state
             .0
             .rate_limits
@@ -30,6 +29,12 @@ impl FromRequestParts<ApiState> for Caller {
             .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
         Ok(Caller { token })
     }
+}
+
+/// The bearer token of a request's `Authorization` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+    header.strip_prefix("Bearer ").map(str::trim)
 }
 
 impl Caller {
@@ -53,6 +58,15 @@ impl Caller {
     pub fn company_to_manage(&self, requested: Option<&str>) -> Result<String> {
         if self.token.role == Role::Viewer {
             return Err(ApiError::Forbidden("a viewer token cannot change the registry".into()));
+        }
+        self.company(requested)
+    }
+
+    /// The company, for what only its admins may read (delivery errors of
+    /// its webhooks, for one).
+    pub fn company_to_administer(&self, requested: Option<&str>) -> Result<String> {
+        if self.token.role == Role::Viewer {
+            return Err(ApiError::Forbidden("only an admin token can read this".into()));
         }
         self.company(requested)
     }

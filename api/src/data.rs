@@ -265,8 +265,16 @@ pub(crate) struct CompletenessParams {
     site: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// Devices per page (default 100)...
+    limit: Option<usize>,
+    /// ...after this many (the `next` of the previous page).
+    cursor: Option<usize>,
     format: Option<String>,
 }
+
+/// Devices per `/completeness` page at most: each reads up to 744 hourly
+/// rollups per sensor.
+const MAX_COMPLETENESS_PAGE: usize = 100;
 
 /// How much of what a device sent arrived: its messages are numbered, so
 /// the numbers missing between the first and the last seen in the window
@@ -289,7 +297,8 @@ struct Completeness {
 const MAX_LOST_RUN: u64 = 1000;
 
 /// `GET /api/v1/completeness`: per device over a window (default the last
-/// 24 h, at most 31 days), from the hourly stats' sequence numbers.
+/// 24 h, at most 31 days), from the hourly stats' sequence numbers; at most
+/// 100 devices a page, the next page from `cursor`.
 pub(crate) async fn completeness(
     caller: Caller,
     State(state): State<ApiState>,
@@ -302,13 +311,19 @@ pub(crate) async fn completeness(
     if to - from > 31 * 86_400_000 {
         return Err(ApiError::bad("completeness spans at most 31 days"));
     }
+    let limit = page_size(params.limit, MAX_COMPLETENESS_PAGE, MAX_COMPLETENESS_PAGE)?;
+    let skip = params.cursor.unwrap_or(0);
     let registry = &state.0.registry;
     let sensors = registry.company_sensors(&company).await?;
+    let devices: Vec<_> = registry
+        .list_devices(Some(&company))
+        .await?
+        .into_iter()
+        .filter(|device| params.site.is_none() || device.site == params.site)
+        .collect();
+    let next = (devices.len() > skip.saturating_add(limit)).then(|| (skip + limit).to_string());
     let mut items = Vec::new();
-    for device in registry.list_devices(Some(&company)).await? {
-        if params.site.is_some() && device.site != params.site {
-            continue;
-        }
+    for device in devices.into_iter().skip(skip).take(limit) {
         let mut seen = SeqSet::default();
         for spec in sensors.iter().filter(|s| s.device == device.id) {
             let series = SeriesKey {
@@ -346,5 +361,5 @@ pub(crate) async fn completeness(
             last_seq: bounds.map(|b| b.1),
         });
     }
-    rows_response(format, &items, None)
+    rows_response(format, &items, next)
 }

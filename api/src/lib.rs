@@ -33,6 +33,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::json;
+use wenu_runtime::Health;
 
 pub use error::ApiError;
 pub use live::{LiveBatch, LiveHub};
@@ -40,7 +41,7 @@ pub use params::{StatsBucket, parse_time, rfc3339};
 pub use state::{ApiLimits, ApiState, DeviceKeys, LakeReader, RawReading, ReadingsQuery};
 pub use stored_keys::StoredKeys;
 
-/// The API and the pages.
+/// The API and the pages; `/health` answers as `/api/v1/health` does.
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
@@ -75,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound("endpoint".into()) });
     Router::new()
         .nest("/api/v1", api)
+        .route("/health", get(health))
         .route("/", get(pages::root))
         .route("/dashboard", get(pages::dashboard))
         .route("/backoffice", get(pages::backoffice))
@@ -88,16 +90,20 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// `GET /api/v1/health`, unauthenticated: whether the stores answer.
+/// `GET /api/v1/health` (and `/health`), unauthenticated: whether the
+/// stores answer and no consumer of the pipeline is failing.
 async fn health(State(state): State<ApiState>) -> Response {
     let registry = state.0.registry.ping().await.map_err(|e| e.to_string());
     let stats = state.0.stats.last("health#probe", 0..1).await.map_err(|e| e.to_string());
-    let ok = registry.is_ok() && stats.is_ok();
+    let consumers = state.0.consumers.as_ref().map(Health::snapshot);
+    let consumers_ok = state.0.consumers.as_ref().is_none_or(Health::is_ok);
+    let ok = registry.is_ok() && stats.is_ok() && consumers_ok;
     let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "registry": registry.err().unwrap_or_else(|| "ok".into()),
         "stats": stats.err().unwrap_or_else(|| "ok".into()),
+        "consumers": consumers,
     });
     (status, axum::Json(body)).into_response()
 }

@@ -7,11 +7,13 @@
 //! up skips ahead (and is told so with a `lagged` event) instead of holding
 //! the pipeline back.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -21,9 +23,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use wenu_alarms::{Notification, Notifier, NotifyError};
 use wenu_stats::Job;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, bearer};
 use crate::data::own_device;
-use crate::error::Result;
+use crate::error::{ApiError, Result};
 use crate::params::Params;
 use crate::state::ApiState;
 
@@ -82,13 +84,13 @@ pub(crate) async fn live(
     caller: Caller,
     State(state): State<ApiState>,
     Params(params): Params<LiveParams>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let company = caller.company(params.company.as_deref())?;
     if let Some(device) = &params.device {
         own_device(&state, &company, device).await?;
     }
-    metrics::gauge!("wenu_api_live_subscribers").increment(1.0);
-    let guard = SubscriberGauge;
+    let guard = state.0.live_slots.take(&caller.token.id).ok_or(ApiError::TooManyStreams)?;
     let alarm_company = company.clone();
     let readings = BroadcastStream::new(state.0.live.subscribe()).filter_map(move |batch| {
         let _still_subscribed = &guard;
@@ -109,8 +111,23 @@ pub(crate) async fn live(
         };
         std::future::ready(event.map(Ok))
     });
-    let events = futures_util::stream::select(readings, alarms);
+    let bearer = bearer(&headers).unwrap_or_default().to_owned();
+    let events = futures_util::stream::select(readings, alarms).take_until(revoked(state, bearer));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Resolves once `bearer` no longer verifies (revoked), checking every
+/// `live_token_check`: the end of that token's live streams.
+async fn revoked(state: ApiState, bearer: String) {
+    let mut every = tokio::time::interval(state.0.limits.live_token_check);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        // A registry that cannot answer now is asked again at the next check.
+        if let Ok(None) = state.0.registry.verify_token(&bearer).await {
+            return;
+        }
+    }
 }
 
 fn readings_event(jobs: &[Job], company: &str, device: Option<&str>) -> Option<Event> {
@@ -152,11 +169,48 @@ impl Notifier for LiveHub {
     }
 }
 
-/// Counts open live streams; dropped with the stream when the client leaves.
-struct SubscriberGauge;
+/// Open live streams, at most `max_total` and `max_per_token` of one token:
+/// each holds a task and a subscription, so one token cannot take them all.
+pub struct LiveSlots {
+    max_total: usize,
+    max_per_token: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
 
-impl Drop for SubscriberGauge {
+impl LiveSlots {
+    pub(crate) fn new(max_total: usize, max_per_token: usize) -> Self {
+        LiveSlots { max_total, max_per_token, open: Mutex::default() }
+    }
+
+    /// A slot for one more stream of `token`, if there is room.
+    fn take(self: &Arc<Self>, token: &str) -> Option<LiveSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = open.values().sum();
+        let mine = open.get(token).copied().unwrap_or(0);
+        if total >= self.max_total || mine >= self.max_per_token {
+            return None;
+        }
+        open.insert(token.to_owned(), mine + 1);
+        metrics::gauge!("wenu_api_live_subscribers").increment(1.0);
+        Some(LiveSlot { slots: self.clone(), token: token.to_owned() })
+    }
+}
+
+/// One open stream's slot; given back when the stream ends.
+struct LiveSlot {
+    slots: Arc<LiveSlots>,
+    token: String,
+}
+
+impl Drop for LiveSlot {
     fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.token);
+            }
+        }
         metrics::gauge!("wenu_api_live_subscribers").decrement(1.0);
     }
 }

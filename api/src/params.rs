@@ -58,7 +58,7 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
         let amount: i64 = amount.parse().map_err(|_| format!("{text:?}: no number"))?;
         return amount
             .checked_mul(ms)
-            .map(|back| now - back)
+            .and_then(|back| now.checked_sub(back))
             .ok_or_else(|| format!("{text:?}: too far back"));
     }
     if let Ok(ms) = text.parse::<i64>() {
@@ -70,6 +70,9 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
 }
 
 /// `from` and `to` parameters, with defaults, checked to be in order.
+/// 9999-12-31T23:59:59.999Z.
+const LATEST_MS: i64 = 253_402_300_799_999;
+
 pub(crate) fn time_range(
     from: Option<&str>,
     to: Option<&str>,
@@ -79,6 +82,12 @@ pub(crate) fn time_range(
     let from =
         parse_time(from.unwrap_or(default_from), now).map_err(|e| ApiError::bad(format!("from: {e}")))?;
     let to = parse_time(to.unwrap_or("now"), now).map_err(|e| ApiError::bad(format!("to: {e}")))?;
+    // Years 1970 to 9999: ranges and bucket arithmetic then cannot overflow.
+    for (name, t) in [("from", from), ("to", to)] {
+        if !(0..=LATEST_MS).contains(&t) {
+            return Err(ApiError::bad(format!("{name}: outside the years 1970 to 9999")));
+        }
+    }
     if from >= to {
         return Err(ApiError::bad("from must be before to"));
     }

@@ -11,8 +11,9 @@ use wenu_alarms::AlarmStore;
 use wenu_core::fleet::FleetDevice;
 use wenu_core::table::TableStore;
 use wenu_registry::Registry;
+use wenu_runtime::Health;
 
-use crate::live::LiveHub;
+use crate::live::{LiveHub, LiveSlots};
 use crate::rate_limit::RateLimits;
 
 /// Raw readings from the lake.
@@ -77,6 +78,13 @@ pub struct ApiLimits {
     pub max_readings_range_ms: i64,
     /// Most buckets one stats query may span.
     pub max_buckets: i64,
+    /// Open live streams (`/api/v1/live`) at most...
+    pub max_live_streams: usize,
+    /// ...and of one token.
+    pub max_live_streams_per_token: usize,
+    /// How often an open live stream checks that its token is still valid;
+    /// a revoked token's streams end at the next check.
+    pub live_token_check: std::time::Duration,
 }
 
 impl Default for ApiLimits {
@@ -87,6 +95,9 @@ impl Default for ApiLimits {
             max_page: 5_000,
             max_readings_range_ms: 6 * 3_600_000,
             max_buckets: 20_000,
+            max_live_streams: 256,
+            max_live_streams_per_token: 4,
+            live_token_check: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -106,6 +117,9 @@ pub(crate) struct Inner {
     pub alarm_wake: Option<Arc<Notify>>,
     pub limits: ApiLimits,
     pub rate_limits: RateLimits,
+    pub live_slots: Arc<LiveSlots>,
+    /// The pipeline's consumers, where this process runs them.
+    pub consumers: Option<Health>,
 }
 
 impl ApiState {
@@ -120,6 +134,8 @@ impl ApiState {
             alarm_wake: None,
             limits,
             rate_limits: RateLimits::new(limits.rate_per_second, limits.burst),
+            live_slots: Arc::new(LiveSlots::new(limits.max_live_streams, limits.max_live_streams_per_token)),
+            consumers: None,
         }))
     }
 
@@ -140,6 +156,11 @@ impl ApiState {
             inner.alarms = Some(store);
             inner.alarm_wake = Some(wake);
         })
+    }
+
+    /// Reports these consumers in `/health`, which is not ok while one fails.
+    pub fn with_consumer_health(self, health: Health) -> Self {
+        self.map(|inner| inner.consumers = Some(health))
     }
 
     fn map(self, change: impl FnOnce(&mut Inner)) -> Self {

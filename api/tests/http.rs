@@ -124,6 +124,12 @@ async fn data_endpoints_serve_the_company_its_series_stats_latest_and_completene
         })
         .collect();
     assert_eq!(by_device, [("acme-00001", 120, 120), ("acme-00002", 118, 120)]);
+    assert_eq!(completeness["next"], serde_json::Value::Null);
+    let (_, first) = server.get("/api/v1/completeness?from=-3h&limit=1", viewer).await;
+    assert_eq!((items(&first).len(), first["next"].as_str()), (1, Some("1")));
+    let (_, second) = server.get("/api/v1/completeness?from=-3h&limit=1&cursor=1", viewer).await;
+    assert_eq!(items(&second)[0]["device"], "acme-00002");
+    assert_eq!(second["next"], serde_json::Value::Null);
 
     // No lake behind this server: raw readings are unavailable, said clearly.
     let (status, body) = server.get("/api/v1/readings?device=acme-00001", viewer).await;
@@ -147,6 +153,14 @@ async fn bad_parameters_get_400_saying_what_is_wrong() {
         ("/api/v1/readings?device=acme-00001&from=-2d", "at most 6 h"),
         ("/api/v1/readings", "device is required"),
         ("/api/v1/completeness?from=-60d", "at most 31 days"),
+        ("/api/v1/completeness?limit=101", "limit 101"),
+        // Far outside any calendar: refused, not wrapped around.
+        (
+            "/api/v1/readings?device=acme-00001&from=-9223372036854775807&to=9223372036854775807",
+            "relative time",
+        ),
+        ("/api/v1/readings?device=acme-00001&from=0&to=9223372036854775807", "to: outside the years"),
+        ("/api/v1/stats?device=acme-00001&sensor=temp-1&from=-3000000d", "outside the years"),
         ("/api/v1/series?limit=100000", "limit 100000"),
         ("/api/v1/audit?limit=5000", "limit 5000"),
     ];
@@ -644,4 +658,33 @@ async fn alarm_rules_alarms_and_webhooks_through_the_api() {
         server.call(Method::DELETE, "/api/v1/rules/too-hot", Some(admin), None).await.0,
         StatusCode::NO_CONTENT
     );
+}
+
+#[tokio::test]
+async fn live_streams_are_capped_per_token_and_end_when_their_token_is_revoked() {
+    let limits = ApiLimits {
+        max_live_streams_per_token: 2,
+        live_token_check: std::time::Duration::from_millis(20),
+        ..ApiLimits::default()
+    };
+    let server = Server::start(limits).await;
+    let open =
+        |bearer: &str| server.client.get(server.url("/api/v1/live")).bearer_auth(bearer.to_owned()).send();
+    let viewer = server.tokens.acme_viewer.clone();
+    let mut first = open(&viewer).await.unwrap();
+    let second = open(&viewer).await.unwrap();
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    let third = open(&viewer).await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS, "a token's third stream");
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(code(&body), "too_many_streams");
+    assert_eq!(open(&server.tokens.acme_admin).await.unwrap().status(), StatusCode::OK, "another token's");
+
+    let id = server.registry.verify_token(&viewer).await.unwrap().unwrap().id;
+    server.registry.revoke_token(&id).await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(_)) = first.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the revoked token's stream ended");
 }

@@ -61,7 +61,7 @@ fn aad(header: &Header, device_id: &str) -> Vec<u8> {
 
 /// Encrypts `plaintext` for `device_id` under one of its keys.
 ///
-/// The caller owns nonce uniqueness; devices use a [`NonceSequence`].
+/// The caller owns nonce uniqueness; devices draw from a [`NonceSequence`].
 pub fn seal(device_id: &str, key_id: u32, key: &SecretKey, nonce: [u8; 12], plaintext: &[u8]) -> Vec<u8> {
     let header = Header { version: VERSION, key_id, nonce };
     let cipher = Aes256Gcm::new(key.as_bytes().into());
@@ -114,30 +114,34 @@ pub fn open_with_keyring(device_id: &str, envelope: &[u8], keyring: &Keyring) ->
     open(device_id, envelope, key)
 }
 
-/// Nonces for one boot of a device: a random 4-byte prefix chosen at boot and
-/// an 8-byte counter, so a nonce is never reused under one key even across
-/// reboots (the prefix changes) and within a boot (the counter increases).
-#[derive(Debug, Clone)]
+/// Nonces for a device's messages under one key: 96 random bits each, from
+/// the operating system's CSPRNG seeded generator. Unique by construction
+/// without any state to keep across reboots (a boot-prefix-and-counter
+/// scheme repeats once two boots draw the same prefix: with a 32-bit prefix,
+/// about n²/2³³ over n boots). Random nonces collide with probability about
+/// m²/2⁹⁷ over m messages; NIST SP 800-38D caps a key at 2³² of them (a
+/// collision chance below 2⁻³²), which [`NonceSequence::next_nonce`] enforces:
+/// past it, rotate the key.
+#[derive(Debug, Clone, Default)]
 pub struct NonceSequence {
-    prefix: [u8; 4],
-    counter: u64,
+    used: u64,
 }
 
+/// Messages one key may seal with random nonces (NIST SP 800-38D, 8.3).
+pub const MESSAGES_PER_KEY: u64 = 1 << 32;
+
 impl NonceSequence {
-    /// A sequence with a fresh random boot prefix.
-    pub fn new_boot() -> Self {
-        Self { prefix: rand::random(), counter: 0 }
+    /// Nonces for a key, counting from none used (at boot, or after a rotation).
+    pub fn new() -> Self {
+        Self::default()
     }
 
     pub fn next_nonce(&mut self) -> Result<[u8; 12]> {
-        if self.counter == u64::MAX {
+        if self.used >= MESSAGES_PER_KEY {
             return Err(Error::NonceExhausted);
         }
-        let mut nonce = [0u8; 12];
-        nonce[..4].copy_from_slice(&self.prefix);
-        nonce[4..].copy_from_slice(&self.counter.to_be_bytes());
-        self.counter += 1;
-        Ok(nonce)
+        self.used += 1;
+        Ok(rand::random())
     }
 }
 
@@ -202,11 +206,16 @@ mod tests {
     }
 
     #[test]
-    fn nonces_do_not_repeat_within_a_boot() {
-        let mut boot = NonceSequence::new_boot();
-        let a = boot.next_nonce().unwrap();
-        let b = boot.next_nonce().unwrap();
-        assert_ne!(a, b);
-        assert_eq!(a[..4], b[..4]);
+    fn nonces_are_fresh_and_a_key_seals_at_most_its_limit() {
+        let mut nonces = NonceSequence::new();
+        let drawn: std::collections::HashSet<[u8; 12]> =
+            (0..10_000).map(|_| nonces.next_nonce().unwrap()).collect();
+        assert_eq!(drawn.len(), 10_000, "no repeats");
+        // Two devices (or two boots of one) draw independently.
+        let (mut one, mut other) = (NonceSequence::new(), NonceSequence::new());
+        assert_ne!(one.next_nonce().unwrap(), other.next_nonce().unwrap());
+        let mut worn = NonceSequence { used: MESSAGES_PER_KEY - 1 };
+        assert!(worn.next_nonce().is_ok());
+        assert!(matches!(worn.next_nonce(), Err(Error::NonceExhausted)), "rotate the key past 2^32");
     }
 }

@@ -22,7 +22,7 @@ pub enum Error {
     /// altered, or the wrong key was used.
     #[error("envelope failed authentication (tampered, or sealed for another device or key)")]
     Tampered,
-    #[error("nonce counter exhausted for this boot; rotate the key or reboot")]
+    #[error("this key has sealed its 2^32 messages; rotate the key")]
     NonceExhausted,
     #[error("malformed plaintext: {0}")]
     MalformedPlaintext(String),

@@ -2,15 +2,18 @@
 //! isolation against the real binary. Inert unless the `WENU_FAILPOINTS`
 //! environment variable names them: `WENU_FAILPOINTS=alarms.after_record=abort`
 //! makes the process die there as `kill -9` would; `=stall` makes the task
-//! that reaches it wait forever.
+//! that reaches it wait forever; `=panic-once` panics the first task that
+//! reaches it (a bug in a stage), and lets every later one through.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Action {
     Abort,
     Stall,
+    PanicOnce(AtomicBool),
 }
 
 fn configured() -> &'static HashMap<String, Action> {
@@ -22,6 +25,7 @@ fn configured() -> &'static HashMap<String, Action> {
             .filter_map(|(name, action)| match action.trim() {
                 "abort" => Some((name.trim().to_owned(), Action::Abort)),
                 "stall" => Some((name.trim().to_owned(), Action::Stall)),
+                "panic-once" => Some((name.trim().to_owned(), Action::PanicOnce(AtomicBool::new(false)))),
                 _ => None,
             })
             .collect()
@@ -37,6 +41,7 @@ pub async fn hit(name: &str) {
             eprintln!("failpoint {name}: stalling this task");
             std::future::pending::<()>().await
         }
+        Some(Action::PanicOnce(fired)) => panic_once(name, fired),
     }
 }
 
@@ -51,6 +56,13 @@ pub fn hit_blocking(name: &str) {
                 std::thread::park();
             }
         }
+        Some(Action::PanicOnce(fired)) => panic_once(name, fired),
+    }
+}
+
+fn panic_once(name: &str, fired: &AtomicBool) {
+    if !fired.swap(true, Ordering::SeqCst) {
+        panic!("failpoint {name}: panicking once");
     }
 }
 

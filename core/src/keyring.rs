@@ -218,16 +218,52 @@ impl KeyringStore for KeyringFile {
     }
 
     async fn add_key(&mut self, device_id: &str) -> Result<(u32, SecretKey)> {
-        let mut keyring = Keyring::load_or_default(&self.path)?;
-        let added = keyring.add_key(device_id);
-        keyring.save(&self.path)?;
+        let mut locked = self.lock()?;
+        let added = locked.keyring.add_key(device_id);
+        locked.save()?;
         Ok(added)
     }
 
     async fn import(&mut self, keys: Keyring) -> Result<()> {
-        let mut keyring = Keyring::load_or_default(&self.path)?;
-        keyring.merge(keys);
-        keyring.save(&self.path)
+        let mut locked = self.lock()?;
+        locked.keyring.merge(keys);
+        locked.save()
+    }
+}
+
+impl KeyringFile {
+    /// Loads the keyring for a change, holding an exclusive lock on
+    /// `{path}.lock` until it is saved or dropped: concurrent changes (two
+    /// `wenu devices rotate-key`, the API's provisioning) then follow one
+    /// another instead of one overwriting the other. Blocks while another
+    /// process holds the lock.
+    pub fn lock(&self) -> Result<LockedKeyring> {
+        let lock_path = self.path.with_extension("json.lock");
+        let io_err = |source| Error::Io { path: lock_path.clone(), source };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err)?;
+        lock.lock().map_err(io_err)?;
+        let keyring = Keyring::load_or_default(&self.path)?;
+        Ok(LockedKeyring { keyring, path: self.path.clone(), _lock: lock })
+    }
+}
+
+/// The keyring loaded under [`KeyringFile::lock`]; the lock goes with it.
+pub struct LockedKeyring {
+    pub keyring: Keyring,
+    path: std::path::PathBuf,
+    _lock: std::fs::File,
+}
+
+impl LockedKeyring {
+    /// Writes the changed keyring, then lets the lock go.
+    pub fn save(self) -> Result<()> {
+        self.keyring.save(&self.path)
     }
 }
 
@@ -236,18 +272,26 @@ impl KeyringStore for KeyringFile {
 /// the secret is never world-readable, not even for a moment.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let io_err = |source| Error::Io { path: path.to_owned(), source };
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
-    file.write_all(bytes).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    std::fs::rename(&tmp, path).map_err(io_err)
+    // Unique per writer, so two writers never write into one file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{unique}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io_err)?;
+    // The rename is durable once the directory is.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::Io { path: dir.to_owned(), source })
 }
 
 #[cfg(test)]

@@ -194,6 +194,15 @@ pub trait Stream: Send + Sync + 'static {
     /// including `position`.
     async fn commit_checkpoint(&self, consumer: &str, shard: &ShardId, position: Position) -> Result<()>;
 
+    /// The position of the newest record of `shard`, where the backend can
+    /// tell cheaply: what a consumer's lag is measured against. `None`, the
+    /// default, means it cannot (on Kinesis, CloudWatch's iterator age tells
+    /// the lag instead).
+    async fn newest(&self, shard: &ShardId) -> Result<Option<Position>> {
+        let _ = shard;
+        Ok(None)
+    }
+
     /// A counter that moves each time records are appended, so a consumer
     /// can wake the moment something arrives rather than poll (what keeps
     /// alarms within milliseconds). `None`, the default, means the backend

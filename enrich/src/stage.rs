@@ -67,6 +67,8 @@ pub struct EnrichStage {
     totals: Arc<EnrichTotals>,
     /// Each batch's jobs, for live views; dropped for subscribers that lag.
     live: Option<broadcast::Sender<Arc<Vec<Job>>>>,
+    /// The local directory behind `quarantine`, whose new files are fsynced.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl EnrichStage {
@@ -88,13 +90,29 @@ impl EnrichStage {
             quarantine,
             totals: Arc::default(),
             live: None,
+            local_dir: None,
         }
+    }
+
+    /// `quarantine` is a local directory, `dir`: each batch's quarantine
+    /// files are fsynced before the batch counts as done, because the local
+    /// object store does not sync, and a checkpoint must never outlive them.
+    pub fn with_local_dir(mut self, dir: &std::path::Path) -> Self {
+        self.local_dir = Some(dir.to_path_buf());
+        self
     }
 
     /// Publishes every batch's normalised readings (as its jobs) on `live`
     /// once they are queued.
     pub fn with_live(mut self, live: broadcast::Sender<Arc<Vec<Job>>>) -> Self {
         self.live = Some(live);
+        self
+    }
+
+    /// Counts into `totals`: a stage built again after a failure keeps
+    /// counting where the one before it stopped.
+    pub fn with_totals(mut self, totals: Arc<EnrichTotals>) -> Self {
+        self.totals = totals;
         self
     }
 
@@ -182,15 +200,25 @@ impl EnrichStage {
             serde_json::to_writer(&mut *file, reading).expect("a quarantined reading serializes");
             file.push(b'\n');
         }
+        let mut written = Vec::with_capacity(files.len());
         for (path, bytes) in files {
             self.quarantine.put(&path, PutPayload::from(bytes)).await?;
+            written.push(path);
+        }
+        if let Some(root) = &self.local_dir
+            && !written.is_empty()
+        {
+            let paths: Vec<_> = written.iter().map(|p| root.join(p.as_ref())).collect();
+            tokio::task::spawn_blocking(move || wenu_core::durable::sync_files(&paths))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
         }
         Ok(())
     }
 }
 
 #[async_trait]
-impl wenu_local::Stage for EnrichStage {
+impl wenu_runtime::Stage for EnrichStage {
     type Error = Error;
 
     fn restore(&mut self, state: Option<&[u8]>) -> Result<()> {

@@ -315,7 +315,7 @@ impl Firmware {
             device_id: identity.device_id.clone(),
             key_id: identity.key_id,
             key,
-            nonces: NonceSequence::new_boot(),
+            nonces: NonceSequence::new(),
             sensors: SensorSignal::for_device(index, &mut rng),
             fault,
             rng,

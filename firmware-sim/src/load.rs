@@ -304,7 +304,7 @@ impl LeanFirmware {
         let sensors = SensorSignal::for_device(index, &mut rng);
         LeanFirmware {
             device: device.clone(),
-            nonces: NonceSequence::new_boot(),
+            nonces: NonceSequence::new(),
             sensors,
             rng,
             first_seq,

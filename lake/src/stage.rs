@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rayon::prelude::*;
+use wenu_core::durable::sync_files;
 use wenu_core::keyring::Keyring;
 use wenu_core::stream::Record;
 use wenu_decrypt::{DecodeLimits, DecodedMessage, Decoder, Directory, KeySource, Outcome, SequenceTracker};
@@ -64,6 +65,13 @@ impl LakeStage {
     pub fn with_local_dir(mut self, dir: &Path) -> Result<Self> {
         self.local = Some((Arc::new(LakeLock::open(dir)?), dir.to_path_buf()));
         Ok(self)
+    }
+
+    /// Counts into `totals`: a stage built again after a failure keeps
+    /// counting where the one before it stopped.
+    pub fn with_totals(mut self, totals: Arc<LakeTotals>) -> Self {
+        self.totals = totals;
+        self
     }
 
     pub fn totals(&self) -> Arc<LakeTotals> {
@@ -146,20 +154,6 @@ impl LakeStage {
     }
 }
 
-/// fsyncs files and then their directories (each once).
-fn sync_files(paths: &[PathBuf]) -> Result<()> {
-    let io = |path: &Path, source| Error::Core(wenu_core::Error::Io { path: path.to_owned(), source });
-    let mut dirs = std::collections::BTreeSet::new();
-    for path in paths {
-        std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| io(path, e))?;
-        dirs.extend(path.parent().map(Path::to_path_buf));
-    }
-    for dir in dirs {
-        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| io(&dir, e))?;
-    }
-    Ok(())
-}
-
 type EncodedFiles = Vec<(object_store::path::Path, bytes::Bytes)>;
 
 fn encode_batch(
@@ -222,7 +216,7 @@ fn hour_of(ts_ms: i64) -> i64 {
 }
 
 #[async_trait]
-impl wenu_local::Stage for LakeStage {
+impl wenu_runtime::Stage for LakeStage {
     type Error = Error;
 
     fn restore(&mut self, state: Option<&[u8]>) -> Result<()> {

@@ -14,7 +14,7 @@ use wenu_core::stream::{Position, Record};
 use wenu_decrypt::{DecodeLimits, DeviceEntry, Directory, FixedKeys};
 use wenu_lake::encode;
 use wenu_lake::{LakeStage, layout};
-use wenu_local::Stage;
+use wenu_runtime::Stage;
 
 /// 2026-11-26T17:30:00Z
 const NOW: i64 = 1_795_714_200_000;

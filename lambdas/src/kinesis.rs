@@ -13,7 +13,7 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use wenu_core::stream::{Position, Record};
 use wenu_core::topic::telemetry_topic;
-use wenu_local::Stage;
+use wenu_runtime::Stage;
 
 /// A stage's records as the stream port's.
 pub fn records_of(event: &KinesisEvent) -> Result<Vec<Record>, String> {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use wenu_alarms::{
     AlarmStage, AlarmStore, Condition, Direction, DispatchOptions, Dispatcher, Rule, Severity,
 };
-use wenu_alarms::{Notifier, WebhookNotifier};
+use wenu_alarms::{Notifier, WebhookNotifier, WebhookPolicy};
 use wenu_api::DeviceKeys;
 use wenu_core::catalog::SensorSpec;
 use wenu_core::envelope::seal;
@@ -209,8 +209,13 @@ async fn alarms_function_delivers_what_a_batch_raised_before_it_returns() {
 
     let table = SqliteTable::open(&fleet.dir.path().join("alarms.db")).unwrap();
     let store = AlarmStore::new(Arc::new(table), 90);
-    let webhooks: Arc<dyn Notifier> =
-        Arc::new(WebhookNotifier::new(Arc::new(RegistryWebhooks::new(fleet.registry.clone()))));
+    let webhooks: Arc<dyn Notifier> = Arc::new(
+        WebhookNotifier::new(
+            Arc::new(RegistryWebhooks::new(fleet.registry.clone())),
+            WebhookPolicy::private_networks(),
+        )
+        .unwrap(),
+    );
     let dispatcher = Dispatcher::new(store.clone(), vec![webhooks], DispatchOptions::default());
     let stage = AlarmStage::new(
         fleet.keys(),

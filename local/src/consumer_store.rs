@@ -9,8 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use wenu_core::stream::Position;
+use wenu_runtime::{Checkpoints, SavedConsumer};
 
 use crate::stream::log_position;
 use wenu_core::{Error, Result};
@@ -27,17 +29,6 @@ CREATE TABLE IF NOT EXISTS consumers (
     updated_at    INTEGER NOT NULL
 );
 ";
-
-/// What a consumer saved last.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SavedConsumer {
-    /// Everything up to and including this position is processed.
-    pub position: Option<Position>,
-    /// A flush that started and may not have finished: `(first, last)`.
-    pub pending: Option<(Position, Position)>,
-    /// The stage's state as of `position`.
-    pub state: Option<Vec<u8>>,
-}
 
 /// The consumers' table, shared by all consumers of one process.
 #[derive(Clone)]
@@ -70,7 +61,19 @@ impl ConsumerStore {
         data_dir.join("consumers.db")
     }
 
-    pub async fn load(&self, name: &str) -> Result<SavedConsumer> {
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let task_failed =
+            |why| Error::Stream { message: format!("consumer store task failed: {why}"), retryable: false };
+        self.conn.run(move |conn| f(conn).map_err(stream_error), task_failed).await
+    }
+}
+
+#[async_trait]
+impl Checkpoints for ConsumerStore {
+    async fn load(&self, name: &str) -> Result<SavedConsumer> {
         let name = name.to_owned();
         self.with_conn(move |conn| {
             conn.query_row(
@@ -84,8 +87,7 @@ impl ConsumerStore {
         .await
     }
 
-    /// Records that the range `first..=last` is about to be flushed.
-    pub async fn begin_flush(&self, name: &str, first: Position, last: Position) -> Result<()> {
+    async fn begin_flush(&self, name: &str, first: Position, last: Position) -> Result<()> {
         let name = name.to_owned();
         let (first, last) = (log_position(first)?, log_position(last)?);
         self.with_conn(move |conn| {
@@ -99,9 +101,7 @@ impl ConsumerStore {
         .await
     }
 
-    /// Records that everything up to `position` is processed, with the state
-    /// as of it, and clears the pending range.
-    pub async fn commit(&self, name: &str, position: Position, state: Vec<u8>) -> Result<()> {
+    async fn commit(&self, name: &str, position: Position, state: Vec<u8>) -> Result<()> {
         let name = name.to_owned();
         let position = log_position(position)?;
         self.with_conn(move |conn| {
@@ -114,15 +114,6 @@ impl ConsumerStore {
             .map(drop)
         })
         .await
-    }
-
-    async fn with_conn<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let task_failed =
-            |why| Error::Stream { message: format!("consumer store task failed: {why}"), retryable: false };
-        self.conn.run(move |conn| f(conn).map_err(stream_error), task_failed).await
     }
 }
 

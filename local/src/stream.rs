@@ -23,24 +23,37 @@ use crate::sqlite::{open_durable, open_read_only, stream_error};
 /// Tuning of the embedded stream.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
-    /// Records older than this are deleted by [`SqliteStream::sweep_retention`].
+    /// Records older than this are deleted by [`SqliteStream::sweep_retention`],
+    /// once every consumer has checkpointed past them.
     pub retention: Duration,
+    /// The consumers whose unread records retention keeps, however old; one
+    /// listed here that never checkpointed keeps everything. Empty: every
+    /// consumer that ever checkpointed counts.
+    pub consumers: Vec<String>,
     /// Appends waiting for the writer; beyond this, `append` waits (backpressure).
     pub queue_depth: usize,
     /// Most records committed in one transaction.
     pub max_group_records: usize,
     /// Cap on the log file's size. Appends beyond it fail as a full disk
-    /// would (retryable), until a retention sweep frees space.
+    /// would (retryable, so the edge withholds acknowledgements), until a
+    /// retention sweep frees space.
     pub max_bytes: Option<u64>,
+    /// With `max_bytes`: once the log is above 90 % of it, the sweep deletes
+    /// the oldest records down to 80 %, read or not, rather than refuse new
+    /// ones. Off by default: unread records are deleted only by this
+    /// explicit choice, and each such deletion is counted and logged.
+    pub delete_unread_at_cap: bool,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
         Self {
             retention: Duration::from_secs(24 * 3600),
+            consumers: Vec::new(),
             queue_depth: 1024,
             max_group_records: 8192,
             max_bytes: None,
+            delete_unread_at_cap: false,
         }
     }
 }
@@ -49,8 +62,8 @@ impl Default for StreamOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     pub deleted: u64,
-    /// Deleted records that some consumer had not yet checkpointed past: the
-    /// retention period forced them out before that consumer caught up.
+    /// Deleted records that some consumer had not yet checkpointed past:
+    /// only ever under the disk cap with [`StreamOptions::delete_unread_at_cap`].
     pub deleted_unconsumed: u64,
 }
 
@@ -74,7 +87,7 @@ enum WriteJob {
         reply: oneshot::Sender<Result<()>>,
     },
     Sweep {
-        cutoff: i64,
+        plan: SweepPlan,
         reply: oneshot::Sender<Result<RetentionReport>>,
     },
     /// Answers once every job queued before it is committed.
@@ -92,6 +105,17 @@ pub struct SqliteStream {
     commits: Arc<AtomicU64>,
     /// Moves after every commit that appended records.
     appends: watch::Receiver<u64>,
+    /// The cap in pages, when there is one.
+    max_pages: Option<i64>,
+}
+
+/// What a sweep job may delete.
+#[derive(Debug, Clone)]
+struct SweepPlan {
+    cutoff: i64,
+    consumers: Vec<String>,
+    /// Above this many pages in use, the oldest records go, read or not.
+    relieve_above_pages: Option<i64>,
 }
 
 const SCHEMA: &str = "
@@ -122,11 +146,13 @@ impl SqliteStream {
     pub fn open(path: &Path, options: StreamOptions) -> Result<Self> {
         let conn = open_durable(path).map_err(stream_error)?;
         conn.execute_batch(SCHEMA).map_err(stream_error)?;
+        let mut max_pages = None;
         if let Some(max_bytes) = options.max_bytes {
             let page_size: u64 =
                 conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(stream_error)?;
-            conn.pragma_update(None, "max_page_count", (max_bytes / page_size).max(1))
-                .map_err(stream_error)?;
+            let pages = (max_bytes / page_size).max(1);
+            conn.pragma_update(None, "max_page_count", pages).map_err(stream_error)?;
+            max_pages = Some(i64::try_from(pages).unwrap_or(i64::MAX));
         }
         let reader = open_read_only(path).map_err(stream_error)?;
         let (writer, jobs) = mpsc::channel(options.queue_depth);
@@ -138,7 +164,7 @@ impl SqliteStream {
             .name("wenu-stream-writer".into())
             .spawn(move || run_writer(conn, jobs, max_group, &writer_commits, &appended))
             .map_err(|source| Error::Io { path: path.to_owned(), source })?;
-        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), options, commits, appends })
+        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), options, commits, appends, max_pages })
     }
 
     /// Reads what the log holds without starting a writer: for `wenu status`,
@@ -158,32 +184,43 @@ impl SqliteStream {
         data_dir.join("stream.db")
     }
 
-    /// Deletes records received before `now - retention`, in chunks. Records a
-    /// consumer has not checkpointed past are deleted only because retention
-    /// forces it; they are counted in `deleted_unconsumed` and in the metric
-    /// `wenu_stream_retention_deleted_unconsumed_total`.
+    /// Deletes records received before `now - retention` that every consumer
+    /// has checkpointed past, in chunks. Unread records stay, however old,
+    /// unless the log is near its cap and [`StreamOptions::delete_unread_at_cap`]
+    /// is set: then the oldest records go, counted in `deleted_unconsumed`, in
+    /// `wenu_stream_retention_deleted_unconsumed_total` and logged as an error.
     ///
     /// `now_ms` is passed in so tests drive time without sleeping.
     pub async fn sweep_retention(&self, now_ms: i64) -> Result<RetentionReport> {
-        let cutoff = now_ms - self.options.retention.as_millis() as i64;
+        let cutoff = now_ms.saturating_sub(self.options.retention.as_millis() as i64);
+        let max_pages = self.max_pages.filter(|_| self.options.delete_unread_at_cap);
+        let mut plan = SweepPlan {
+            cutoff,
+            consumers: self.options.consumers.clone(),
+            // Start relieving above 90 % of the cap; once started, go down to 80 %.
+            relieve_above_pages: max_pages.map(|max| max / 10 * 9),
+        };
         let mut total = RetentionReport::default();
         loop {
             let (reply, answer) = oneshot::channel();
-            self.send(WriteJob::Sweep { cutoff, reply }).await?;
+            self.send(WriteJob::Sweep { plan: plan.clone(), reply }).await?;
             let chunk = answer.await.map_err(|_| writer_gone())??;
             total.deleted += chunk.deleted;
             total.deleted_unconsumed += chunk.deleted_unconsumed;
-            if chunk.deleted < SWEEP_CHUNK as u64 {
+            if chunk.deleted == 0 {
                 break;
+            }
+            if chunk.deleted_unconsumed > 0 {
+                plan.relieve_above_pages = max_pages.map(|max| max / 10 * 8);
             }
         }
         metrics::counter!("wenu_stream_retention_deleted_total").increment(total.deleted);
         metrics::counter!("wenu_stream_retention_deleted_unconsumed_total")
             .increment(total.deleted_unconsumed);
         if total.deleted_unconsumed > 0 {
-            tracing::warn!(
+            tracing::error!(
                 records = total.deleted_unconsumed,
-                "retention deleted records a consumer had not processed"
+                "the log reached its size cap: deleted records a consumer had not processed (stream.delete_unread_at_cap)"
             );
         }
         Ok(total)
@@ -328,6 +365,11 @@ impl Stream for SqliteStream {
         self.commit_consumer_checkpoint(consumer, position).await
     }
 
+    async fn newest(&self, shard: &ShardId) -> Result<Option<Position>> {
+        only_shard(shard)?;
+        Ok(self.info().await?.newest)
+    }
+
     fn appends(&self) -> Option<watch::Receiver<u64>> {
         Some(self.appends.clone())
     }
@@ -464,38 +506,71 @@ fn apply(tx: &rusqlite::Transaction<'_>, job: &WriteJob) -> rusqlite::Result<App
             Ok(Applied::Checkpointed)
         }
         WriteJob::Flush { .. } => Ok(Applied::Flushed),
-        WriteJob::Sweep { cutoff, .. } => {
-            let last: Option<i64> = tx.query_row(
-                "SELECT max(position) FROM (SELECT position FROM records WHERE received_at < ?1
-                 ORDER BY position LIMIT ?2)",
-                params![cutoff, SWEEP_CHUNK],
-                |r| r.get(0),
-            )?;
-            let Some(last) = last else {
-                return Ok(Applied::Swept(RetentionReport::default()));
-            };
-            let slowest: Option<i64> =
-                tx.query_row("SELECT min(position) FROM checkpoints", [], |r| r.get(0))?;
-            let unconsumed: i64 = match slowest {
-                Some(slowest) => tx.query_row(
-                    "SELECT count(*) FROM records WHERE received_at < ?1 AND position <= ?2 AND position > ?3",
-                    params![cutoff, last, slowest],
-                    |r| r.get(0),
-                )?,
-                None => 0,
-            };
-            let deleted = tx.execute(
-                "DELETE FROM records WHERE received_at < ?1 AND position <= ?2",
-                params![cutoff, last],
-            )?;
-            add_counter(tx, "retention_deleted", deleted as i64)?;
-            add_counter(tx, "retention_deleted_unconsumed", unconsumed)?;
-            Ok(Applied::Swept(RetentionReport {
-                deleted: deleted as u64,
-                deleted_unconsumed: unconsumed as u64,
-            }))
-        }
+        WriteJob::Sweep { plan, .. } => sweep_chunk(tx, plan).map(Applied::Swept),
     }
+}
+
+/// One chunk of a sweep: old records every consumer has read, or, above the
+/// plan's page limit, the oldest records whatever was read.
+fn sweep_chunk(tx: &rusqlite::Transaction<'_>, plan: &SweepPlan) -> rusqlite::Result<RetentionReport> {
+    let read_by_all = slowest_checkpoint(tx, &plan.consumers)?;
+    let old_and_read: Option<i64> = tx.query_row(
+        "SELECT max(position) FROM (SELECT position FROM records WHERE received_at < ?1 AND position <= ?2
+         ORDER BY position LIMIT ?3)",
+        params![plan.cutoff, read_by_all, SWEEP_CHUNK],
+        |r| r.get(0),
+    )?;
+    if let Some(last) = old_and_read {
+        let deleted = tx.execute(
+            "DELETE FROM records WHERE received_at < ?1 AND position <= ?2",
+            params![plan.cutoff, last],
+        )?;
+        add_counter(tx, "retention_deleted", deleted as i64)?;
+        return Ok(RetentionReport { deleted: deleted as u64, deleted_unconsumed: 0 });
+    }
+    let Some(limit) = plan.relieve_above_pages else { return Ok(RetentionReport::default()) };
+    let pages: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = tx.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    if pages - free <= limit {
+        return Ok(RetentionReport::default());
+    }
+    // A twentieth of the log at a time, so it stops near the target rather than empty.
+    let held: i64 =
+        tx.query_row("SELECT coalesce(max(position) - min(position) + 1, 0) FROM records", [], |r| r.get(0))?;
+    let Some(last): Option<i64> = tx.query_row(
+        "SELECT max(position) FROM (SELECT position FROM records ORDER BY position LIMIT ?1)",
+        [(held / 20).clamp(1, SWEEP_CHUNK)],
+        |r| r.get(0),
+    )?
+    else {
+        return Ok(RetentionReport::default());
+    };
+    let unread: i64 = tx.query_row(
+        "SELECT count(*) FROM records WHERE position <= ?1 AND position > ?2",
+        params![last, read_by_all],
+        |r| r.get(0),
+    )?;
+    let deleted = tx.execute("DELETE FROM records WHERE position <= ?1", [last])?;
+    add_counter(tx, "retention_deleted", deleted as i64)?;
+    add_counter(tx, "retention_deleted_unconsumed", unread)?;
+    Ok(RetentionReport { deleted: deleted as u64, deleted_unconsumed: unread as u64 })
+}
+
+/// The last position every consumer has read: the listed ones (0 for one
+/// that never checkpointed), or, with none listed, every one that ever
+/// checkpointed (all of the log when none did).
+fn slowest_checkpoint(tx: &rusqlite::Transaction<'_>, consumers: &[String]) -> rusqlite::Result<i64> {
+    if consumers.is_empty() {
+        let slowest: Option<i64> = tx.query_row("SELECT min(position) FROM checkpoints", [], |r| r.get(0))?;
+        return Ok(slowest.unwrap_or(i64::MAX));
+    }
+    let mut lookup = tx.prepare_cached("SELECT position FROM checkpoints WHERE consumer = ?1")?;
+    let mut slowest = i64::MAX;
+    for consumer in consumers {
+        let position: Option<i64> = lookup.query_row([consumer], |r| r.get(0)).optional()?;
+        slowest = slowest.min(position.unwrap_or(0));
+    }
+    Ok(slowest)
 }
 
 fn answer(job: WriteJob, result: Applied) {

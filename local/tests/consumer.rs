@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use wenu_core::stream::{NewRecord, Position, Record, Stream};
-use wenu_local::{BatchLimits, Consumer, ConsumerOptions, ConsumerStore, SqliteStream, StreamOptions};
+use wenu_local::{ConsumerStore, SqliteStream, StreamOptions};
+use wenu_runtime::{BatchLimits, Checkpoints, Consumer, ConsumerOptions};
 
 /// Sends each batch's positions to the test; its state is the number of
 /// records it has processed. It fails the first `fail_first` attempts after
@@ -24,7 +25,7 @@ struct Recorder {
 struct Injected;
 
 #[async_trait]
-impl wenu_local::Stage for Recorder {
+impl wenu_runtime::Stage for Recorder {
     type Error = Injected;
 
     fn restore(&mut self, state: Option<&[u8]>) -> Result<(), Injected> {
@@ -78,8 +79,8 @@ fn start(
     let (stop, stopped) = watch::channel(false);
     let stage = Recorder { processed: 0, fail_first, batches: tx };
     let consumer = Consumer::new(
-        (*setup.stream).clone(),
-        setup.store.clone(),
+        setup.stream.clone(),
+        Arc::new(setup.store.clone()),
         ConsumerOptions::new("test", batch),
         stage,
     );

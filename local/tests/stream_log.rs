@@ -69,29 +69,49 @@ async fn checkpoints_are_named_and_durable() {
 }
 
 #[tokio::test]
-async fn retention_deletes_old_records_and_counts_unconsumed_ones() {
+async fn retention_deletes_old_records_every_consumer_has_read_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StreamOptions { retention: Duration::from_secs(3600), ..Default::default() };
+    let options = StreamOptions {
+        retention: Duration::from_secs(3600),
+        consumers: vec!["slow".into(), "fast".into()],
+        ..Default::default()
+    };
     let stream = SqliteStream::open(&dir.path().join("stream.db"), options).unwrap();
     let hour = 3_600_000;
     // Ten records an hour apart: received at 0h, 1h, … 9h.
     let positions = stream.append((0..10).map(|i| record("a", i * hour, b"x")).collect()).await.unwrap();
-    // The slow consumer has processed the first three records only.
+    // "fast" has processed everything, "slow" the first three records only.
     stream.commit_consumer_checkpoint("slow", positions[2]).await.unwrap();
     stream.commit_consumer_checkpoint("fast", positions[9]).await.unwrap();
 
-    // At 9h30 with 1 h retention, everything received before 8h30 goes: 0h…8h.
+    // At 9h30 with 1 h retention, 0h…8h are past retention; only 0h…2h were read by both.
     let report = stream.sweep_retention(9 * hour + hour / 2).await.unwrap();
-    assert_eq!(report.deleted, 9);
-    // "slow" had not reached 3h…8h: six records forced out.
-    assert_eq!(report.deleted_unconsumed, 6);
+    assert_eq!((report.deleted, report.deleted_unconsumed), (3, 0));
     let left = stream.read(StartAt::Oldest, 100).await.unwrap();
-    assert_eq!(left.iter().map(|r| r.position).collect::<Vec<_>>(), [positions[9]]);
+    assert_eq!(left.iter().map(|r| r.position).collect::<Vec<_>>(), positions[3..]);
 
-    // A second sweep at the same time finds nothing more, and totals persist.
-    assert_eq!(stream.sweep_retention(9 * hour + hour / 2).await.unwrap().deleted, 0);
+    // Even a year later, what "slow" has not read stays until it reads it.
+    assert_eq!(stream.sweep_retention(9 * hour + 365 * 24 * hour).await.unwrap().deleted, 0);
+    stream.commit_consumer_checkpoint("slow", positions[6]).await.unwrap();
+    assert_eq!(stream.sweep_retention(9 * hour + hour / 2).await.unwrap().deleted, 4);
     let totals = SqliteStream::inspect(&dir.path().join("stream.db")).unwrap().retention_totals;
-    assert_eq!((totals.deleted, totals.deleted_unconsumed), (9, 6));
+    assert_eq!((totals.deleted, totals.deleted_unconsumed), (7, 0));
+}
+
+#[tokio::test]
+async fn a_listed_consumer_that_never_checkpointed_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StreamOptions {
+        retention: Duration::from_secs(1),
+        consumers: vec!["lake".into(), "alarms".into()],
+        ..Default::default()
+    };
+    let stream = SqliteStream::open(&dir.path().join("stream.db"), options).unwrap();
+    let positions = stream.append((0..5).map(|i| record("a", i, b"x")).collect()).await.unwrap();
+    stream.commit_consumer_checkpoint("alarms", positions[4]).await.unwrap();
+    // A forward clock jump of ten years deletes nothing the lake has not read.
+    assert_eq!(stream.sweep_retention(10 * 365 * 86_400_000).await.unwrap().deleted, 0);
+    assert_eq!(stream.info().await.unwrap().records, 5);
 }
 
 #[tokio::test]
@@ -149,23 +169,60 @@ async fn a_full_log_refuses_appends_and_recovers_after_retention() {
     let options = StreamOptions {
         max_bytes: Some(256 * 1024),
         retention: Duration::from_secs(1),
+        consumers: vec!["lake".into()],
         ..Default::default()
     };
     let stream = SqliteStream::open(&dir.path().join("stream.db"), options).unwrap();
-    let payload = vec![0u8; 4096];
-    let mut stored = 0;
-    let err = loop {
-        match stream.append(vec![record("a", 0, &payload)]).await {
-            Ok(_) => stored += 1,
-            Err(err) => break err,
-        }
-        assert!(stored < 1000, "the size cap never applied");
-    };
-    assert!(matches!(err, wenu_core::Error::Stream { retryable: true, .. }), "{err}");
+    let stored = fill(&stream).await;
     // Nothing acknowledged was lost, and the refused append left no trace.
     assert_eq!(stream.info().await.unwrap().records, stored);
 
-    // Retention frees pages inside the file; appends work again.
+    // The lake has read nothing: retention keeps it all, appends stay refused.
+    assert_eq!(stream.sweep_retention(10_000).await.unwrap().deleted, 0);
+    assert!(stream.append(vec![record("a", 10_000, &[0; 4096])]).await.is_err());
+
+    // Once the lake has read it, retention frees pages inside the file; appends work again.
+    stream.commit_consumer_checkpoint("lake", stream.info().await.unwrap().newest.unwrap()).await.unwrap();
     assert_eq!(stream.sweep_retention(10_000).await.unwrap().deleted, stored);
-    stream.append(vec![record("a", 10_000, &payload)]).await.unwrap();
+    stream.append(vec![record("a", 10_000, &[0; 4096])]).await.unwrap();
+}
+
+#[tokio::test]
+async fn at_its_cap_a_log_told_to_delete_the_oldest_unread_records_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stream.db");
+    let options = StreamOptions {
+        max_bytes: Some(256 * 1024),
+        consumers: vec!["lake".into()],
+        delete_unread_at_cap: true,
+        ..Default::default()
+    };
+    let stream = SqliteStream::open(&path, options).unwrap();
+    let stored = fill(&stream).await;
+    // Well within retention, and unread: only the cap forces them out.
+    let report = stream.sweep_retention(0).await.unwrap();
+    assert!(report.deleted > 0 && report.deleted < stored, "{report:?} of {stored}");
+    assert_eq!(report.deleted_unconsumed, report.deleted, "every one of them unread");
+    let left = stream.read(StartAt::Oldest, 1000).await.unwrap();
+    assert_eq!(left.len() as u64, stored - report.deleted);
+    assert_eq!(left[0].position, Position::new(report.deleted + 1), "the oldest went first");
+    stream.append(vec![record("a", 1, &[0; 4096])]).await.unwrap();
+    let totals = SqliteStream::inspect(&path).unwrap().retention_totals;
+    assert_eq!(totals.deleted_unconsumed, report.deleted);
+}
+
+/// Appends 4 KiB records until the log refuses one as full; returns how many it took.
+async fn fill(stream: &SqliteStream) -> u64 {
+    let payload = vec![0u8; 4096];
+    let mut stored = 0;
+    loop {
+        match stream.append(vec![record("a", 0, &payload)]).await {
+            Ok(_) => stored += 1,
+            Err(err) => {
+                assert!(matches!(err, wenu_core::Error::Stream { retryable: true, .. }), "{err}");
+                return stored;
+            }
+        }
+        assert!(stored < 1000, "the size cap never applied");
+    }
 }

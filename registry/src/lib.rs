@@ -31,4 +31,4 @@ pub use password::{generate_password, hash_password, verify_password};
 pub use provision::{provision_fleet, provision_into, retire_key, rotate_key};
 pub use sources::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
 pub use store::Registry;
-pub use tokens::{ApiToken, NewToken, Role};
+pub use tokens::{ApiToken, MAX_RATE_PER_SECOND, MAX_TOKENS_PER_COMPANY, NewToken, Role};

@@ -15,6 +15,14 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::store::{Change, now_ms, require_company};
+
+/// The highest request rate a token may be given: each token has a bucket
+/// of its own, so this and [`MAX_TOKENS_PER_COMPANY`] bound what one
+/// company's tokens can ask of the server.
+pub const MAX_RATE_PER_SECOND: u32 = 1_000;
+
+/// Live (unrevoked) tokens a company may hold.
+pub const MAX_TOKENS_PER_COMPANY: i64 = 100;
 use crate::{Error, Registry, Result};
 
 /// What a token may do.
@@ -101,8 +109,12 @@ impl Registry {
         if name.is_empty() || name.len() > 100 {
             return Err(Error::Invalid("a token name is 1 to 100 characters".into()));
         }
-        if rate_per_second == Some(0) {
-            return Err(Error::Invalid("a rate limit is at least 1 request per second".into()));
+        if let Some(rate) = rate_per_second
+            && !(1..=MAX_RATE_PER_SECOND).contains(&rate)
+        {
+            return Err(Error::Invalid(format!(
+                "a token's rate limit is 1 to {MAX_RATE_PER_SECOND} requests per second, not {rate}"
+            )));
         }
         let mut bytes = [0u8; 40];
         rand::thread_rng().fill_bytes(&mut bytes);
@@ -120,6 +132,17 @@ impl Registry {
         let mut tx = self.write_tx().await?;
         if let Some(company) = company {
             require_company(&mut tx, company).await?;
+            let live: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM api_tokens WHERE company_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(company)
+            .fetch_one(&mut *tx)
+            .await?;
+            if live >= MAX_TOKENS_PER_COMPANY {
+                return Err(Error::Invalid(format!(
+                    "{company} has {live} live tokens, the most a company may have; revoke one first"
+                )));
+            }
         }
         sqlx::query(
             "INSERT INTO api_tokens (id, company_id, role, name, secret_sha256, rate_per_second, created_at)

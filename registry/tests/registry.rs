@@ -230,6 +230,25 @@ async fn tokens_verify_only_their_secret_until_revoked(registry: Registry) {
     registry.revoke_token(&viewer.token.id).await.unwrap();
     assert_eq!(registry.verify_token(&viewer.bearer).await.unwrap(), None, "revoked");
     assert!(matches!(registry.revoke_token(&viewer.token.id).await, Err(Error::UnknownToken(_))));
+
+    // One company cannot mint unbounded request budgets.
+    let too_fast = registry.create_token(Some("acme"), Role::Admin, "x", Some(u32::MAX)).await;
+    assert!(matches!(too_fast, Err(Error::Invalid(ref m)) if m.contains("1 to 1000")), "{too_fast:?}");
+    let cap = wenu_registry::MAX_TOKENS_PER_COMPANY as usize;
+    for i in 0..cap {
+        registry.create_token(Some("acme"), Role::Viewer, &format!("t{i}"), Some(1000)).await.unwrap();
+    }
+    let one_more = registry.create_token(Some("acme"), Role::Viewer, "one more", None).await;
+    assert!(matches!(one_more, Err(Error::Invalid(ref m)) if m.contains("revoke one")), "{one_more:?}");
+    let some = registry
+        .list_tokens(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.revoked_at.is_none())
+        .unwrap();
+    registry.revoke_token(&some.id).await.unwrap();
+    registry.create_token(Some("acme"), Role::Viewer, "after a revocation", None).await.unwrap();
 }
 
 async fn every_change_is_audited_with_its_actor(registry: Registry) {

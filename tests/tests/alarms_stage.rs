@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 use wenu_alarms::{
     AckOutcome, AlarmStage, AlarmStore, Change, Condition, Direction, DispatchOptions, Dispatcher,
-    FixedRules, Rule, Severity, WebhookNotifier,
+    FixedRules, Rule, Severity, WebhookNotifier, WebhookPolicy,
 };
 use wenu_core::catalog::SensorSpec;
 use wenu_core::clock::ManualClock;
@@ -135,8 +135,11 @@ async fn each_transition_reaches_the_webhook_once_across_redelivery_and_restart(
     let fleet = Fleet::new(&["d1", "d2"]);
     let receiver = Receiver::start("s3cret").await;
     let hooks = Arc::new(FixedWebhooks(vec![receiver.target("h1")]));
-    let dispatcher =
-        Dispatcher::new(fleet.store(), vec![Arc::new(WebhookNotifier::new(hooks))], fast_retries());
+    let dispatcher = Dispatcher::new(
+        fleet.store(),
+        vec![Arc::new(WebhookNotifier::new(hooks, WebhookPolicy::private_networks()).unwrap())],
+        fast_retries(),
+    );
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(dispatcher.clone().run(stopped));
 
@@ -195,8 +198,11 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_without_delaying_other_
     flaky.fail_first.store(2, std::sync::atomic::Ordering::SeqCst);
     down.fail_first.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
     let hooks = Arc::new(FixedWebhooks(vec![flaky.target("flaky"), down.target("down")]));
-    let dispatcher =
-        Dispatcher::new(fleet.store(), vec![Arc::new(WebhookNotifier::new(hooks))], fast_retries());
+    let dispatcher = Dispatcher::new(
+        fleet.store(),
+        vec![Arc::new(WebhookNotifier::new(hooks, WebhookPolicy::private_networks()).unwrap())],
+        fast_retries(),
+    );
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(dispatcher.clone().run(stopped));
 
@@ -324,7 +330,7 @@ async fn deleting_or_disabling_a_rule_clears_its_alarms() {
 /// store must recover when the other wrote first.
 #[tokio::test]
 async fn a_stage_whose_cached_state_went_stale_works_from_the_store_on_retry() {
-    use wenu_local::Stage;
+    use wenu_runtime::Stage;
     let fleet = Fleet::new(&["d1"]);
     let wake = Arc::new(Notify::new());
     let mut first = fleet.stage(vec![too_hot()], wake.clone());

@@ -28,7 +28,7 @@ fn sealed_message(edge: &TestEdge, n: usize, seq: u64) -> std::path::PathBuf {
         &device.device_id,
         device.key_id,
         &device.key,
-        NonceSequence::new_boot().next_nonce().unwrap(),
+        NonceSequence::new().next_nonce().unwrap(),
         &batch.to_json(),
     );
     let path = edge.dir.path().join(format!("msg-{n}-{seq}.bin"));

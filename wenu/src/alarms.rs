@@ -16,8 +16,9 @@ use wenu_api::LiveHub;
 use wenu_core::keyring::KeyringFile;
 use wenu_core::topic::alarm_topic;
 use wenu_ingest::EdgePublisher;
-use wenu_local::{BatchLimits, Consumer, ConsumerOptions, ConsumerStore, SqliteStream, SqliteTable};
+use wenu_local::SqliteTable;
 use wenu_registry::Registry;
+use wenu_runtime::{BatchLimits, ConsumerOptions, Supervisor};
 
 use crate::config::Config;
 use wenu_registry::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
@@ -63,7 +64,13 @@ impl Alarms {
         let table = SqliteTable::open(&config.alarms_path())?;
         let store = AlarmStore::new(Arc::new(table.clone()), config.alarms.history_days);
         let notifiers: Vec<Arc<dyn Notifier>> = vec![
-            Arc::new(WebhookNotifier::new(Arc::new(RegistryWebhooks::new(registry.clone())))),
+            Arc::new(
+                WebhookNotifier::new(
+                    Arc::new(RegistryWebhooks::new(registry.clone())),
+                    config.webhook_policy()?,
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
             Arc::new(MqttNotifier(mqtt)),
             Arc::new(live.clone()),
         ];
@@ -75,22 +82,26 @@ impl Alarms {
     /// their own, so that lake, enrich and stats work queued on the main
     /// runtime never delays an alarm; both stop when `stopped` turns true.
     pub fn start(
-        &mut self,
+        &self,
         config: &Config,
         registry: &Registry,
-        stream: &SqliteStream,
-        consumers: ConsumerStore,
+        supervisor: &Supervisor,
         stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<JoinHandle<()>> {
-        let stage = AlarmStage::new(
-            Box::new(RegistryKeys::new(Box::new(KeyringFile::new(config.keyring_path())), registry.clone())),
-            Box::new(RegistryCatalog::new(registry.clone())),
-            Box::new(RegistryRules::new(registry.clone())),
-            self.store.clone(),
-            self.dispatcher.waker(),
-            config.decode_limits(),
-        );
-        self.totals = stage.totals();
+        let (keyring, registry, limits) = (config.keyring_path(), registry.clone(), config.decode_limits());
+        let (store, waker, totals) = (self.store.clone(), self.dispatcher.waker(), self.totals.clone());
+        let build = move || {
+            let stage = AlarmStage::new(
+                Box::new(RegistryKeys::new(Box::new(KeyringFile::new(keyring.clone())), registry.clone())),
+                Box::new(RegistryCatalog::new(registry.clone())),
+                Box::new(RegistryRules::new(registry.clone())),
+                store.clone(),
+                waker.clone(),
+                limits,
+            )
+            .with_totals(totals.clone());
+            Ok::<_, std::convert::Infallible>(stage)
+        };
         // Every record as soon as it is read: alarms are about milliseconds.
         let mut options = ConsumerOptions::new(ALARMS_CONSUMER, BatchLimits::unchecked(1, Duration::ZERO));
         options.tick_every = Some(Duration::from_millis(config.alarms.timer_millis.max(10)));
@@ -100,17 +111,11 @@ impl Alarms {
         // a checkpoint every 200 ms rather than two fsyncs per batch.
         options.redo_same_range = false;
         options.checkpoint_every = Duration::from_millis(200);
-        let consumer = Consumer::new(stream.clone(), consumers, options, stage);
+        let consumer = supervisor.clone().run(options, stopped.clone(), build);
         let dispatcher = self.dispatcher.clone();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name("wenu-alarms".into()).spawn(move || {
             runtime.block_on(async move {
-                let consumer_stopped = stopped.clone();
-                let consumer = async move {
-                    if let Err(err) = consumer.run(consumer_stopped).await {
-                        tracing::error!(error = %err, "alarms consumer stopped; the stream keeps the records for a restart");
-                    }
-                };
                 tokio::join!(consumer, dispatcher.run(stopped));
             })
         })?;

@@ -239,7 +239,7 @@ async fn probe_alarms(
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
     let (client, mut acks) = client(&probe.device_id, port, &probe.device_id, &probe.password.0);
     let topic = wenu_core::topic::telemetry_topic(&probe.device_id);
-    let mut nonces = NonceSequence::new_boot();
+    let mut nonces = NonceSequence::new();
     let (mut from_puback, mut from_publish) = (Histogram::<u64>::new(3)?, Histogram::<u64>::new(3)?);
     let mut ts = now_ms();
     for seq in 1..=probes as u64 {

@@ -20,7 +20,8 @@ use wenu_core::reading::{Reading, ReadingBatch};
 use wenu_core::stream::{NewRecord, Record, StartAt, Stream};
 use wenu_decrypt::{DecodeLimits, DeviceEntry, Directory, FixedKeys};
 use wenu_lake::LakeStage;
-use wenu_local::{BatchLimits, SqliteStream, StreamOptions};
+use wenu_local::{SqliteStream, StreamOptions};
+use wenu_runtime::BatchLimits;
 
 use crate::bench_process::{Scratch, own_memory};
 use crate::serve::now_ms;

@@ -14,8 +14,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use wenu_decrypt::DecodeLimits;
 use wenu_ingest::{EdgeConfig, QuotaConfig, ThrottleConfig, TlsConfig};
-use wenu_local::BatchLimits;
 use wenu_registry::Registry;
+use wenu_runtime::BatchLimits;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +114,11 @@ pub struct StreamConfig {
     /// refused (not acknowledged) until retention frees space, so one
     /// flooding client cannot fill the disk the other stores share.
     pub max_bytes: Option<u64>,
+    /// At the cap, delete the oldest records even if a consumer has not read
+    /// them, rather than refuse new ones. Off unless set: retention otherwise
+    /// never deletes what a consumer has not checkpointed past.
+    #[serde(default)]
+    pub delete_unread_at_cap: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -178,6 +183,16 @@ pub struct AlarmsConfig {
     pub max_backoff_secs: u64,
     /// How often devices are checked for silence (missing-data rules).
     pub timer_millis: u64,
+    /// Let webhooks reach private networks (10/8, 172.16/12, 192.168/16,
+    /// loopback, unique-local IPv6): for receivers on the premises. Off:
+    /// public addresses only. Link-local addresses (cloud metadata) are
+    /// refused either way.
+    #[serde(default)]
+    pub webhook_private_networks: bool,
+    /// A PEM file of CA certificates trusted for HTTPS webhooks besides the
+    /// public roots (a private CA's receivers).
+    #[serde(default)]
+    pub webhook_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -202,6 +217,7 @@ impl Default for Config {
                 sweep_interval_secs: 60,
                 queue_depth: 1024,
                 max_bytes: Some(16 << 30),
+                delete_unread_at_cap: false,
             },
             lake: LakeConfig { dir: None, buffer_mib: 16, buffer_secs: 60, max_future_secs: 600 },
             registry: RegistryConfig { url: None },
@@ -223,6 +239,8 @@ impl Default for Config {
                 first_backoff_millis: 500,
                 max_backoff_secs: 60,
                 timer_millis: 1000,
+                webhook_private_networks: false,
+                webhook_ca: None,
             },
             aws: AwsConfig {
                 stream: "wenu-readings".into(),
@@ -453,6 +471,18 @@ impl Config {
         }
     }
 
+    /// Where webhooks may connect, and the extra CAs they trust.
+    pub fn webhook_policy(&self) -> anyhow::Result<wenu_alarms::WebhookPolicy> {
+        let mut policy = wenu_alarms::WebhookPolicy {
+            allow_private: self.alarms.webhook_private_networks,
+            ..wenu_alarms::WebhookPolicy::default()
+        };
+        if let Some(path) = &self.alarms.webhook_ca {
+            policy = policy.trusting_ca_file(path).map_err(|e| anyhow::anyhow!("alarms.webhook_ca: {e}"))?;
+        }
+        Ok(policy)
+    }
+
     pub fn decode_limits(&self) -> DecodeLimits {
         let max_future_ms = (self.lake.max_future_secs as i64).saturating_mul(1000);
         DecodeLimits { max_future_ms, ..DecodeLimits::default() }
@@ -499,7 +529,7 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 50] = [
+    const KEYS: [&str; 53] = [
         "backend",
         "data_dir",
         "mqtt.listen",
@@ -519,6 +549,7 @@ mod tests {
         "stream.sweep_interval_secs",
         "stream.queue_depth",
         "stream.max_bytes",
+        "stream.delete_unread_at_cap",
         "lake.dir",
         "lake.buffer_mib",
         "lake.buffer_secs",
@@ -537,6 +568,8 @@ mod tests {
         "alarms.first_backoff_millis",
         "alarms.max_backoff_secs",
         "alarms.timer_millis",
+        "alarms.webhook_private_networks",
+        "alarms.webhook_ca",
         "aws.stream",
         "aws.checkpoints_table",
         "aws.lake_bucket",
@@ -634,6 +667,7 @@ mod tests {
         config.stream.max_bytes = Some(1);
         config.lake.dir = Some("l".into());
         config.registry.url = Some("sqlite:r".into());
+        config.alarms.webhook_ca = Some("ca.pem".into());
         let mut keys = Vec::new();
         leaves("", &toml::Value::try_from(&config).unwrap(), &mut keys);
         keys.sort();

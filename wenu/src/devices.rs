@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
-use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
+use wenu_core::keyring::{KeyringFile, KeyringStore};
 use wenu_registry::{DeviceQuota, Registry, provision_into, retire_key, rotate_key};
 
 use crate::config::{Backend, Config};
@@ -129,9 +129,9 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
             eprintln!("{device} now encrypts with key {key_id}");
         }
         DevicesCommand::RetireKey { device, key_id } => {
-            let mut keyring = Keyring::load_or_default(&keyring_path)?;
-            retire_key(&registry, &mut keyring, &device, key_id).await?;
-            keyring.save(&keyring_path)?;
+            let mut locked = KeyringFile::new(&keyring_path).lock()?;
+            retire_key(&registry, &mut locked.keyring, &device, key_id).await?;
+            locked.save()?;
             eprintln!("{device}'s key {key_id} is retired");
         }
         DevicesCommand::Disable { device } => {

@@ -2,13 +2,18 @@
 //! Prometheus `/metrics`.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use wenu_api::ApiState;
 
 /// Seconds: 0.5 ms to 10 s.
@@ -30,6 +35,15 @@ pub fn install_metrics_recorder() -> PrometheusHandle {
         .clone()
 }
 
+/// How long a client has to send a request's headers, and its body; a
+/// client that trickles them is cut off rather than holding a connection.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once; the next waits in the listen backlog.
+/// Live streams are capped lower, per token, by the API.
+const MAX_CONNECTIONS: usize = 1024;
+
 pub async fn serve(
     addr: SocketAddr,
     metrics: PrometheusHandle,
@@ -38,14 +52,36 @@ pub async fn serve(
     let exposition = [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     let app = wenu_api::router(api)
         .route("/metrics", get(move || std::future::ready((exposition, metrics.render()))))
-        .route("/health", get(|| async { "ok" }));
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT));
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding HTTP on {addr}"))?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::error!(error = %err, "HTTP server stopped");
-        }
-    });
-    Ok((addr, task))
+    Ok((addr, tokio::spawn(accept_loop(listener, app))))
+}
+
+/// axum's `serve`, with hyper's header timeout and a connection cap.
+async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(err) => {
+                // Out of file descriptors, most likely: give it a moment.
+                tracing::warn!(error = %err, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let connection = http.serve_connection(TokioIo::new(socket), TowerToHyperService::new(app.clone()));
+        tokio::spawn(async move {
+            // Errors here are the client's (a reset, a header timeout).
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "HTTP connection ended");
+            }
+            drop(slot);
+        });
+    }
 }

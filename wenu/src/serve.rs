@@ -12,11 +12,9 @@ use tokio::task::JoinHandle;
 use wenu_enrich::{EnrichStage, EnrichTotals};
 use wenu_ingest::Edge;
 use wenu_lake::{LakeStage, LakeTotals};
-use wenu_local::{
-    Consumer, ConsumerOptions, ConsumerStore, QueueOptions, SqliteQueue, SqliteStream, SqliteTable,
-    StreamOptions,
-};
+use wenu_local::{ConsumerStore, QueueOptions, SqliteQueue, SqliteStream, SqliteTable, StreamOptions};
 use wenu_registry::Registry;
+use wenu_runtime::{Checkpoints, ConsumerOptions, Health, Supervisor, starting_with};
 use wenu_stats::worker::{TableHandler, WorkerOptions, WorkerTotals, run_workers};
 
 use wenu_api::{ApiState, LiveHub, StoredKeys};
@@ -28,6 +26,7 @@ use crate::alarms::{ALARMS_CONSUMER, Alarms};
 use crate::api_ports::LocalLake;
 use crate::config::{Backend, Config};
 use crate::http;
+use wenu_core::keyring::KeyringFile;
 use wenu_registry::{RegistryCatalog, RegistryKeys};
 
 #[derive(Args)]
@@ -80,8 +79,10 @@ impl Server {
         let metrics = http::install_metrics_recorder();
         let options = StreamOptions {
             retention: config.retention(),
+            consumers: [LAKE_CONSUMER, ENRICH_CONSUMER, ALARMS_CONSUMER].map(String::from).to_vec(),
             queue_depth: config.stream.queue_depth,
             max_bytes: config.stream.max_bytes,
+            delete_unread_at_cap: config.stream.delete_unread_at_cap,
             ..StreamOptions::default()
         };
         let stream = SqliteStream::open(&SqliteStream::default_path(&config.data_dir), options)?;
@@ -90,23 +91,17 @@ impl Server {
 
         let (stop_consumers, consumers_stopped) = watch::channel(false);
         let consumer_store = ConsumerStore::open(&ConsumerStore::default_path(&config.data_dir))?;
-        let (lake, lake_task) =
-            start_lake(config, &registry, &stream, consumer_store.clone(), consumers_stopped.clone())?;
+        let supervisor = Supervisor::new(Arc::new(stream.clone()), Arc::new(consumer_store.clone()));
+        let health = supervisor.health();
+        let (lake, lake_task) = start_lake(config, &registry, &supervisor, consumers_stopped.clone())?;
         let queue = SqliteQueue::open(
             &SqliteQueue::default_path(&config.data_dir),
             QueueOptions { max_receive_count: config.stats.max_receive_count },
         )?;
         let stats = SqliteTable::open(&config.stats_path())?;
         let live = LiveHub::default();
-        let (enrich, enrich_task) = start_enrich(
-            config,
-            &registry,
-            &stream,
-            &queue,
-            &live,
-            consumer_store.clone(),
-            consumers_stopped.clone(),
-        )?;
+        let (enrich, enrich_task) =
+            start_enrich(config, &registry, &queue, &live, &supervisor, consumers_stopped.clone())?;
         let options = WorkerOptions { workers: config.stats.workers, ..WorkerOptions::default() };
         let handler = Arc::new(TableHandler { table: Arc::new(stats.clone()) });
         let worker_totals = Arc::new(WorkerTotals::default());
@@ -117,15 +112,9 @@ impl Server {
             worker_totals.clone(),
             consumers_stopped.clone(),
         ));
-        let mut alarms = Alarms::open(config, &registry, edge.publisher(), &live)?;
+        let alarms = Alarms::open(config, &registry, edge.publisher(), &live)?;
         let mut consumers = vec![lake_task, enrich_task, workers];
-        consumers.push(alarms.start(
-            config,
-            &registry,
-            &stream,
-            consumer_store.clone(),
-            consumers_stopped,
-        )?);
+        consumers.push(alarms.start(config, &registry, &supervisor, consumers_stopped)?);
 
         let mut tasks = Vec::new();
         let every = Duration::from_secs(config.stats.sweep_interval_secs.max(1));
@@ -144,6 +133,7 @@ impl Server {
                 }
             }));
         }
+        tasks.push(tokio::spawn(write_health_every_second(health_path(&config.data_dir), health.clone())));
         let sweeper = stream.clone();
         let every = Duration::from_secs(config.stream.sweep_interval_secs.max(1));
         tasks.push(tokio::spawn(async move {
@@ -162,7 +152,8 @@ impl Server {
                     .with_device_keys(Arc::new(StoredKeys::new(Box::new(
                         wenu_core::keyring::KeyringFile::new(config.keyring_path()),
                     ))))
-                    .with_alarms(alarms.store.clone(), alarms.dispatcher.waker());
+                    .with_alarms(alarms.store.clone(), alarms.dispatcher.waker())
+                    .with_consumer_health(health.clone());
                 let (addr, task) = http::serve(addr, metrics, api).await?;
                 tasks.push(task);
                 Some(addr)
@@ -221,26 +212,25 @@ impl Server {
 fn start_lake(
     config: &Config,
     registry: &Registry,
-    stream: &SqliteStream,
-    store: ConsumerStore,
+    supervisor: &Supervisor,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<LakeTotals>, JoinHandle<()>)> {
     let lake_dir = config.lake_dir();
     std::fs::create_dir_all(&lake_dir).with_context(|| format!("creating lake {}", lake_dir.display()))?;
     let objects = Arc::new(LocalFileSystem::new_with_prefix(&lake_dir)?);
-    let keys = RegistryKeys::new(
-        Box::new(wenu_core::keyring::KeyringFile::new(config.keyring_path())),
-        registry.clone(),
-    );
-    let stage = LakeStage::new(objects, Box::new(keys), config.decode_limits()).with_local_dir(&lake_dir)?;
-    let totals = stage.totals();
+    let (keyring, registry, limits) = (config.keyring_path(), registry.clone(), config.decode_limits());
+    let totals = Arc::new(LakeTotals::default());
+    let counted = totals.clone();
+    let build = move || {
+        let keys = RegistryKeys::new(Box::new(KeyringFile::new(keyring.clone())), registry.clone());
+        LakeStage::new(objects.clone(), Box::new(keys), limits)
+            .with_local_dir(&lake_dir)
+            .map(|stage| stage.with_totals(counted.clone()))
+    };
+    // Built once here, so that a stage that cannot start stops `wenu serve` at once.
+    let first = build()?;
     let options = ConsumerOptions::new(LAKE_CONSUMER, config.lake_batch()?);
-    let consumer = Consumer::new(stream.clone(), store, options, stage);
-    let task = tokio::spawn(async move {
-        if let Err(err) = consumer.run(stopped).await {
-            tracing::error!(error = %err, "lake consumer stopped; the stream keeps the records for a restart");
-        }
-    });
+    let task = tokio::spawn(supervisor.clone().run(options, stopped, starting_with(first, build)));
     Ok((totals, task))
 }
 
@@ -249,32 +239,32 @@ fn start_lake(
 fn start_enrich(
     config: &Config,
     registry: &Registry,
-    stream: &SqliteStream,
     queue: &SqliteQueue,
     live: &LiveHub,
-    store: ConsumerStore,
+    supervisor: &Supervisor,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<EnrichTotals>, JoinHandle<()>)> {
-    let quarantine = Arc::new(LocalFileSystem::new_with_prefix(config.lake_dir())?);
-    let stage = EnrichStage::new(
-        Box::new(RegistryKeys::new(
-            Box::new(wenu_core::keyring::KeyringFile::new(config.keyring_path())),
-            registry.clone(),
-        )),
-        Box::new(RegistryCatalog::new(registry.clone())),
-        Arc::new(queue.clone()),
-        quarantine,
-        config.decode_limits(),
-    )
-    .with_live(live.sender());
-    let totals = stage.totals();
+    let lake_dir = config.lake_dir();
+    let quarantine = Arc::new(LocalFileSystem::new_with_prefix(&lake_dir)?);
+    let (keyring, registry, limits) = (config.keyring_path(), registry.clone(), config.decode_limits());
+    let (queue, live) = (Arc::new(queue.clone()), live.sender());
+    let totals = Arc::new(EnrichTotals::default());
+    let counted = totals.clone();
+    let build = move || {
+        let stage = EnrichStage::new(
+            Box::new(RegistryKeys::new(Box::new(KeyringFile::new(keyring.clone())), registry.clone())),
+            Box::new(RegistryCatalog::new(registry.clone())),
+            queue.clone(),
+            quarantine.clone(),
+            limits,
+        )
+        .with_live(live.clone())
+        .with_local_dir(&lake_dir)
+        .with_totals(counted.clone());
+        Ok::<_, std::convert::Infallible>(stage)
+    };
     let options = ConsumerOptions::new(ENRICH_CONSUMER, config.enrich_batch());
-    let consumer = Consumer::new(stream.clone(), store, options, stage);
-    let task = tokio::spawn(async move {
-        if let Err(err) = consumer.run(stopped).await {
-            tracing::error!(error = %err, "enrich consumer stopped; the stream keeps the records for a restart");
-        }
-    });
+    let task = tokio::spawn(supervisor.clone().run(options, stopped, build));
     Ok((totals, task))
 }
 
@@ -285,6 +275,24 @@ pub(crate) fn announce(edge: &Edge, http: Option<SocketAddr>) {
         "{}",
         serde_json::json!({ "event": "listening", "mqtt": edge.tcp_addr(), "mqtts": edge.tls_addr(), "http": http })
     );
+}
+
+/// Where `wenu serve` keeps its consumers' health for `wenu status`.
+pub fn health_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("health.json")
+}
+
+async fn write_health_every_second(path: std::path::PathBuf, health: Health) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let staging = path.with_extension("json.tmp");
+    loop {
+        every.tick().await;
+        let snapshot = serde_json::to_vec_pretty(&health.snapshot()).expect("health serializes");
+        // Informational: replaced whole, not synced.
+        if let Err(err) = std::fs::write(&staging, snapshot).and_then(|()| std::fs::rename(&staging, &path)) {
+            tracing::debug!(error = %err, "could not write the consumers' health");
+        }
+    }
 }
 
 /// The consumers' checkpoint names.

@@ -184,7 +184,13 @@ impl AwsServer {
         let store = AlarmStore::new(Arc::new(aws.alarms.clone()), config.alarms.history_days);
         let notifiers: Vec<Arc<dyn Notifier>> = vec![
             Arc::new(aws.topic.clone()),
-            Arc::new(WebhookNotifier::new(Arc::new(RegistryWebhooks::new(registry.clone())))),
+            Arc::new(
+                WebhookNotifier::new(
+                    Arc::new(RegistryWebhooks::new(registry.clone())),
+                    config.webhook_policy()?,
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
             Arc::new(MqttNotifier(edge.publisher())),
             Arc::new(live.clone()),
         ];

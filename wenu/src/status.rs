@@ -1,5 +1,7 @@
 //! `wenu status`: what the data directory holds, whether or not a server runs.
 
+use std::collections::BTreeMap;
+
 use clap::Args;
 use serde_json::json;
 use wenu_core::stream::Position;
@@ -7,9 +9,10 @@ use wenu_decrypt::SequenceTracker;
 use wenu_ingest::EdgeSnapshot;
 use wenu_lake::inventory;
 use wenu_local::{ConsumerStore, SqliteStream};
+use wenu_runtime::ConsumerHealth;
 
 use crate::config::Config;
-use crate::serve::{LAKE_CONSUMER, now_ms};
+use crate::serve::{LAKE_CONSUMER, health_path, now_ms};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -39,12 +42,16 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
     let consumers_path = ConsumerStore::default_path(dir);
     let consumers = if consumers_path.exists() { ConsumerStore::inspect(&consumers_path)? } else { vec![] };
     let newest = log.newest.and_then(Position::as_u64).unwrap_or(0);
+    let health = if running { read_health(&health_path(dir)) } else { Default::default() };
     let consumer_rows: Vec<_> = consumers
         .iter()
         .map(|(name, saved)| {
             let position = saved.position.and_then(Position::as_u64).unwrap_or(0);
+            let health = health.get(name);
             json!({"consumer": name, "position": position, "lag": newest.saturating_sub(position),
-                   "flush_in_progress": saved.pending.is_some()})
+                   "flush_in_progress": saved.pending.is_some(),
+                   "state": health.map(|h| h.state), "restarts": health.map(|h| h.restarts),
+                   "last_error": health.and_then(|h| h.last_error.clone())})
         })
         .collect();
     let completeness = consumers
@@ -102,7 +109,11 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
         );
         for row in &consumer_rows {
             let name = row["consumer"].as_str().unwrap_or_default();
-            println!("consumer         {name} at {}, lag {} records", row["position"], row["lag"]);
+            let state = row["state"].as_str().map(|s| format!(", {s}")).unwrap_or_default();
+            println!("consumer         {name} at {}, lag {} records{state}", row["position"], row["lag"]);
+            if row["state"] == "failing" {
+                println!("                 last error: {}", row["last_error"].as_str().unwrap_or("-"));
+            }
         }
         println!(
             "lake             {} rows in {} files, {} hour partitions; quarantined {}",
@@ -124,6 +135,11 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The consumers' health as the running server last wrote it; none when unreadable.
+fn read_health(path: &std::path::Path) -> BTreeMap<String, ConsumerHealth> {
+    std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
 }
 
 /// Received over expected messages, for the fleet and per device, as the lake

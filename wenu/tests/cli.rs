@@ -157,3 +157,48 @@ fn passwords_never_reach_the_log_even_at_trace_level() {
         assert!(!log.contains(password), "a password is in the log");
     }
 }
+
+#[test]
+fn parallel_key_rotations_from_many_processes_leave_registry_and_keyring_agreeing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::provisioned(&data, 2, &dir.path().join("fleet.json"));
+    let devices = ["acme-00001", "acme-00002"];
+    // Ten processes at once, five per device.
+    let rotations: Vec<_> = (0..10)
+        .map(|i| {
+            support::wenu(&data)
+                .args(["devices", "rotate-key", devices[i % 2]])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for rotation in rotations {
+        let out = rotation.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let listed = support::ok(support::wenu(&data).args(["devices", "list", "--json"]).output().unwrap());
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let keyring = wenu_core::keyring::Keyring::load(&data.join("keyring.json")).unwrap();
+    for device in devices {
+        let registered: Vec<u64> =
+            listed.as_array().unwrap().iter().find(|d| d["id"] == device).unwrap()["live_key_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_u64().unwrap())
+                .collect();
+        let stored: Vec<u64> = keyring.key_ids(device).into_iter().map(u64::from).collect();
+        assert_eq!(registered, (1..=6).collect::<Vec<_>>(), "{device}: the first key and five rotations");
+        assert_eq!(stored, registered, "{device}: every registered key is in the keyring");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+}

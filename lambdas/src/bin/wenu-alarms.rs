@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use tokio::sync::Mutex;
-use wenu_alarms::{AlarmStage, DispatchOptions, Dispatcher, WebhookNotifier};
+use wenu_alarms::{AlarmStage, DispatchOptions, Dispatcher, WebhookNotifier, WebhookPolicy};
 use wenu_decrypt::DecodeLimits;
 use wenu_lambdas::alarms::AlarmsFunction;
 use wenu_lambdas::settings;
@@ -22,7 +22,10 @@ async fn main() -> Result<(), Error> {
     let store = settings::alarm_store(&config)?;
     let notifiers: Vec<Arc<dyn wenu_alarms::Notifier>> = vec![
         Arc::new(settings::alarm_topic(&config)?),
-        Arc::new(WebhookNotifier::new(Arc::new(RegistryWebhooks::new(registry.clone())))),
+        Arc::new(WebhookNotifier::new(
+            Arc::new(RegistryWebhooks::new(registry.clone())),
+            WebhookPolicy::default(),
+        )?),
     ];
     let dispatcher = Dispatcher::new(store.clone(), notifiers, DispatchOptions::default());
     let stage = AlarmStage::new(

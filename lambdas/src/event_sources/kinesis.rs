@@ -14,7 +14,7 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord, Kinesi
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use tokio::sync::watch;
 use wenu_core::stream::{Record, ShardId, StartAt};
-use wenu_local::Stage;
+use wenu_runtime::Stage;
 
 use super::ShardReader;
 use crate::alarms::AlarmsFunction;

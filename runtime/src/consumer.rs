@@ -6,48 +6,25 @@
 //! Each consumer is its own task with its own checkpoint, so a slow stage
 //! (the lake writing Parquet) never holds back another (the alarms).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use wenu_core::stream::{Position, Record, StartAt, Stream};
+use wenu_core::stream::{Position, Record, ShardId, StartAt, Stream};
 use wenu_core::{Error, Result};
 
 use crate::batcher::{BatchLimits, Batcher};
-use crate::consumer_store::ConsumerStore;
-use crate::stream::SqliteStream;
-
-/// The work a consumer does on each batch.
-#[async_trait]
-pub trait Stage: Send + 'static {
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// Sets the stage's state to the one saved with the checkpoint (`None`
-    /// when the consumer never committed). Called at start and before a retry.
-    fn restore(&mut self, state: Option<&[u8]>) -> Result<(), Self::Error>;
-
-    /// Processes records in stream order and returns once their outputs are
-    /// durable, with the state to save alongside the checkpoint.
-    async fn process(&mut self, records: &[Record]) -> Result<Vec<u8>, Self::Error>;
-
-    /// Called every [`ConsumerOptions::tick_every`], records or not: for
-    /// stages that act on the passing of time (a silent device).
-    async fn tick(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    /// Called before the checkpoint is committed: whatever the stage keeps
-    /// outside the checkpoint and has not stored yet must be stored now.
-    async fn before_checkpoint(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
+use crate::checkpoint::Checkpoints;
+use crate::health::Health;
+use crate::stage::Stage;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     /// Checkpoint name; also the `consumer` label of the metrics.
     pub name: String,
+    /// The shard it reads: the embedded log's one shard unless told.
+    pub shard: ShardId,
     pub batch: BatchLimits,
     /// Records per read from the stream.
     pub read_chunk: usize,
@@ -73,6 +50,7 @@ impl ConsumerOptions {
     pub fn new(name: impl Into<String>, batch: BatchLimits) -> Self {
         ConsumerOptions {
             name: name.into(),
+            shard: ShardId::log(),
             batch,
             read_chunk: 5_000,
             idle_poll: Duration::from_millis(20),
@@ -86,18 +64,38 @@ impl ConsumerOptions {
 
 /// One named consumer of the stream running one stage.
 pub struct Consumer<S: Stage> {
-    stream: SqliteStream,
-    store: ConsumerStore,
+    stream: Arc<dyn Stream>,
+    store: Arc<dyn Checkpoints>,
     options: ConsumerOptions,
     stage: S,
+    health: Health,
     /// Processed, not yet committed: the last position and the state.
     uncommitted: Option<(Position, Vec<u8>)>,
     committed_at: Instant,
 }
 
 impl<S: Stage> Consumer<S> {
-    pub fn new(stream: SqliteStream, store: ConsumerStore, options: ConsumerOptions, stage: S) -> Self {
-        Consumer { stream, store, options, stage, uncommitted: None, committed_at: Instant::now() }
+    pub fn new(
+        stream: Arc<dyn Stream>,
+        checkpoints: Arc<dyn Checkpoints>,
+        options: ConsumerOptions,
+        stage: S,
+    ) -> Self {
+        Consumer {
+            stream,
+            store: checkpoints,
+            options,
+            stage,
+            health: Health::default(),
+            uncommitted: None,
+            committed_at: Instant::now(),
+        }
+    }
+
+    /// Reports successes and failures to `health` (a private one otherwise).
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     /// Runs until `shutdown` turns true, then flushes what it holds and
@@ -115,6 +113,7 @@ impl<S: Stage> Consumer<S> {
                     let name = self.options.name.clone();
                     metrics::counter!("wenu_consumer_restarts_total", "consumer" => name.clone())
                         .increment(1);
+                    self.health.failed(&name, &err.to_string());
                     tracing::warn!(consumer = %name, error = %err, retry_in_ms = backoff.as_millis() as u64, "consumer failed; starting again from its checkpoint");
                     self.uncommitted = None;
                     tokio::select! {
@@ -132,6 +131,7 @@ impl<S: Stage> Consumer<S> {
         let saved = self.store.load(&name).await?;
         self.restore(saved.state.as_deref())?;
         let mut next = saved.position.map_or(StartAt::Oldest, StartAt::After);
+        self.health.started(&name);
 
         // A flush that was under way when the process died is redone over
         // exactly the same range, so its outputs get the same names.
@@ -164,7 +164,7 @@ impl<S: Stage> Consumer<S> {
             if let Some(appends) = appends.as_mut() {
                 appends.borrow_and_update();
             }
-            let records = self.stream.read(next, self.options.read_chunk).await?;
+            let records = self.stream.read_shard(&self.options.shard, next, self.options.read_chunk).await?;
             if let Some(last) = records.last() {
                 next = StartAt::After(last.position);
                 records.into_iter().for_each(|r| batcher.push(r));
@@ -216,10 +216,12 @@ impl<S: Stage> Consumer<S> {
                 Ok(state) => {
                     metrics::histogram!("wenu_consumer_batch_seconds", "consumer" => name.clone())
                         .record(started.elapsed().as_secs_f64());
+                    self.health.succeeded(&name);
                     break state;
                 }
                 Err(err) => {
                     metrics::counter!("wenu_consumer_retries_total", "consumer" => name.clone()).increment(1);
+                    self.health.failed(&name, &err.to_string());
                     tracing::warn!(consumer = %name, error = %err, retry_in_ms = backoff.as_millis() as u64, "batch failed; retrying");
                     if *shutdown.borrow() {
                         return Ok(());
@@ -255,23 +257,18 @@ impl<S: Stage> Consumer<S> {
         }
         self.store.commit(&name, last, state).await?;
         // Mirrored into the stream so retention and `wenu status` see it.
-        self.stream.commit_consumer_checkpoint(&name, last).await?;
+        self.stream.commit_checkpoint(&name, &self.options.shard, last).await?;
         self.committed_at = Instant::now();
-        if let Ok(info) = self.stream.info().await {
-            let lag = info
-                .newest
-                .and_then(Position::as_u64)
-                .map_or(0, |newest| newest.saturating_sub(last.as_u64().unwrap_or(0)));
-            metrics::gauge!("wenu_consumer_lag_records", "consumer" => name).set(lag as f64);
-        }
         Ok(())
     }
 
-    async fn read_range(&self, first: Position, last: Position) -> Result<Vec<Record>> {
+    async fn read_range(&mut self, first: Position, last: Position) -> Result<Vec<Record>> {
+        // `&mut self`: the stage need only be `Send`, not `Sync`.
+        let (stream, shard, chunk) = (&self.stream, &self.options.shard, self.options.read_chunk);
         let mut out = Vec::new();
         let mut next = first;
         while next <= last {
-            let chunk = self.stream.read(StartAt::Position(next), self.options.read_chunk).await?;
+            let chunk = stream.read_shard(shard, StartAt::Position(next), chunk).await?;
             let Some(end) = chunk.last().map(|r| r.position) else { break };
             out.extend(chunk.into_iter().filter(|r| r.position <= last));
             next = end.next();

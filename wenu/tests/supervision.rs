@@ -1,0 +1,110 @@
+//! Consumers are never silently gone. A stage that panics is built again
+//! from its checkpoint; one whose keyring becomes unreadable under traffic
+//! keeps retrying, shows as failing in `/health` and `wenu status`, and
+//! recovers once the file is fixed. Either way every acknowledged reading
+//! reaches the lake once.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use support::{
+    ServeProcess, acked_lines, free_loopback_port, provisioned, status, wait_for_consumer, wait_for_lake,
+    wenu,
+};
+use tokio::sync::watch;
+use wenu_core::fleet::Fleet;
+use wenu_firmware_sim::{SimConfig, run_fleet};
+
+const PER_RUN: u64 = 100;
+
+async fn send(fleet: &Fleet, port: u16, first_seq: u64, report: &Path) {
+    let sim = SimConfig {
+        port,
+        rate_per_device: 0.0,
+        per_device: Some(PER_RUN),
+        window: 8,
+        first_seq,
+        report: Some(report.to_owned()),
+        ..SimConfig::default()
+    };
+    let (_stop, stop) = watch::channel(false);
+    assert_eq!(run_fleet(fleet, sim, stop).await.unwrap().unacked_at_exit, 0);
+}
+
+fn health(server: &ServeProcess) -> serde_json::Value {
+    serde_json::from_str(&server.http_get("/health")).unwrap()
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    // A later modification time, so the stages see a changed file.
+    let later = SystemTime::now() + Duration::from_secs(1);
+    std::fs::File::options().append(true).open(path).unwrap().set_modified(later).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_and_an_unreadable_keyring_lose_no_acknowledged_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fleet = provisioned(&data, 3, &dir.path().join("fleet.json"));
+    let port = free_loopback_port();
+    let server = ServeProcess::start_with(
+        &data,
+        &format!("127.0.0.1:{port}"),
+        &[
+            ("WENU_LAKE_BUFFER_SECS", "0"),
+            ("WENU_FAILPOINTS", "lake.process=panic-once,enrich.after_send=panic-once"),
+        ],
+    );
+    let reports = [dir.path().join("acked-1.jsonl"), dir.path().join("acked-2.jsonl")];
+    send(&fleet, port, 1, &reports[0]).await;
+    wait_for_lake(&data).await;
+    wait_for_consumer(&data, "enrich").await;
+
+    // The keyring turns group-readable (refused: it holds device keys) while devices publish.
+    let keyring = data.join("keyring.json");
+    set_mode(&keyring, 0o644);
+    send(&fleet, port, 1 + PER_RUN, &reports[1]).await;
+    let failing = loop {
+        let h = health(&server);
+        if h["consumers"]["lake"]["state"] == "failing" {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failing["status"], "degraded", "{failing}");
+    assert!(failing["consumers"]["lake"]["last_error"].as_str().unwrap().contains("keyring"), "{failing}");
+    let lake_row = |s: &serde_json::Value| {
+        s["consumers"].as_array().unwrap().iter().find(|c| c["consumer"] == "lake").cloned().unwrap()
+    };
+    assert_eq!(lake_row(&status(&data))["state"], "failing");
+
+    set_mode(&keyring, 0o600);
+    wait_for_lake(&data).await;
+    wait_for_consumer(&data, "enrich").await;
+    wait_for_consumer(&data, "alarms").await;
+    let recovered = health(&server);
+    assert_eq!(recovered["status"], "ok", "{recovered}");
+    assert_eq!(recovered["consumers"]["lake"]["restarts"], 1, "the panic: {recovered}");
+    assert_eq!(recovered["consumers"]["enrich"]["restarts"], 1, "the panic: {recovered}");
+    server.terminate();
+
+    let acked: BTreeSet<(String, u64)> = reports.iter().flat_map(|r| acked_lines(r)).collect();
+    assert_eq!(acked.len(), 3 * 2 * PER_RUN as usize);
+    let sql = |query: &str| -> Vec<serde_json::Value> {
+        let out = wenu(&data).args(["sql", "--format", "json", query]).output().unwrap();
+        assert!(out.status.success(), "wenu sql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let in_lake: BTreeSet<(String, u64)> = sql("SELECT DISTINCT device_id, seq FROM readings")
+        .iter()
+        .map(|m| (m["device_id"].as_str().unwrap().to_owned(), m["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(in_lake, acked, "every acknowledged message in the lake");
+    let counts = &sql("SELECT count(*) AS n, count(DISTINCT (device_id, seq, sensor)) AS d FROM readings")[0];
+    assert_eq!(counts["n"], counts["d"], "no reading twice");
+}
