@@ -195,9 +195,9 @@ pub trait Stream: Send + Sync + 'static {
     async fn commit_checkpoint(&self, consumer: &str, shard: &ShardId, position: Position) -> Result<()>;
 
     /// The position of the newest record of `shard`, where the backend can
-    /// tell cheaply: what a consumer's lag is measured against. `None`, the
-    /// default, means it cannot (on Kinesis, CloudWatch's iterator age tells
-    /// the lag instead).
+    /// tell cheaply: what a consumer's lag is measured against. `None`: the
+    /// shard is empty, or the backend cannot tell (the default; on Kinesis,
+    /// CloudWatch's iterator age tells the lag instead).
     async fn newest(&self, shard: &ShardId) -> Result<Option<Position>> {
         let _ = shard;
         Ok(None)

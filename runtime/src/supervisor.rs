@@ -126,8 +126,7 @@ impl Supervisor {
                 _ = shutdown.changed() => return,
             }
             let newest = match self.stream.newest(&shard).await {
-                Ok(Some(newest)) => newest,
-                Ok(None) => return,
+                Ok(newest) => newest,
                 Err(err) => {
                     tracing::debug!(consumer = %name, error = %err, "lag not measured");
                     continue;
@@ -156,9 +155,9 @@ where
 }
 
 /// Records after `checkpoint` up to `newest`, for positions that count records
-/// (the embedded log); 0 where they do not.
-fn records_between(checkpoint: Option<Position>, newest: Position) -> u64 {
-    let newest = newest.as_u64().unwrap_or(0);
+/// (the embedded log); 0 where they do not, or with nothing to read.
+fn records_between(checkpoint: Option<Position>, newest: Option<Position>) -> u64 {
+    let newest = newest.and_then(Position::as_u64).unwrap_or(0);
     newest.saturating_sub(checkpoint.and_then(Position::as_u64).unwrap_or(0))
 }
 
