@@ -1,13 +1,15 @@
 //! The consumer runtime over the real SQLite log: checkpoints with state,
 //! redo of an interrupted flush over the same range, retries, flush on shutdown.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use support::append;
 use tokio::sync::{mpsc, watch};
-use wenu_core::stream::{NewRecord, Position, Record, Stream};
+use wenu_core::stream::{Position, Record};
 use wenu_local::{ConsumerStore, SqliteStream, StreamOptions};
 use wenu_runtime::{BatchLimits, Checkpoints, Consumer, ConsumerOptions};
 
@@ -56,18 +58,6 @@ fn setup() -> Setup {
         Arc::new(SqliteStream::open(&dir.path().join("stream.db"), StreamOptions::default()).unwrap());
     let store = ConsumerStore::open(&dir.path().join("consumers.db")).unwrap();
     Setup { _dir: dir, stream, store }
-}
-
-async fn append(stream: &SqliteStream, n: usize) -> Vec<Position> {
-    let records = (0..n)
-        .map(|i| NewRecord {
-            device_id: "d".into(),
-            topic: "wenu/d/telemetry".into(),
-            received_at: i as i64,
-            payload: Bytes::from_static(b"payload"),
-        })
-        .collect();
-    stream.append(records).await.unwrap()
 }
 
 fn start(

@@ -3,13 +3,15 @@
 //! reported as failing until it recovers, and lag is measured while a stage
 //! is stuck.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use support::append;
 use tokio::sync::watch;
-use wenu_core::stream::{NewRecord, Record, Stream};
+use wenu_core::stream::Record;
 use wenu_local::{ConsumerStore, SqliteStream, StreamOptions};
 use wenu_runtime::{BatchLimits, ConsumerOptions, ConsumerState, Health, Stage, Supervisor, starting_with};
 
@@ -74,18 +76,6 @@ fn setup(script: Script) -> Setup {
     supervisor.lag_every = Duration::from_millis(10);
     supervisor.first_backoff = Duration::from_millis(10);
     Setup { _dir: dir, stream, supervisor, script: Arc::new(Mutex::new(script)) }
-}
-
-async fn append(stream: &SqliteStream, n: usize) {
-    let records = (0..n)
-        .map(|i| NewRecord {
-            device_id: "d".into(),
-            topic: "wenu/d/telemetry".into(),
-            received_at: i as i64,
-            payload: Bytes::from_static(b"payload"),
-        })
-        .collect();
-    stream.append(records).await.unwrap();
 }
 
 /// Starts the consumer "test"; its stage is built by `build`.

@@ -58,6 +58,16 @@ impl Api {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// Rule "hot": critical on any temperature of `device`, so its first reading raises.
+    async fn put_hot_rule(&self, device: &str) {
+        self.put_rule(
+            "hot",
+            json!({"name": "Any temperature", "device": device, "sensor": "temp-1", "severity": "critical",
+            "condition": {"kind": "threshold", "direction": "above", "limit": -1000}}),
+        )
+        .await;
+    }
+
     /// Adds the receiver as a webhook and tells it the secret the server generated.
     async fn add_webhook(&self, receiver: &Receiver) {
         let (status, hook) =
@@ -289,13 +299,7 @@ async fn fault_modes_raise_alarms_notified_once_per_transition_on_webhook_and_mq
 async fn one_hot_device() -> (Pipeline, Receiver) {
     let pipeline = start_pipeline(1);
     let admin = Api::new(&pipeline.server, &token(&pipeline.data, "acme", "admin"));
-    admin
-        .put_rule(
-            "hot",
-            json!({"name": "Any temperature", "device": pipeline.fleet.devices[0].device_id, "sensor": "temp-1",
-            "severity": "critical", "condition": {"kind": "threshold", "direction": "above", "limit": -1000}}),
-        )
-        .await;
+    admin.put_hot_rule(&pipeline.fleet.devices[0].device_id).await;
     let receiver = Receiver::start("unset").await;
     admin.add_webhook(&receiver).await;
     (pipeline, receiver)
@@ -394,13 +398,7 @@ async fn webhooks_reach_no_private_address_and_their_urls_stay_secret() {
     );
     let admin = Api::new(&pipeline.server, &token(&pipeline.data, "acme", "admin"));
     let viewer = Api::new(&pipeline.server, &token(&pipeline.data, "acme", "viewer"));
-    admin
-        .put_rule(
-            "hot",
-            json!({"name": "Any temperature", "device": pipeline.fleet.devices[0].device_id, "sensor": "temp-1",
-            "severity": "critical", "condition": {"kind": "threshold", "direction": "above", "limit": -1000}}),
-        )
-        .await;
+    admin.put_hot_rule(&pipeline.fleet.devices[0].device_id).await;
     let receiver = Receiver::start("unset").await;
     let port = receiver.url.split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
     let hooks = [
