@@ -59,6 +59,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/devices", get(manage::devices).post(manage::provision))
         .route("/devices/{device}", get(manage::device).patch(manage::patch_device))
         .route("/devices/{device}/rotate-key", post(manage::rotate_key))
+        .route("/devices/{device}/reset-sequence", post(manage::reset_sequence))
+        .route("/devices/{device}/revoke-certificate", post(manage::revoke_certificate))
         .route("/devices/{device}/sensors", get(manage::sensors))
         .route("/devices/{device}/sensors/{sensor}", put(manage::put_sensor).delete(manage::delete_sensor))
         .route("/tokens", get(manage::tokens).post(manage::create_token))

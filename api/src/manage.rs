@@ -269,6 +269,44 @@ pub(crate) async fn rotate_key(
     Ok(Json(json!({ "device_id": id, "key_id": key_id, "key": key })))
 }
 
+/// `POST /api/v1/devices/{id}/reset-sequence`: the device's counter went
+/// back (factory reset); what arrives from now on starts a fresh sequence
+/// window instead of being quarantined as replays (admin, operator).
+pub(crate) async fn reset_sequence(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Params(params): Params<CompanyParam>,
+) -> Result<Json<Value>> {
+    let company = caller.company_to_manage(params.company.as_deref())?;
+    own_device(&state, &company, &id).await?;
+    let at = registry_as(&state, &caller).reset_sequence(&id).await?;
+    Ok(Json(json!({ "device_id": id, "seq_reset_at": at })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RevokeCertificate {
+    /// SHA-256 of the certificate's DER, hex (colons allowed).
+    fingerprint: String,
+}
+
+/// `POST /api/v1/devices/{id}/revoke-certificate`: refuses a client
+/// certificate of the device from its next handshake on and ends the
+/// sessions it opened (admin, operator).
+pub(crate) async fn revoke_certificate(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Params(params): Params<CompanyParam>,
+    Body(body): Body<RevokeCertificate>,
+) -> Result<Json<Value>> {
+    let company = caller.company_to_manage(params.company.as_deref())?;
+    own_device(&state, &company, &id).await?;
+    registry_as(&state, &caller).revoke_certificate(&id, &body.fingerprint).await?;
+    let fingerprint = wenu_registry::normalise_fingerprint(&body.fingerprint)?;
+    Ok(Json(json!({ "device_id": id, "revoked": fingerprint })))
+}
+
 /// `GET /api/v1/devices/{id}/sensors`.
 pub(crate) async fn sensors(
     caller: Caller,

@@ -11,8 +11,12 @@
 //! (`BatchGetSecretValue`). Key material never reaches a log: `SecretKey`'s
 //! `Debug` is redacted and errors name secrets, not their contents.
 //!
-//! Writers (provisioning, rotation) change one secret at a time; run them
-//! from one place at a time, as `wenu devices provision --aws` does.
+//! Writers (provisioning, rotation, from the CLI or the API, from several
+//! places at once) change a secret by compare-and-swap: the new value is
+//! stored as a version that is not current yet, and `AWSCURRENT` is moved
+//! to it only from the version the change was computed on
+//! (`UpdateSecretVersionStage` refuses when another writer moved it first).
+//! A writer that lost the race reloads and applies its change again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +33,10 @@ use crate::error::{classify, code};
 const DEFAULT_FILL_BYTES: usize = 48 * 1024;
 /// `BatchGetSecretValue` takes up to 20 secrets.
 const MAX_BATCH_GET: usize = 20;
+/// How often a writer that keeps losing races tries again before it gives up.
+const MAX_WRITE_ATTEMPTS: u32 = 20;
+/// The label of a version written but not yet made current.
+const PENDING_STAGE: &str = "WENUPENDING";
 
 /// The keyring in Secrets Manager, cached.
 pub struct SecretsKeyring {
@@ -122,7 +130,8 @@ impl SecretsKeyring {
         Ok(listed)
     }
 
-    async fn fetch(&self, names: &[String]) -> Result<Vec<(String, Keyring)>> {
+    /// Each secret's current value, with the version it is.
+    async fn fetch(&self, names: &[String]) -> Result<Vec<(String, Option<String>, Keyring)>> {
         let mut out = Vec::new();
         for chunk in names.chunks(MAX_BATCH_GET) {
             let output = self
@@ -146,16 +155,18 @@ impl SecretsKeyring {
                 let name = secret.name().unwrap_or_default().to_owned();
                 let keyring: Keyring = serde_json::from_str(secret.secret_string().unwrap_or("{}"))
                     .map_err(|e| permanent(format!("secret {name} is not a keyring: {e}")))?;
-                out.push((name, keyring));
+                out.push((name, secret.version_id().map(str::to_owned), keyring));
             }
         }
         Ok(out)
     }
 
-    async fn put(&self, name: &str, value: String) -> Result<()> {
-        match self.client.put_secret_value().secret_id(name).secret_string(&value).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if code(&e) == Some("ResourceNotFoundException") => self
+    /// Stores `value` as secret `name` if its current version is still
+    /// `expected` (`None`: the secret must not exist yet). `Ok(false)` when
+    /// another writer changed it first.
+    async fn swap(&self, name: &str, expected: Option<&str>, value: String) -> Result<bool> {
+        let Some(expected) = expected else {
+            let created = self
                 .client
                 .create_secret()
                 .name(name)
@@ -163,11 +174,72 @@ impl SecretsKeyring {
                 .set_kms_key_id(self.kms_key.clone())
                 .secret_string(value)
                 .send()
-                .await
-                .map(drop)
-                .map_err(|e| keys_error("CreateSecret", &e)),
-            Err(e) => Err(keys_error("PutSecretValue", &e)),
+                .await;
+            return match created {
+                Ok(_) => Ok(true),
+                Err(e) if code(&e) == Some("ResourceExistsException") => Ok(false),
+                Err(e) => Err(keys_error("CreateSecret", &e)),
+            };
+        };
+        let written = self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .version_stages(PENDING_STAGE)
+            .send()
+            .await
+            .map_err(|e| keys_error("PutSecretValue", &e))?;
+        let version = written.version_id().unwrap_or_default();
+        let moved = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(name)
+            .version_stage("AWSCURRENT")
+            .move_to_version_id(version)
+            .remove_from_version_id(expected)
+            .send()
+            .await;
+        match moved {
+            Ok(_) => Ok(true),
+            Err(e) if code(&e) == Some("InvalidParameterException") => Ok(false),
+            Err(e) => Err(keys_error("UpdateSecretVersionStage", &e)),
         }
+    }
+
+    /// Reloads, lets `change` pick a secret and change its keyring, and
+    /// stores that by compare-and-swap; again from the reload when another
+    /// writer got there first.
+    async fn write<T>(&mut self, mut change: impl FnMut(&Self) -> Result<(String, Keyring, T)>) -> Result<T> {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            self.listed_at = None;
+            self.changed().await?;
+            let (name, keyring, out) = change(self)?;
+            let expected = self.secrets.get(&name).and_then(|(version, _)| version.clone());
+            let value = serde_json::to_string(&keyring).expect("a keyring serializes");
+            if self.swap(&name, expected.as_deref(), value).await? {
+                // Cached as unseen, so the next reload fetches what is current.
+                self.secrets.insert(name, (None, keyring));
+                return Ok(out);
+            }
+            tracing::debug!(secret = %name, "another writer changed the device keys first; trying again");
+        }
+        Err(Error::Keyring {
+            message: format!("device keys under {} kept changing under this writer", self.prefix),
+            retryable: true,
+        })
+    }
+
+    /// The secret holding `device`'s keys, or the one with room for it.
+    fn secret_for(&self, device: &str) -> String {
+        match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(device).is_empty()) {
+            Some((name, _)) => name.clone(),
+            None => self.secret_with_room(),
+        }
+    }
+
+    fn keyring_of(&self, name: &str) -> Keyring {
+        self.secrets.get(name).map(|(_, keyring)| keyring.clone()).unwrap_or_default()
     }
 }
 
@@ -191,8 +263,8 @@ impl KeyringStore for SecretsKeyring {
             return Ok(None);
         }
         self.secrets.retain(|name, _| listed.contains_key(name));
-        for (name, keyring) in self.fetch(&changed).await? {
-            self.secrets.insert(name.clone(), (listed[&name].clone(), keyring));
+        for (name, version, keyring) in self.fetch(&changed).await? {
+            self.secrets.insert(name, (version, keyring));
         }
         tracing::debug!(
             secrets = self.secrets.len(),
@@ -203,35 +275,36 @@ impl KeyringStore for SecretsKeyring {
     }
 
     async fn add_key(&mut self, device: &str) -> Result<(u32, SecretKey)> {
-        self.listed_at = None;
-        self.changed().await?;
-        let name = match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(device).is_empty()) {
-            Some((name, _)) => name.clone(),
-            None => self.secret_with_room(),
-        };
-        let entry = self.secrets.entry(name.clone()).or_insert_with(|| (None, Keyring::default()));
-        let (id, key) = entry.1.add_key(device);
-        let value = serde_json::to_string(&entry.1).expect("a keyring serializes");
-        self.put(&name, value).await?;
-        Ok((id, key))
+        self.write(|this| {
+            let name = this.secret_for(device);
+            let mut keyring = this.keyring_of(&name);
+            let added = keyring.add_key(device);
+            Ok((name, keyring, added))
+        })
+        .await
     }
 
+    /// One compare-and-swap per secret the devices go to.
     async fn import(&mut self, keys: Keyring) -> Result<()> {
-        self.listed_at = None;
-        self.changed().await?;
-        let mut touched = std::collections::BTreeSet::new();
-        for (device, single) in keys.into_devices() {
-            let name =
-                match self.secrets.iter().find(|(_, (_, keyring))| !keyring.key_ids(&device).is_empty()) {
-                    Some((name, _)) => name.clone(),
-                    None => self.secret_with_room(),
-                };
-            self.secrets.entry(name.clone()).or_insert_with(|| (None, Keyring::default())).1.merge(single);
-            touched.insert(name);
-        }
-        for name in touched {
-            let value = serde_json::to_string(&self.secrets[&name].1).expect("a keyring serializes");
-            self.put(&name, value).await?;
+        let mut remaining: Vec<(String, Keyring)> = keys.into_devices().collect();
+        while !remaining.is_empty() {
+            let written = self
+                .write(|this| {
+                    let name = this.secret_for(&remaining[0].0);
+                    let mut keyring = this.keyring_of(&name);
+                    let mut taken = Vec::new();
+                    for (i, (device, single)) in remaining.iter().enumerate() {
+                        if this.secret_for(device) == name
+                            && (i == 0 || serde_json::to_vec(&keyring).map_or(0, |v| v.len()) < this.fill_bytes)
+                        {
+                            keyring.merge(single.clone());
+                            taken.push(device.clone());
+                        }
+                    }
+                    Ok((name, keyring, taken))
+                })
+                .await?;
+            remaining.retain(|(device, _)| !written.contains(device));
         }
         Ok(())
     }

@@ -224,7 +224,8 @@ impl Decoder {
     fn check_sequence(&mut self, record: &Record, opened: Opened) -> Result<Outcome, Rejection> {
         let device_id = record.device_id.as_str();
         let Opened { key_id, batch } = opened;
-        match self.sequences.observe(device_id, batch.seq) {
+        let reset_at = self.directory.get(device_id).and_then(|d| d.seq_reset_at);
+        match self.sequences.observe_at(device_id, batch.seq, record.received_at, reset_at) {
             SeqVerdict::New => {}
             SeqVerdict::Duplicate => {
                 return Ok(Outcome::Duplicate { device_id: device_id.to_owned(), seq: batch.seq });

@@ -14,6 +14,9 @@ pub struct DeviceEntry {
     pub enabled: bool,
     /// The site it is placed at, if any: a column of the lake.
     pub site: Option<String>,
+    /// Records arriving from this time on (unix ms) start a fresh sequence
+    /// window: the registry's answer to a device whose counter went back.
+    pub seq_reset_at: Option<i64>,
 }
 
 /// Device id → entry.

@@ -12,6 +12,12 @@
 //!   message, and is rejected as one.
 //!
 //! Completeness is `received / (highest − lowest + 1)`.
+//!
+//! A device whose counter goes back (factory reset, firmware that lost it)
+//! would be rejected until it passed its old highest number; the registry
+//! resets its window instead ([`SequenceTracker::observe_at`]): the first
+//! record that arrives after the reset starts a fresh window. The reset is
+//! keyed by arrival time, so replaying the stream decides the same way.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +45,9 @@ struct DeviceSeqs {
     received: u64,
     duplicates: u64,
     replayed: u64,
+    /// The registry reset (arrival time, unix ms) this window started at; 0 for none.
+    #[serde(default)]
+    reset_at: i64,
 }
 
 impl DeviceSeqs {
@@ -126,6 +135,32 @@ impl SequenceTracker {
             Some(seqs) => seqs.observe(seq),
             None => {
                 self.devices.insert(device_id.to_owned(), DeviceSeqs::first(seq));
+                SeqVerdict::New
+            }
+        }
+    }
+
+    /// [`observe`](Self::observe) for a record that arrived at
+    /// `received_at` from a device whose window the registry reset at
+    /// `reset_at`: the first record arriving since the reset starts a fresh
+    /// window (the duplicate and replay counts carry over).
+    pub fn observe_at(&mut self, device_id: &str, seq: u64, received_at: i64, reset_at: Option<i64>) -> SeqVerdict {
+        let Some(reset_at) = reset_at.filter(|&at| received_at >= at) else {
+            return self.observe(device_id, seq);
+        };
+        match self.devices.get_mut(device_id) {
+            Some(seqs) if seqs.reset_at >= reset_at => seqs.observe(seq),
+            Some(seqs) => {
+                *seqs = DeviceSeqs {
+                    reset_at,
+                    duplicates: seqs.duplicates,
+                    replayed: seqs.replayed,
+                    ..DeviceSeqs::first(seq)
+                };
+                SeqVerdict::New
+            }
+            None => {
+                self.devices.insert(device_id.to_owned(), DeviceSeqs { reset_at, ..DeviceSeqs::first(seq) });
                 SeqVerdict::New
             }
         }
@@ -230,6 +265,27 @@ mod tests {
         assert_eq!(t.observe("d", 1), SeqVerdict::Replayed);
         assert_eq!(t.observe("d", 2), SeqVerdict::New, "just inside the window");
         assert_eq!(t.completeness("d").unwrap().replayed, 1);
+    }
+
+    #[test]
+    fn a_reset_starts_a_fresh_window_for_what_arrives_after_it() {
+        let mut t = SequenceTracker::default();
+        for seq in 1000..1010 {
+            t.observe_at("d", seq, 100, None);
+        }
+        // The counter went back to 0 before the registry knew.
+        assert_eq!(t.observe_at("d", 0, 200, None), SeqVerdict::Replayed);
+        // Arrived before the reset at 300: still judged by the old window.
+        assert_eq!(t.observe_at("d", 1, 250, Some(300)), SeqVerdict::Replayed);
+        assert_eq!(t.observe_at("d", 1, 300, Some(300)), SeqVerdict::New, "a fresh window");
+        assert_eq!(t.observe_at("d", 2, 310, Some(300)), SeqVerdict::New);
+        assert_eq!(t.observe_at("d", 1, 320, Some(300)), SeqVerdict::Duplicate, "the reset happens once");
+        assert_eq!(t.observe_at("d", 1005, 330, Some(300)), SeqVerdict::New, "old numbers are new again");
+        let c = t.completeness("d").unwrap();
+        assert_eq!((c.replayed, c.duplicates), (2, 1), "counts carry over the reset");
+        // A second reset later starts another window.
+        assert_eq!(t.observe_at("d", 0, 500, Some(400)), SeqVerdict::New);
+        assert_eq!(t.observe_at("d", 1005, 510, Some(400)), SeqVerdict::New);
     }
 
     #[test]

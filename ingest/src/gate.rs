@@ -13,6 +13,7 @@ use wenu_registry::{AuthOutcome, Registry};
 
 use crate::EdgeCounters;
 use crate::device_cache::DeviceCache;
+use crate::links::Credential;
 use crate::policy::{
     Claim, ConnectRefusal, Identity, IncomingPublish, PublishRefusal, SessionRequest, check_device_session,
     check_publish, check_reader_session, company_of_username, identify,
@@ -28,19 +29,36 @@ pub(crate) struct LoginRequest {
     pub address: IpAddr,
     pub username: Option<String>,
     pub password: Option<Bytes>,
-    /// Common name of a client certificate the TLS layer verified.
-    pub certificate_name: Option<String>,
+    /// The client certificate the TLS layer verified, if any.
+    pub certificate: Option<PeerCertificate>,
     pub client_id: String,
     pub clean_session: bool,
     pub has_will: bool,
 }
 
+/// A client certificate, as the TLS layer verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PeerCertificate {
+    /// Its common name; empty if it has none.
+    pub name: String,
+    /// SHA-256 of its DER, lowercase hex: what the registry revokes.
+    pub fingerprint: String,
+}
+
 /// Who logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Login {
-    Device(String),
+    Device { id: String, credential: Credential },
     /// A company's alarm reader.
-    Reader(String),
+    Reader { company: String, credential: Credential },
+}
+
+impl Login {
+    pub fn credential(&self) -> &Credential {
+        match self {
+            Login::Device { credential, .. } | Login::Reader { credential, .. } => credential,
+        }
+    }
 }
 
 /// A PUBLISH waiting for its append, in arrival order.
@@ -77,14 +95,16 @@ impl Gate {
         let outcome = if !self.throttle.admits(request.address, &claimed, Instant::now()) {
             Err(ConnectRefusal::Throttled)
         } else if let Some(company) = company_of_username(&claimed) {
-            self.login_reader(company, request).await.map(|()| Login::Reader(company.to_owned()))
+            self.login_reader(company, request)
+                .await
+                .map(|credential| Login::Reader { company: company.to_owned(), credential })
         } else {
-            self.login_device(request).await.map(Login::Device)
+            self.login_device(request).await.map(|(id, credential)| Login::Device { id, credential })
         };
         match &outcome {
             Ok(login) => {
                 self.throttle.succeeded(request.address, &claimed);
-                if matches!(login, Login::Device(_)) {
+                if matches!(login, Login::Device { .. }) {
                     self.counters.connect_accepted();
                 }
             }
@@ -105,12 +125,12 @@ impl Gate {
     }
 
     /// An alarm reader: the password must be a live API token of that company.
-    async fn login_reader(&self, company: &str, request: &LoginRequest) -> Result<(), ConnectRefusal> {
+    async fn login_reader(&self, company: &str, request: &LoginRequest) -> Result<Credential, ConnectRefusal> {
         check_reader_session(company, session_request(request))?;
         let password = request.password.as_ref().ok_or(ConnectRefusal::NoCredentials)?;
         let bearer = String::from_utf8_lossy(password);
         match self.registry.verify_token(&bearer).await {
-            Ok(Some(token)) if token.company.as_deref() == Some(company) => Ok(()),
+            Ok(Some(token)) if token.company.as_deref() == Some(company) => Ok(Credential::Token(token.id)),
             Ok(_) => Err(ConnectRefusal::BadPassword),
             Err(err) => {
                 tracing::error!(error = %err, "registry lookup failed");
@@ -119,11 +139,11 @@ impl Gate {
         }
     }
 
-    async fn login_device(&self, request: &LoginRequest) -> Result<String, ConnectRefusal> {
+    async fn login_device(&self, request: &LoginRequest) -> Result<(String, Credential), ConnectRefusal> {
         let claim = Claim {
             username: request.username.as_deref(),
             has_password: request.password.is_some(),
-            certificate_name: request.certificate_name.as_deref(),
+            certificate_name: request.certificate.as_ref().map(|c| c.name.as_str()),
         };
         let (device_id, password) = match identify(claim)? {
             Identity::Password(device) => {
@@ -135,12 +155,18 @@ impl Gate {
         check_device_session(&device_id, session_request(request))?;
         let _permit =
             self.password_checks.acquire().await.map_err(|_| ConnectRefusal::RegistryUnavailable)?;
-        let outcome = match password {
-            Some(password) => self.registry.authenticate(&device_id, password).await,
-            None => self.registry.authenticate_by_certificate(&device_id).await,
+        let certificate = request.certificate.as_ref().map(|c| c.fingerprint.clone());
+        let outcome = match (password, &certificate) {
+            (Some(password), _) => self.registry.authenticate(&device_id, password).await,
+            (None, Some(fingerprint)) => self.registry.authenticate_by_certificate(&device_id, fingerprint).await,
+            (None, None) => return Err(ConnectRefusal::NoCredentials),
         };
         match outcome {
-            Ok(AuthOutcome::Allowed) => Ok(device_id),
+            Ok(AuthOutcome::Allowed) => {
+                let credential = Credential::Device { id: device_id.clone(), certificate };
+                Ok((device_id, credential))
+            }
+            Ok(AuthOutcome::RevokedCertificate) => Err(ConnectRefusal::CertificateRevoked),
             Ok(AuthOutcome::UnknownDevice) => Err(ConnectRefusal::UnknownDevice),
             Ok(AuthOutcome::BadPassword) => Err(ConnectRefusal::BadPassword),
             Ok(AuthOutcome::Disabled) => Err(ConnectRefusal::Disabled),

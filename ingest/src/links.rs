@@ -1,7 +1,7 @@
 //! The live connections, keyed by client id, and what the rest of the
 //! server may tell one of them: close (a newer connection took its client
-//! id) or deliver an alarm (a company's reader
-//! subscribed to its alarm topic).
+//! id, or the credential it logged in with was revoked) or deliver an alarm
+//! (a company's reader subscribed to its alarm topic).
 //!
 //! Connections run on the MQTT worker threads, whose handles cannot leave
 //! them; each one has a command queue instead, read by a task on its worker.
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use wenu_registry::Revoked;
 
 /// Commands a connection has not read yet, at most: an alarm reader too slow
 /// for this many misses the rest (counted), it does not slow the server.
@@ -25,12 +26,34 @@ pub(crate) enum Command {
     Close,
 }
 
+/// What a connection logged in with: what revoking ends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// A device, by password or by the client certificate with this fingerprint.
+    Device { id: String, certificate: Option<String> },
+    /// An alarm reader, by the API token with this id.
+    Token(String),
+}
+
+impl Credential {
+    fn is_revoked(&self, revoked: &Revoked) -> bool {
+        match self {
+            Credential::Device { id, certificate } => {
+                revoked.disabled_devices.contains(id)
+                    || certificate.as_ref().is_some_and(|c| revoked.certificates.contains(c))
+            }
+            Credential::Token(id) => revoked.token_ids.contains(id),
+        }
+    }
+}
+
 /// A connection's place in [`Links`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LinkId(u64);
 
 struct Link {
     id: LinkId,
+    credential: Credential,
     commands: mpsc::Sender<Command>,
     /// The topic it subscribed to (alarm readers only).
     subscription: Option<String>,
@@ -67,9 +90,9 @@ impl Links {
     /// connection: an older one under the same client id is told to close
     /// (MQTT's session takeover; the gate has already checked that only the
     /// same identity can use that client id).
-    pub fn open(&self, client_id: &str, commands: mpsc::Sender<Command>) -> LinkId {
+    pub fn open(&self, client_id: &str, credential: Credential, commands: mpsc::Sender<Command>) -> LinkId {
         let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let link = Link { id, commands, subscription: None };
+        let link = Link { id, credential, commands, subscription: None };
         let mut table = self.lock();
         if let Some(older) = table.by_client_id.insert(client_id.to_owned(), link) {
             table.unsubscribe(client_id, &older);
@@ -112,6 +135,25 @@ impl Links {
         (delivered, behind)
     }
 
+    /// Tells every connection whose credential is in `revoked` to close and
+    /// forgets it; returns how many.
+    pub fn close_revoked(&self, revoked: &Revoked) -> usize {
+        let mut table = self.lock();
+        let ended: Vec<String> = table
+            .by_client_id
+            .iter()
+            .filter(|(_, link)| link.credential.is_revoked(revoked))
+            .map(|(client_id, _)| client_id.clone())
+            .collect();
+        for client_id in &ended {
+            if let Some(link) = table.by_client_id.remove(client_id) {
+                table.unsubscribe(client_id, &link);
+                let _ = link.commands.try_send(Command::Close);
+            }
+        }
+        ended.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().expect("links poisoned")
     }
@@ -121,19 +163,23 @@ impl Links {
 mod tests {
     use super::*;
 
+    fn device(id: &str) -> Credential {
+        Credential::Device { id: id.to_owned(), certificate: None }
+    }
+
     #[test]
     fn a_second_connection_with_a_client_id_closes_the_first() {
         let links = Links::default();
         let (first_tx, mut first) = mpsc::channel(4);
         let (second_tx, mut second) = mpsc::channel(4);
-        let first_id = links.open("d1", first_tx);
-        let second_id = links.open("d1", second_tx);
+        let first_id = links.open("d1", device("d1"), first_tx);
+        let second_id = links.open("d1", device("d1"), second_tx);
         assert!(matches!(first.try_recv(), Ok(Command::Close)));
         assert!(second.try_recv().is_err());
         // The first one ending does not forget the second: a third closes it.
         links.remove("d1", first_id);
         let (third_tx, _third) = mpsc::channel(4);
-        let third_id = links.open("d1", third_tx);
+        let third_id = links.open("d1", device("d1"), third_tx);
         assert!(matches!(second.try_recv(), Ok(Command::Close)));
         links.remove("d1", second_id);
         links.remove("d1", third_id);
@@ -145,8 +191,8 @@ mod tests {
         let links = Links::default();
         let (acme_tx, mut acme) = mpsc::channel(1);
         let (globex_tx, mut globex) = mpsc::channel(1);
-        let acme_id = links.open("company:acme:r", acme_tx);
-        let globex_id = links.open("company:globex:r", globex_tx);
+        let acme_id = links.open("company:acme:r", Credential::Token("t-acme".into()), acme_tx);
+        let globex_id = links.open("company:globex:r", Credential::Token("t-globex".into()), globex_tx);
         links.subscribe("company:acme:r", acme_id, "wenu/alarms/acme");
         links.subscribe("company:globex:r", globex_id, "wenu/alarms/globex");
         assert_eq!(links.deliver("wenu/alarms/acme", &Bytes::from_static(b"a")), (1, 0));
@@ -155,5 +201,33 @@ mod tests {
         // A reader whose queue is full misses it, and it is counted.
         assert_eq!(links.deliver("wenu/alarms/globex", &Bytes::from_static(b"1")), (1, 0));
         assert_eq!(links.deliver("wenu/alarms/globex", &Bytes::from_static(b"2")), (0, 1));
+    }
+
+    #[test]
+    fn revoking_closes_exactly_the_sessions_of_the_revoked_credentials() {
+        let links = Links::default();
+        let open = |client_id: &str, credential: Credential| {
+            let (tx, rx) = mpsc::channel(4);
+            links.open(client_id, credential, tx);
+            rx
+        };
+        let mut reader = open("company:acme:r", Credential::Token("t1".into()));
+        let mut other_reader = open("company:acme:s", Credential::Token("t2".into()));
+        let mut by_cert =
+            open("d1", Credential::Device { id: "d1".into(), certificate: Some("aa".repeat(32)) });
+        let mut disabled = open("d2", device("d2"));
+        let mut fine = open("d3", Credential::Device { id: "d3".into(), certificate: Some("bb".repeat(32)) });
+        let revoked = Revoked {
+            token_ids: ["t1".to_owned()].into(),
+            certificates: ["aa".repeat(32)].into(),
+            disabled_devices: ["d2".to_owned()].into(),
+        };
+        assert_eq!(links.close_revoked(&revoked), 3);
+        for closed in [&mut reader, &mut by_cert, &mut disabled] {
+            assert!(matches!(closed.try_recv(), Ok(Command::Close)));
+        }
+        assert!(other_reader.try_recv().is_err());
+        assert!(fine.try_recv().is_err());
+        assert_eq!(links.close_revoked(&revoked), 0, "each session is closed once");
     }
 }

@@ -26,7 +26,7 @@ use crate::gate::{Gate, Login, LoginRequest, Publish};
 use crate::links::{COMMAND_QUEUE, Command, LinkId, Links};
 use crate::policy::{COMPANY_PREFIX, ConnectRefusal, PublishRefusal, may_subscribe};
 use crate::sequencer::Sequencer;
-use crate::tls::peer_certificate_name;
+use crate::tls::peer_certificate;
 
 /// What every connection's services share.
 #[derive(Clone)]
@@ -82,12 +82,12 @@ struct Pending {
 impl Connection {
     fn open(shared: &Shared, login: Login, client_id: String, sink: Sink) -> Connection {
         let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
-        let link = shared.links.open(&client_id, commands);
+        let link = shared.links.open(&client_id, login.credential().clone(), commands);
         ntex_rt::spawn(obey(queue, sink));
         shared.gate.counters.connected();
         let identity = match login {
-            Login::Device(device_id) => device_id,
-            Login::Reader(company) => format!("{COMPANY_PREFIX}{company}"),
+            Login::Device { id, .. } => id,
+            Login::Reader { company, .. } => format!("{COMPANY_PREFIX}{company}"),
         };
         // Readers get one too: whatever they publish is refused and counted there.
         let appender = Appender::start(shared.gate.clone(), identity.clone(), &shared.runtime);
@@ -216,7 +216,7 @@ async fn handshake_v3(
         address: peer_address(&io),
         username: packet.username.as_ref().map(|u| u.to_string()),
         password: packet.password.as_ref().map(|p| Bytes::copy_from_slice(p)),
-        certificate_name: peer_certificate_name(&io),
+        certificate: peer_certificate(&io),
         client_id: packet.client_id.to_string(),
         clean_session: packet.clean_session,
         has_will: packet.last_will.is_some(),
@@ -249,7 +249,7 @@ async fn handshake_v5(
         address: peer_address(&io),
         username: packet.username.as_ref().map(|u| u.to_string()),
         password: packet.password.as_ref().map(|p| Bytes::copy_from_slice(p)),
-        certificate_name: peer_certificate_name(&io),
+        certificate: peer_certificate(&io),
         client_id: packet.client_id.to_string(),
         clean_session: packet.clean_start,
         has_will: packet.last_will.is_some(),
@@ -276,6 +276,7 @@ async fn handshake_v5(
             ConnectRefusal::Throttled => Code::ConnectionRateExceeded,
             ConnectRefusal::CertificateMismatch
             | ConnectRefusal::CertificateWithoutName
+            | ConnectRefusal::CertificateRevoked
             | ConnectRefusal::WillRefused
             | ConnectRefusal::PersistentSession => Code::NotAuthorized,
         }),

@@ -50,6 +50,8 @@ pub enum ConnectRefusal {
     /// The username names another device than the client certificate.
     CertificateMismatch,
     CertificateWithoutName,
+    /// The client certificate's fingerprint is revoked in the registry.
+    CertificateRevoked,
     RegistryUnavailable,
     /// The client id is not the identity: a device's must be its device id,
     /// an alarm reader's `company:{company}:…`. Sessions are keyed by client
@@ -74,6 +76,7 @@ impl ConnectRefusal {
             ConnectRefusal::Disabled => "disabled",
             ConnectRefusal::CertificateMismatch => "certificate_mismatch",
             ConnectRefusal::CertificateWithoutName => "certificate_without_name",
+            ConnectRefusal::CertificateRevoked => "certificate_revoked",
             ConnectRefusal::RegistryUnavailable => "registry_unavailable",
             ConnectRefusal::ClientIdMismatch => "client_id_mismatch",
             ConnectRefusal::WillRefused => "will_refused",

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use wenu_core::stream::Stream;
 use wenu_registry::Registry;
 
-use crate::device_cache::DeviceCache;
+use crate::device_cache::{DeviceCache, REVISION_CHECK};
 use crate::gate::{Gate, now_ms};
 use crate::links::Links;
 use crate::mqtt::{Closed, Shared};
@@ -125,6 +125,7 @@ impl Edge {
         };
         let counters = Arc::new(EdgeCounters::resume(&previous));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let registry_for_sweep = registry.clone();
         let gate = Arc::new(Gate {
             stream,
             devices: DeviceCache::new(registry.clone()),
@@ -147,7 +148,7 @@ impl Edge {
         let tls_addr = tls.as_ref().map(|((_, addr), _)| *addr);
         let (server, thread) = run_server(config.clone(), cores, shared, tcp, tls).await?;
 
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(end_revoked_sessions(registry_for_sweep, links.clone()))];
         if let Some(path) = config.counters_file.clone() {
             let counters = counters.clone();
             tasks.push(tokio::spawn(async move {
@@ -323,4 +324,34 @@ fn service_config(config: &EdgeConfig) -> SharedCfg {
         .set_write_buf(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW, 1024)
         .set_write_page_size(ntex_bytes::BytePageSize::Size4);
     SharedCfg::new("wenu-mqtt").add(mqtt).add(io).into()
+}
+
+/// Ends the sessions of revoked tokens and certificates and of disabled
+/// devices, within [`REVISION_CHECK`] of the change. The registry is asked
+/// only when its revision moved; the last answer is applied every time, so
+/// a login that raced a revocation is still caught.
+async fn end_revoked_sessions(registry: Registry, links: Arc<Links>) {
+    let mut every_check = tokio::time::interval(REVISION_CHECK);
+    every_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut seen, mut revoked) = (None, wenu_registry::Revoked::default());
+    loop {
+        every_check.tick().await;
+        let refreshed = async {
+            let revision = registry.revision().await?;
+            if seen != Some(revision) {
+                revoked = registry.revoked().await?;
+                seen = Some(revision);
+            }
+            Ok::<_, wenu_registry::Error>(())
+        };
+        if let Err(err) = refreshed.await {
+            tracing::warn!(error = %err, "could not read revocations from the registry");
+            continue;
+        }
+        let ended = links.close_revoked(&revoked);
+        if ended > 0 {
+            metrics::counter!("wenu_edge_sessions_revoked_total").increment(ended as u64);
+            tracing::info!(sessions = ended, "closed sessions of revoked or disabled credentials");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
+use crate::gate::PeerCertificate;
 use crate::{Error, Result, TlsConfig};
 
 /// The rustls configuration of a TLS listener. With `client_ca`, every
@@ -53,13 +54,16 @@ fn tls_error(path: &Path, error: impl std::fmt::Display) -> Error {
     Error::Tls { path: path.to_owned(), message: error.to_string() }
 }
 
-/// The common name of the certificate the client presented, if it did (the
-/// TLS layer has verified it against the client CA). Empty if it has none.
-pub(crate) fn peer_certificate_name(io: &IoRef) -> Option<String> {
+/// The certificate the client presented, if it did (the TLS layer has
+/// verified it against the client CA): its common name and fingerprint.
+pub(crate) fn peer_certificate(io: &IoRef) -> Option<PeerCertificate> {
     let query = io.query::<PeerCert<'static>>();
     let cert = query.as_ref()?;
     let name = x509_parser::parse_x509_certificate(&cert.0).ok().and_then(|(_, cert)| {
         cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned)
     });
-    Some(name.unwrap_or_default())
+    Some(PeerCertificate {
+        name: name.unwrap_or_default(),
+        fingerprint: wenu_registry::certificate_fingerprint(&cert.0),
+    })
 }

@@ -21,7 +21,7 @@ struct Api {
 async fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
-    let keys = wenu_api::StoredKeys::new(Box::new(wenu_core::keyring::KeyringFile::new(
+    let keys = wenu_api::StoredKeys::new(Box::new(wenu_local::KeyringFile::new(
         dir.path().join("keyring.json"),
     )));
     keys.provision(&registry, "acme", 2).await.unwrap();

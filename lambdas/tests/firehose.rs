@@ -23,6 +23,7 @@ fn keys() -> (Keyring, Directory) {
         created_at: ARRIVAL - 86_400_000,
         enabled: true,
         site: Some("plant-7".into()),
+        seq_reset_at: None,
     };
     (keyring, Directory::new([("dev-1".to_string(), entry()), ("dev-2".to_string(), entry())]))
 }

@@ -46,7 +46,7 @@ impl Fleet {
     async fn new() -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
-        let keys = wenu_api::StoredKeys::new(Box::new(wenu_core::keyring::KeyringFile::new(
+        let keys = wenu_api::StoredKeys::new(Box::new(wenu_local::KeyringFile::new(
             dir.path().join("keyring.json"),
         )));
         let devices = keys.provision(&registry, "acme", 2).await.unwrap();
@@ -60,7 +60,7 @@ impl Fleet {
     }
 
     fn keys(&self) -> Box<RegistryKeys> {
-        let keyring = wenu_core::keyring::KeyringFile::new(self.dir.path().join("keyring.json"));
+        let keyring = wenu_local::KeyringFile::new(self.dir.path().join("keyring.json"));
         Box::new(RegistryKeys::new(Box::new(keyring), self.registry.clone()))
     }
 

@@ -27,6 +27,10 @@ pub struct Device {
     pub live_key_ids: Vec<u32>,
     /// What this device may publish, where it differs from the edge's defaults.
     pub quota: DeviceQuota,
+    /// Records arriving from this time on (unix ms) start a fresh sequence
+    /// window: set when the device's counter went back (factory reset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq_reset_at: Option<i64>,
 }
 
 /// A device's own publish quota; `None` keeps the edge's default.
@@ -43,6 +47,8 @@ pub enum AuthOutcome {
     UnknownDevice,
     Disabled,
     BadPassword,
+    /// The client certificate it presented was revoked.
+    RevokedCertificate,
 }
 
 pub(crate) fn check_id(id: &str) -> Result<()> {
@@ -51,7 +57,7 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
 
 // Booleans are selected as integers: SQLite has no boolean values, PostgreSQL does.
 const DEVICE_COLUMNS: &str = "d.id, d.company_id, d.site_id, CASE WHEN d.enabled THEN 1 ELSE 0 END, \
-     d.created_at, d.publishes_per_second, d.bytes_per_second";
+     d.created_at, d.publishes_per_second, d.bytes_per_second, d.seq_reset_at";
 
 impl Registry {
     /// Creates the company if it doesn't exist yet.
@@ -318,8 +324,9 @@ impl Registry {
     }
 
     /// Decides whether a device that proved its identity by a client
-    /// certificate may connect.
-    pub async fn authenticate_by_certificate(&self, device_id: &str) -> Result<AuthOutcome> {
+    /// certificate (whose SHA-256 `fingerprint` is given, lowercase hex)
+    /// may connect.
+    pub async fn authenticate_by_certificate(&self, device_id: &str, fingerprint: &str) -> Result<AuthOutcome> {
         let enabled: Option<i64> =
             sqlx::query_scalar("SELECT CASE WHEN enabled THEN 1 ELSE 0 END FROM devices WHERE id = $1")
                 .bind(device_id)
@@ -327,9 +334,25 @@ impl Registry {
                 .await?;
         Ok(match enabled {
             None => AuthOutcome::UnknownDevice,
+            Some(_) if self.is_certificate_revoked(fingerprint).await? => AuthOutcome::RevokedCertificate,
             Some(0) => AuthOutcome::Disabled,
             Some(_) => AuthOutcome::Allowed,
         })
+    }
+
+    /// Starts a fresh sequence window for the device's records arriving
+    /// from now on, for a device whose counter went back (factory reset,
+    /// firmware that lost it); returns that time (unix ms). Without it such
+    /// a device's messages are quarantined as replays until its counter
+    /// passes the old highest number.
+    pub async fn reset_sequence(&self, device_id: &str) -> Result<i64> {
+        let at = now_ms();
+        let change = ("device.reset_sequence", json!({ "at": at }));
+        self.update_device(device_id, "UPDATE devices SET seq_reset_at = $2 WHERE id = $1", change, move |q| {
+            q.bind(at)
+        })
+        .await?;
+        Ok(at)
     }
 }
 
@@ -359,5 +382,6 @@ fn device_from_row(row: &AnyRow) -> Result<Device> {
                 .map(|n| n.clamp(1, u32::MAX.into()) as u32),
             bytes_per_second: row.try_get::<Option<i64>, _>(6)?.map(|n| n.clamp(1, u32::MAX.into()) as u32),
         },
+        seq_reset_at: row.try_get(7)?,
     })
 }

@@ -13,6 +13,7 @@
 mod alarms;
 mod audit;
 mod catalog;
+mod credentials;
 mod devices;
 mod error;
 mod password;
@@ -25,6 +26,7 @@ mod tokens;
 pub use alarms::Webhook;
 pub use audit::AuditEntry;
 pub use catalog::Snapshot;
+pub use credentials::{Revoked, certificate_fingerprint, normalise_fingerprint};
 pub use devices::{AuthOutcome, Device, DeviceQuota};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};

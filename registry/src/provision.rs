@@ -12,44 +12,68 @@ use crate::{Error, Registry, Result};
 /// Creates `count` devices for `company`, named `{company}-{n:05}` after the
 /// company's existing devices, each with a random password and a first key.
 /// Returns what each device must hold; the keyring gains their keys.
+///
+/// Ids are claimed by the registry's insert, which refuses a taken id: two
+/// provisionings at once (two processes, the API and the CLI) get distinct
+/// devices instead of failing or sharing one.
 pub async fn provision_fleet(
     registry: &Registry,
     keyring: &mut Keyring,
     company: &str,
     count: usize,
 ) -> Result<Vec<FleetDevice>> {
-    registry.ensure_company(company).await?;
-    let existing = registry.list_devices(Some(company)).await?.len();
+    let claimed = claim_devices(registry, company, count).await?;
     let mut fleet = Vec::with_capacity(count);
-    for n in existing + 1..=existing + count {
-        let device_id = format!("{company}-{n:05}");
-        let password = generate_password();
-        registry.add_device(company, &device_id, &hash_password(&password)).await?;
+    for (device_id, password) in claimed {
         let (key_id, key) = keyring.add_key(&device_id);
         registry.add_key(&device_id, key_id).await?;
-        fleet.push(FleetDevice {
-            device_id,
-            company: company.to_owned(),
-            password: Secret(password),
-            key_id,
-            key,
-        });
+        fleet.push(FleetDevice { device_id, company: company.to_owned(), password, key_id, key });
     }
     Ok(fleet)
 }
 
 /// [`provision_fleet`] with the keys put in `keys` (the keyring file,
-/// Secrets Manager) in one import.
+/// Secrets Manager) in one import. The key material is stored before the
+/// registry names a key id, so the registry never points at a key the
+/// store lacks, whatever moment a crash picks.
 pub async fn provision_into(
     registry: &Registry,
     keys: &mut dyn KeyringStore,
     company: &str,
     count: usize,
 ) -> Result<Vec<FleetDevice>> {
+    let claimed = claim_devices(registry, company, count).await?;
     let mut keyring = Keyring::default();
-    let fleet = provision_fleet(registry, &mut keyring, company, count).await?;
+    let mut fleet = Vec::with_capacity(count);
+    for (device_id, password) in claimed {
+        let (key_id, key) = keyring.add_key(&device_id);
+        fleet.push(FleetDevice { device_id, company: company.to_owned(), password, key_id, key });
+    }
     keys.import(keyring).await?;
+    for device in &fleet {
+        registry.add_key(&device.device_id, device.key_id).await?;
+    }
     Ok(fleet)
+}
+
+/// Adds `count` devices to the registry under free ids, each with a fresh
+/// password; returns the ids and passwords.
+async fn claim_devices(registry: &Registry, company: &str, count: usize) -> Result<Vec<(String, Secret)>> {
+    registry.ensure_company(company).await?;
+    let mut n = registry.list_devices(Some(company)).await?.len();
+    let mut claimed = Vec::with_capacity(count);
+    while claimed.len() < count {
+        n += 1;
+        let device_id = format!("{company}-{n:05}");
+        let password = generate_password();
+        match registry.add_device(company, &device_id, &hash_password(&password)).await {
+            Ok(()) => claimed.push((device_id, Secret(password))),
+            // Someone else took this id meanwhile: try the next one.
+            Err(Error::DeviceExists(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(claimed)
 }
 
 /// Gives a device a new key in `keys`, which becomes the one it encrypts

@@ -129,6 +129,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ALTER TABLE devices ADD COLUMN publishes_per_second BIGINT;
         ALTER TABLE devices ADD COLUMN bytes_per_second BIGINT;",
     ),
+    (
+        6,
+        "sequence resets revoked certificates",
+        // `seq_reset_at`: records that arrive from then on (unix ms) start a
+        // fresh sequence window (a device whose counter went back to 0).
+        "ALTER TABLE devices ADD COLUMN seq_reset_at BIGINT;
+        CREATE TABLE revoked_certificates (
+            fingerprint TEXT   PRIMARY KEY,
+            device_id   TEXT   NOT NULL REFERENCES devices (id),
+            revoked_at  BIGINT NOT NULL
+        );",
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

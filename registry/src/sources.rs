@@ -49,6 +49,7 @@ impl KeySource for RegistryKeys {
                     created_at: d.created_at,
                     enabled: d.enabled,
                     site: d.site,
+                    seq_reset_at: d.seq_reset_at,
                 },
             )
         }));
@@ -162,7 +163,7 @@ impl WebhookDirectory for RegistryWebhooks {
 #[cfg(test)]
 mod tests {
     use wenu_core::catalog::SensorSpec;
-    use wenu_core::keyring::KeyringFile;
+    use wenu_local::KeyringFile;
 
     use crate::provision_fleet;
 

@@ -4,7 +4,8 @@
 //! server on loopback and sets it); each test gets a database of its own.
 
 use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
-use wenu_core::keyring::{Keyring, KeyringFile, KeyringStore};
+use wenu_core::keyring::{Keyring, KeyringStore};
+use wenu_local::KeyringFile;
 use wenu_registry::{
     AuthOutcome, DeviceQuota, Error, Registry, Role, generate_password, hash_password, provision_fleet,
     provision_into, rotate_key,
@@ -105,11 +106,30 @@ async fn devices_authenticate_and_rotate_keys(registry: Registry) {
         registry.authenticate(&dev.device_id, dev.password.0.clone()).await.unwrap(),
         AuthOutcome::Disabled
     );
-    assert_eq!(registry.authenticate_by_certificate(&dev.device_id).await.unwrap(), AuthOutcome::Disabled);
+    let (certificate, stolen) = ("ab".repeat(32), "cd".repeat(32));
     assert_eq!(
-        registry.authenticate_by_certificate(&fleet[1].device_id).await.unwrap(),
+        registry.authenticate_by_certificate(&dev.device_id, &certificate).await.unwrap(),
+        AuthOutcome::Disabled
+    );
+    assert_eq!(
+        registry.authenticate_by_certificate(&fleet[1].device_id, &certificate).await.unwrap(),
         AuthOutcome::Allowed
     );
+    // A revoked certificate is refused; the fingerprint may come with colons and capitals.
+    let colons: Vec<String> = stolen.as_bytes().chunks(2).map(|p| String::from_utf8_lossy(p).to_uppercase()).collect();
+    registry.revoke_certificate(&fleet[1].device_id, &colons.join(":")).await.unwrap();
+    registry.revoke_certificate(&fleet[1].device_id, &stolen).await.unwrap();
+    assert_eq!(
+        registry.authenticate_by_certificate(&fleet[1].device_id, &stolen).await.unwrap(),
+        AuthOutcome::RevokedCertificate
+    );
+    assert!(registry.revoke_certificate(&fleet[1].device_id, "not-hex").await.is_err());
+    assert!(registry.revoke_certificate("nobody", &stolen).await.is_err());
+    let revoked = registry.revoked().await.unwrap();
+    assert_eq!(revoked.certificates, [stolen].into());
+    assert_eq!(revoked.disabled_devices, [dev.device_id.clone()].into());
+    let reset_at = registry.reset_sequence(&fleet[1].device_id).await.unwrap();
+    assert_eq!(registry.device(&fleet[1].device_id).await.unwrap().unwrap().seq_reset_at, Some(reset_at));
     assert!(!registry.device(&dev.device_id).await.unwrap().unwrap().enabled);
 
     let (key_id, key) = rotate_key(&registry, &mut keyring, &dev.device_id).await.unwrap();

@@ -56,3 +56,38 @@ pub async fn an_imported_fleet_reaches_a_reader(
     assert_eq!(keyring.decryption_key("fleet-0007", 1).unwrap(), &replaced);
     assert_eq!(keyring.key_ids("fleet-0008"), [1, 2]);
 }
+
+/// Two writers changing the keyring at once (two `wenu devices` commands,
+/// the API beside the CLI) lose nothing: every key either added is there,
+/// with distinct ids per device.
+pub async fn concurrent_writers_lose_no_key(
+    first: &mut dyn KeyringStore,
+    second: &mut dyn KeyringStore,
+    reader: &mut dyn KeyringStore,
+) {
+    const ROUNDS: u32 = 8;
+    let (from_first, from_second) = tokio::join!(rotate_and_import("first", first), rotate_and_import("second", second));
+    let keyring = reader.changed().await.unwrap().expect("the first call loads the keyring");
+    assert_eq!(keyring.device_count(), 1 + 2 * ROUNDS as usize);
+    for (device, (id, key)) in from_first.iter().chain(&from_second) {
+        assert_eq!(keyring.decryption_key(device, *id).unwrap(), key, "{device} key {id}");
+    }
+    assert_eq!(keyring.key_ids("shared"), (1..=2 * ROUNDS).collect::<Vec<_>>());
+
+    /// Rotates a device both writers share and imports one of its own, each round.
+    async fn rotate_and_import(
+        writer: &str,
+        store: &mut dyn KeyringStore,
+    ) -> Vec<(String, (u32, wenu_core::keyring::SecretKey))> {
+        let mut added = Vec::new();
+        for round in 0..ROUNDS {
+            added.push(("shared".to_owned(), store.add_key("shared").await.unwrap()));
+            let own = format!("{writer}-{round}");
+            let mut fleet = wenu_core::keyring::Keyring::default();
+            let key = fleet.add_key(&own);
+            store.import(fleet).await.unwrap();
+            added.push((own, key));
+        }
+        added
+    }
+}

@@ -44,7 +44,7 @@ impl Fleet {
         for device in devices {
             keyring.add_key(device);
             let entry =
-                DeviceEntry { company: "acme".into(), created_at: T0 - 3_600_000, enabled: true, site: None };
+                DeviceEntry { company: "acme".into(), created_at: T0 - 3_600_000, enabled: true, site: None, seq_reset_at: None };
             entries.push((device.to_string(), entry));
         }
         let placements = devices.iter().map(|d| DevicePlacement {

@@ -205,8 +205,12 @@ async fn secrets_manager_passes_the_keyring_suite() {
     // 300 devices do not fit one secret of 16 KiB: the import spreads them.
     let prefix = format!("wenu/{}/device-keys", unique_name("import"));
     let mut writer = SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO).with_fill_bytes(16 << 10);
-    let mut reader = SecretsKeyring::new(client, &prefix, Duration::ZERO);
+    let mut reader = SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO);
     wenu_tests::keyring_conformance::an_imported_fleet_reaches_a_reader(&mut writer, &mut reader).await;
+    let prefix = format!("wenu/{}/device-keys", unique_name("concurrent"));
+    let handle = || SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO).with_fill_bytes(2 << 10);
+    let (mut first, mut second, mut reader) = (handle(), handle(), handle());
+    wenu_tests::keyring_conformance::concurrent_writers_lose_no_key(&mut first, &mut second, &mut reader).await;
 }
 
 /// With a KMS key, the secrets the keyring creates are encrypted with it,

@@ -96,7 +96,7 @@ async fn local_directory_passes_object_stores_own_suite() {
 
 #[tokio::test]
 async fn keyring_file_passes_the_keyring_suite() {
-    use wenu_core::keyring::KeyringFile;
+    use wenu_local::KeyringFile;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keyring.json");
     let (mut writer, mut reader) = (KeyringFile::new(&path), KeyringFile::new(&path));
@@ -105,4 +105,8 @@ async fn keyring_file_passes_the_keyring_suite() {
     let path = dir.path().join("imported.json");
     let (mut writer, mut reader) = (KeyringFile::new(&path), KeyringFile::new(&path));
     wenu_tests::keyring_conformance::an_imported_fleet_reaches_a_reader(&mut writer, &mut reader).await;
+    let path = dir.path().join("concurrent.json");
+    let (mut first, mut second, mut reader) =
+        (KeyringFile::new(&path), KeyringFile::new(&path), KeyringFile::new(&path));
+    wenu_tests::keyring_conformance::concurrent_writers_lose_no_key(&mut first, &mut second, &mut reader).await;
 }

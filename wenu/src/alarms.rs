@@ -13,7 +13,7 @@ use wenu_alarms::{
     AlarmStage, AlarmStore, AlarmTotals, Dispatcher, Notification, Notifier, NotifyError, WebhookNotifier,
 };
 use wenu_api::LiveHub;
-use wenu_core::keyring::KeyringFile;
+use wenu_local::KeyringFile;
 use wenu_core::topic::alarm_topic;
 use wenu_ingest::EdgePublisher;
 use wenu_local::SqliteTable;

@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
-use wenu_core::keyring::{KeyringFile, KeyringStore};
-use wenu_registry::{DeviceQuota, Registry, provision_into, retire_key, rotate_key};
+use wenu_core::keyring::KeyringStore;
+use wenu_local::KeyringFile;
+use wenu_registry::{
+    DeviceQuota, Registry, certificate_fingerprint, normalise_fingerprint, provision_into, retire_key, rotate_key,
+};
 
 use crate::config::{Backend, Config};
 
@@ -60,6 +63,21 @@ pub enum DevicesCommand {
     Disable { device: String },
     /// Let a disabled device connect again.
     Enable { device: String },
+    /// The device's sequence counter went back (factory reset, new
+    /// firmware): what arrives from now on starts a fresh sequence window
+    /// instead of being quarantined as `replayed_seq`.
+    ResetSequence { device: String },
+    /// Refuse one of the device's client certificates from its next TLS
+    /// login on, and end the sessions it opened.
+    RevokeCert {
+        device: String,
+        /// The certificate file (PEM).
+        #[arg(long, conflicts_with = "fingerprint", required_unless_present = "fingerprint")]
+        cert: Option<PathBuf>,
+        /// Or its SHA-256 fingerprint, hex (as `openssl x509 -fingerprint -sha256` prints it).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
     /// Give a device its own publish quota at the edge (its burst keeps the
     /// configured ratio to the rate); an option left out goes back to the
     /// edge's default (`mqtt.device_publishes_per_second`, …).
@@ -142,6 +160,19 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
             registry.set_enabled(&device, true).await?;
             eprintln!("{device} is enabled");
         }
+        DevicesCommand::ResetSequence { device } => {
+            let at = registry.reset_sequence(&device).await?;
+            eprintln!("{device}: what arrives from {at} (unix ms) on starts a fresh sequence window");
+        }
+        DevicesCommand::RevokeCert { device, cert, fingerprint } => {
+            let fingerprint = match (cert, fingerprint) {
+                (Some(path), _) => certificate_fingerprint_of(&path)?,
+                (None, Some(fingerprint)) => fingerprint,
+                (None, None) => anyhow::bail!("give --cert or --fingerprint"),
+            };
+            registry.revoke_certificate(&device, &fingerprint).await?;
+            eprintln!("{device}: certificate {} is revoked", normalise_fingerprint(&fingerprint)?);
+        }
         DevicesCommand::SetQuota { device, publishes_per_second, bytes_per_second } => {
             registry
                 .set_device_quota(&device, DeviceQuota { publishes_per_second, bytes_per_second })
@@ -155,6 +186,14 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// The SHA-256 fingerprint of the (first) certificate in a PEM file.
+fn certificate_fingerprint_of(path: &Path) -> anyhow::Result<String> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{} is not a PEM certificate: {e}", path.display()))?;
+    Ok(certificate_fingerprint(&pem.contents))
 }
 
 /// Where the configured backend keeps device keys: the keyring file of the

@@ -16,7 +16,7 @@ use wenu_lake::LakeStage;
 use wenu_local::{SqliteStream, StreamOptions};
 
 use crate::config::Config;
-use wenu_core::keyring::KeyringFile;
+use wenu_local::KeyringFile;
 use wenu_registry::RegistryKeys;
 
 #[derive(Args)]

@@ -26,7 +26,7 @@ use crate::alarms::{ALARMS_CONSUMER, Alarms};
 use crate::api_ports::LocalLake;
 use crate::config::{Backend, Config};
 use crate::http;
-use wenu_core::keyring::KeyringFile;
+use wenu_local::KeyringFile;
 use wenu_registry::{RegistryCatalog, RegistryKeys};
 
 #[derive(Args)]
@@ -150,7 +150,7 @@ impl Server {
                 let api = ApiState::new(registry.clone(), Arc::new(stats.clone()), live, config.api_limits())
                     .with_lake(Arc::new(LocalLake::open(&config.lake_dir()).await?))
                     .with_device_keys(Arc::new(StoredKeys::new(Box::new(
-                        wenu_core::keyring::KeyringFile::new(config.keyring_path()),
+                        wenu_local::KeyringFile::new(config.keyring_path()),
                     ))))
                     .with_alarms(alarms.store.clone(), alarms.dispatcher.waker())
                     .with_consumer_health(health.clone());

@@ -202,3 +202,51 @@ fn parallel_key_rotations_from_many_processes_leave_registry_and_keyring_agreein
         .collect();
     assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn parallel_provisioning_from_two_processes_gives_distinct_devices_whose_keys_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::provisioned(&data, 1, &dir.path().join("first.json"));
+    let fleets: Vec<_> = (0..2).map(|i| dir.path().join(format!("fleet-{i}.json"))).collect();
+    let provisions: Vec<_> = fleets
+        .iter()
+        .map(|out| {
+            support::wenu(&data)
+                .args(["devices", "provision", "--company", "acme", "--count", "6", "--out"])
+                .arg(out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // A rotation of the first device while the two provision.
+    let rotation = support::wenu(&data).args(["devices", "rotate-key", "acme-00001"]).output().unwrap();
+    assert!(rotation.status.success(), "{}", String::from_utf8_lossy(&rotation.stderr));
+    for provision in provisions {
+        let out = provision.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let mut provisioned: Vec<String> = fleets
+        .iter()
+        .flat_map(|path| Fleet::load(path).unwrap().devices)
+        .map(|d| d.device_id)
+        .collect();
+    provisioned.sort();
+    let expected: Vec<String> = (2..=13).map(|n| format!("acme-{n:05}")).collect();
+    assert_eq!(provisioned, expected, "twelve devices, none shared by the two runs");
+
+    let listed = support::ok(support::wenu(&data).args(["devices", "list", "--json"]).output().unwrap());
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let keyring = Keyring::load(&data.join("keyring.json")).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 13);
+    for device in listed.as_array().unwrap() {
+        let id = device["id"].as_str().unwrap();
+        let registered: Vec<u32> =
+            device["live_key_ids"].as_array().unwrap().iter().map(|k| k.as_u64().unwrap() as u32).collect();
+        assert_eq!(keyring.key_ids(id), registered, "{id}: registry and keyring agree");
+    }
+    assert_eq!(keyring.key_ids("acme-00001"), [1, 2], "the rotation survived the imports");
+}

@@ -1,8 +1,8 @@
 //! Consumers are never silently gone. A stage that panics is built again
 //! from its checkpoint; one whose keyring becomes unreadable under traffic
 //! keeps retrying, shows as failing in `/health` and `wenu status`, and
-//! recovers once the file is fixed. Either way every acknowledged reading
-//! reaches the lake once.
+//! recovers once the file is fixed; so does a lake whose storage fails.
+//! Either way every acknowledged reading reaches the lake once.
 
 mod support;
 
@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use support::{
-    ServeProcess, acked_lines, free_loopback_port, provisioned, status, wait_for_consumer, wait_for_lake,
-    wenu,
+    ServeProcess, acked_lines, free_loopback_port, provisioned, sql_rows, status, wait_for_consumer,
+    wait_for_lake,
 };
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
@@ -98,16 +98,56 @@ async fn panics_and_an_unreadable_keyring_lose_no_acknowledged_reading() {
 
     let acked: BTreeSet<(String, u64)> = reports.iter().flat_map(|r| acked_lines(r)).collect();
     assert_eq!(acked.len(), 3 * 2 * PER_RUN as usize);
-    let sql = |query: &str| -> Vec<serde_json::Value> {
-        let out = wenu(&data).args(["sql", "--format", "json", query]).output().unwrap();
-        assert!(out.status.success(), "wenu sql: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    assert_lake_holds_exactly_once(&data, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_lake_store_holds_the_readings_back_until_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fleet = provisioned(&data, 3, &dir.path().join("fleet.json"));
+    let port = free_loopback_port();
+    let server =
+        ServeProcess::start_with(&data, &format!("127.0.0.1:{port}"), &[("WENU_LAKE_BUFFER_SECS", "0")]);
+    let reports = [dir.path().join("acked-1.jsonl"), dir.path().join("acked-2.jsonl")];
+    send(&fleet, port, 1, &reports[0]).await;
+    wait_for_lake(&data).await;
+
+    // The lake's directory is replaced by a file: every write fails (as a
+    // full or read-only volume would, and whoever runs the test).
+    let (lake, away) = (data.join("lake"), data.join("lake.away"));
+    std::fs::rename(&lake, &away).unwrap();
+    std::fs::write(&lake, b"not a directory").unwrap();
+    send(&fleet, port, 1 + PER_RUN, &reports[1]).await;
+    let failing = loop {
+        let h = health(&server);
+        if h["consumers"]["lake"]["state"] == "failing" {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert_eq!(failing["status"], "degraded", "{failing}");
+    assert_eq!(failing["consumers"]["alarms"]["state"], "ok", "the other consumers go on: {failing}");
+
+    std::fs::remove_file(&lake).unwrap();
+    std::fs::rename(&away, &lake).unwrap();
+    wait_for_lake(&data).await;
+    assert_eq!(health(&server)["status"], "ok");
+    server.terminate();
+
+    let acked: BTreeSet<(String, u64)> = reports.iter().flat_map(|r| acked_lines(r)).collect();
+    assert_eq!(acked.len(), 3 * 2 * PER_RUN as usize);
+    assert_lake_holds_exactly_once(&data, &acked);
+}
+
+/// Every acknowledged message is in the lake, and no reading twice.
+fn assert_lake_holds_exactly_once(data: &Path, acked: &BTreeSet<(String, u64)>) {
+    let sql = |query: &str| sql_rows(data, query);
     let in_lake: BTreeSet<(String, u64)> = sql("SELECT DISTINCT device_id, seq FROM readings")
         .iter()
         .map(|m| (m["device_id"].as_str().unwrap().to_owned(), m["seq"].as_u64().unwrap()))
         .collect();
-    assert_eq!(in_lake, acked, "every acknowledged message in the lake");
+    assert_eq!(&in_lake, acked, "every acknowledged message in the lake");
     let counts = &sql("SELECT count(*) AS n, count(DISTINCT (device_id, seq, sensor)) AS d FROM readings")[0];
     assert_eq!(counts["n"], counts["d"], "no reading twice");
 }

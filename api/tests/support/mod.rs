@@ -58,7 +58,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
         let table = Arc::new(SqliteTable::open(&dir.path().join("stats.db")).unwrap());
-        let keyring = wenu_core::keyring::KeyringFile::new(dir.path().join("keyring.json"));
+        let keyring = wenu_local::KeyringFile::new(dir.path().join("keyring.json"));
         let keys = Arc::new(StoredKeys::new(Box::new(keyring)));
         keys.provision(&registry, "acme", 2).await.unwrap();
         keys.provision(&registry, "globex", 1).await.unwrap();

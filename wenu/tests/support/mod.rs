@@ -287,3 +287,10 @@ pub fn lake_messages(duck: &serde_json::Value) -> std::collections::BTreeSet<(St
         .map(|m| (m[0].as_str().unwrap().to_owned(), m[1].as_u64().unwrap()))
         .collect()
 }
+
+/// `wenu sql --format json`: one object per row.
+pub fn sql_rows(data_dir: &Path, query: &str) -> Vec<serde_json::Value> {
+    let out = wenu(data_dir).args(["sql", "--format", "json", query]).output().unwrap();
+    assert!(out.status.success(), "wenu sql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
