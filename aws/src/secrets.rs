@@ -130,8 +130,14 @@ impl SecretsKeyring {
         Ok(listed)
     }
 
-    /// Each secret's current value, with the version it is.
-    async fn fetch(&self, names: &[String]) -> Result<Vec<(String, Option<String>, Keyring)>> {
+    /// Each secret's current value, with the version it is. `listed` is the
+    /// current version the listing named: a batch answer of another version
+    /// (a write in between) is fetched again by stage.
+    async fn fetch(
+        &self,
+        names: &[String],
+        listed: &BTreeMap<String, Option<String>>,
+    ) -> Result<Vec<(String, Option<String>, Keyring)>> {
         let mut out = Vec::new();
         for chunk in names.chunks(MAX_BATCH_GET) {
             let output = self
@@ -153,12 +159,29 @@ impl SecretsKeyring {
             }
             for secret in output.secret_values() {
                 let name = secret.name().unwrap_or_default().to_owned();
-                let keyring: Keyring = serde_json::from_str(secret.secret_string().unwrap_or("{}"))
-                    .map_err(|e| permanent(format!("secret {name} is not a keyring: {e}")))?;
-                out.push((name, secret.version_id().map(str::to_owned), keyring));
+                let version = secret.version_id().map(str::to_owned);
+                if listed.get(&name).is_some_and(|current| *current != version) {
+                    out.push(self.fetch_current(&name).await?);
+                } else {
+                    out.push((name.clone(), version, parse_keyring(&name, secret.secret_string())?));
+                }
             }
         }
         Ok(out)
+    }
+
+    /// One secret's `AWSCURRENT` value and version.
+    async fn fetch_current(&self, name: &str) -> Result<(String, Option<String>, Keyring)> {
+        let secret = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .map_err(|e| keys_error("GetSecretValue", &e))?;
+        let keyring = parse_keyring(name, secret.secret_string())?;
+        Ok((name.to_owned(), secret.version_id().map(str::to_owned), keyring))
     }
 
     /// Stores `value` as secret `name` if its current version is still
@@ -263,7 +286,7 @@ impl KeyringStore for SecretsKeyring {
             return Ok(None);
         }
         self.secrets.retain(|name, _| listed.contains_key(name));
-        for (name, version, keyring) in self.fetch(&changed).await? {
+        for (name, version, keyring) in self.fetch(&changed, &listed).await? {
             self.secrets.insert(name, (version, keyring));
         }
         tracing::debug!(
@@ -295,7 +318,8 @@ impl KeyringStore for SecretsKeyring {
                     let mut taken = Vec::new();
                     for (i, (device, single)) in remaining.iter().enumerate() {
                         if this.secret_for(device) == name
-                            && (i == 0 || serde_json::to_vec(&keyring).map_or(0, |v| v.len()) < this.fill_bytes)
+                            && (i == 0
+                                || serde_json::to_vec(&keyring).map_or(0, |v| v.len()) < this.fill_bytes)
                         {
                             keyring.merge(single.clone());
                             taken.push(device.clone());
@@ -317,6 +341,11 @@ where
 {
     let (message, retryable) = classify(err);
     Error::Keyring { message: format!("Secrets Manager {call}: {message}"), retryable }
+}
+
+fn parse_keyring(name: &str, text: Option<&str>) -> Result<Keyring> {
+    serde_json::from_str(text.unwrap_or("{}"))
+        .map_err(|e| permanent(format!("secret {name} is not a keyring: {e}")))
 }
 
 fn permanent(message: String) -> Error {

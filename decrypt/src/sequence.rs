@@ -144,7 +144,13 @@ impl SequenceTracker {
     /// `received_at` from a device whose window the registry reset at
     /// `reset_at`: the first record arriving since the reset starts a fresh
     /// window (the duplicate and replay counts carry over).
-    pub fn observe_at(&mut self, device_id: &str, seq: u64, received_at: i64, reset_at: Option<i64>) -> SeqVerdict {
+    pub fn observe_at(
+        &mut self,
+        device_id: &str,
+        seq: u64,
+        received_at: i64,
+        reset_at: Option<i64>,
+    ) -> SeqVerdict {
         let Some(reset_at) = reset_at.filter(|&at| received_at >= at) else {
             return self.observe(device_id, seq);
         };

@@ -24,8 +24,13 @@ impl Fixture {
         keyring.add_key("dev-1");
         keyring.add_key("dev-2");
         keyring.add_key("dev-off");
-        let entry =
-            |enabled| DeviceEntry { company: "acme".into(), created_at: CREATED, enabled, site: None, seq_reset_at: None };
+        let entry = |enabled| DeviceEntry {
+            company: "acme".into(),
+            created_at: CREATED,
+            enabled,
+            site: None,
+            seq_reset_at: None,
+        };
         let directory = Directory::new([
             ("dev-1".to_string(), entry(true)),
             ("dev-2".to_string(), entry(true)),

@@ -32,7 +32,13 @@ impl Fixture {
     fn new() -> Fixture {
         let mut keyring = Keyring::default();
         keyring.add_key("dev-1");
-        let entry = DeviceEntry { company: "acme".into(), created_at: CREATED, enabled: true, site: None, seq_reset_at: None };
+        let entry = DeviceEntry {
+            company: "acme".into(),
+            created_at: CREATED,
+            enabled: true,
+            site: None,
+            seq_reset_at: None,
+        };
         Fixture { keyring, directory: Directory::new([("dev-1".to_string(), entry)]) }
     }
 

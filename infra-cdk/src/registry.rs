@@ -147,7 +147,12 @@ impl Registry {
     /// Provisioning and rotating device keys (the API).
     pub fn keys_write_statements(&self) -> Vec<serde_json::Value> {
         vec![iam::allow(
-            &["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:TagResource"],
+            &[
+                "secretsmanager:CreateSecret",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecretVersionStage",
+                "secretsmanager:TagResource",
+            ],
             &[self.keys_arn()],
         )]
     }

@@ -106,8 +106,11 @@ fn only_the_functions_that_open_readings_read_device_keys_and_only_the_api_write
     }
     for role in ["DecryptRole", "EnrichRole", "AlarmsRole"] {
         assert!(!statements_of(role).contains("PutSecretValue"), "{role}");
+        assert!(!statements_of(role).contains("UpdateSecretVersionStage"), "{role}");
     }
+    // Writers swap a secret's current version: put a pending one, then move the label.
     assert!(statements_of("ApiRole").contains("PutSecretValue"));
+    assert!(statements_of("ApiRole").contains("UpdateSecretVersionStage"));
 }
 
 #[test]

@@ -48,9 +48,15 @@ pub(crate) struct PeerCertificate {
 /// Who logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Login {
-    Device { id: String, credential: Credential },
+    Device {
+        id: String,
+        credential: Credential,
+    },
     /// A company's alarm reader.
-    Reader { company: String, credential: Credential },
+    Reader {
+        company: String,
+        credential: Credential,
+    },
 }
 
 impl Login {
@@ -125,7 +131,11 @@ impl Gate {
     }
 
     /// An alarm reader: the password must be a live API token of that company.
-    async fn login_reader(&self, company: &str, request: &LoginRequest) -> Result<Credential, ConnectRefusal> {
+    async fn login_reader(
+        &self,
+        company: &str,
+        request: &LoginRequest,
+    ) -> Result<Credential, ConnectRefusal> {
         check_reader_session(company, session_request(request))?;
         let password = request.password.as_ref().ok_or(ConnectRefusal::NoCredentials)?;
         let bearer = String::from_utf8_lossy(password);
@@ -158,7 +168,9 @@ impl Gate {
         let certificate = request.certificate.as_ref().map(|c| c.fingerprint.clone());
         let outcome = match (password, &certificate) {
             (Some(password), _) => self.registry.authenticate(&device_id, password).await,
-            (None, Some(fingerprint)) => self.registry.authenticate_by_certificate(&device_id, fingerprint).await,
+            (None, Some(fingerprint)) => {
+                self.registry.authenticate_by_certificate(&device_id, fingerprint).await
+            }
             (None, None) => return Err(ConnectRefusal::NoCredentials),
         };
         match outcome {

@@ -43,8 +43,13 @@ fn batch(keyring: &Keyring, positions: std::ops::RangeInclusive<u64>, ts: i64) -
 async fn lake_with_small_files(dir: &Path) -> Keyring {
     let mut keyring = Keyring::default();
     keyring.add_key("dev-1");
-    let entry =
-        DeviceEntry { company: "acme".into(), created_at: NOW - 48 * HOUR, enabled: true, site: None, seq_reset_at: None };
+    let entry = DeviceEntry {
+        company: "acme".into(),
+        created_at: NOW - 48 * HOUR,
+        enabled: true,
+        site: None,
+        seq_reset_at: None,
+    };
     let keys = FixedKeys::new(keyring.clone(), Directory::new([("dev-1".to_string(), entry)]));
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
     let mut stage = LakeStage::new(store, Box::new(keys), DecodeLimits::default());
@@ -101,8 +106,13 @@ async fn files_beyond_the_checkpoint_and_files_written_after_the_plan_stay() {
 
     // A late reading lands in the partition between plan and swap.
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-    let entry =
-        DeviceEntry { company: "acme".into(), created_at: NOW - 48 * HOUR, enabled: true, site: None, seq_reset_at: None };
+    let entry = DeviceEntry {
+        company: "acme".into(),
+        created_at: NOW - 48 * HOUR,
+        enabled: true,
+        site: None,
+        seq_reset_at: None,
+    };
     let keys = FixedKeys::new(keyring.clone(), Directory::new([("dev-1".to_string(), entry)]));
     let mut stage = LakeStage::new(store, Box::new(keys), DecodeLimits::default());
     stage.write_batch(&batch(&keyring, 41..=41, NOW - 3 * HOUR)).await.unwrap();

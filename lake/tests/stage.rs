@@ -24,8 +24,13 @@ fn keys() -> (Keyring, Directory) {
     let mut keyring = Keyring::default();
     keyring.add_key("dev-1");
     keyring.add_key("dev-2");
-    let entry =
-        DeviceEntry { company: "acme".into(), created_at: NOW - 48 * HOUR, enabled: true, site: None, seq_reset_at: None };
+    let entry = DeviceEntry {
+        company: "acme".into(),
+        created_at: NOW - 48 * HOUR,
+        enabled: true,
+        site: None,
+        seq_reset_at: None,
+    };
     let placed = DeviceEntry { site: Some("north".into()), ..entry.clone() };
     let directory = Directory::new([("dev-1".to_string(), placed), ("dev-2".to_string(), entry)]);
     (keyring, directory)

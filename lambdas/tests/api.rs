@@ -21,9 +21,8 @@ struct Api {
 async fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
-    let keys = wenu_api::StoredKeys::new(Box::new(wenu_local::KeyringFile::new(
-        dir.path().join("keyring.json"),
-    )));
+    let keys =
+        wenu_api::StoredKeys::new(Box::new(wenu_local::KeyringFile::new(dir.path().join("keyring.json"))));
     keys.provision(&registry, "acme", 2).await.unwrap();
     keys.provision(&registry, "globex", 1).await.unwrap();
     let stats = Arc::new(SqliteTable::open(&dir.path().join("stats.db")).unwrap());

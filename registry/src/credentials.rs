@@ -51,8 +51,12 @@ impl Registry {
         .rows_affected();
         if inserted > 0 {
             let detail = json!({ "fingerprint": fingerprint });
-            let change =
-                Change { action: "device.revoke_certificate", company: Some(&company), target: device_id, detail };
+            let change = Change {
+                action: "device.revoke_certificate",
+                company: Some(&company),
+                target: device_id,
+                detail,
+            };
             self.record_change(&mut tx, change).await?;
         }
         Ok(tx.commit().await?)

@@ -326,7 +326,11 @@ impl Registry {
     /// Decides whether a device that proved its identity by a client
     /// certificate (whose SHA-256 `fingerprint` is given, lowercase hex)
     /// may connect.
-    pub async fn authenticate_by_certificate(&self, device_id: &str, fingerprint: &str) -> Result<AuthOutcome> {
+    pub async fn authenticate_by_certificate(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+    ) -> Result<AuthOutcome> {
         let enabled: Option<i64> =
             sqlx::query_scalar("SELECT CASE WHEN enabled THEN 1 ELSE 0 END FROM devices WHERE id = $1")
                 .bind(device_id)
@@ -348,9 +352,12 @@ impl Registry {
     pub async fn reset_sequence(&self, device_id: &str) -> Result<i64> {
         let at = now_ms();
         let change = ("device.reset_sequence", json!({ "at": at }));
-        self.update_device(device_id, "UPDATE devices SET seq_reset_at = $2 WHERE id = $1", change, move |q| {
-            q.bind(at)
-        })
+        self.update_device(
+            device_id,
+            "UPDATE devices SET seq_reset_at = $2 WHERE id = $1",
+            change,
+            move |q| q.bind(at),
+        )
         .await?;
         Ok(at)
     }

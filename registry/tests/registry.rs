@@ -116,7 +116,8 @@ async fn devices_authenticate_and_rotate_keys(registry: Registry) {
         AuthOutcome::Allowed
     );
     // A revoked certificate is refused; the fingerprint may come with colons and capitals.
-    let colons: Vec<String> = stolen.as_bytes().chunks(2).map(|p| String::from_utf8_lossy(p).to_uppercase()).collect();
+    let colons: Vec<String> =
+        stolen.as_bytes().chunks(2).map(|p| String::from_utf8_lossy(p).to_uppercase()).collect();
     registry.revoke_certificate(&fleet[1].device_id, &colons.join(":")).await.unwrap();
     registry.revoke_certificate(&fleet[1].device_id, &stolen).await.unwrap();
     assert_eq!(

@@ -66,7 +66,8 @@ pub async fn concurrent_writers_lose_no_key(
     reader: &mut dyn KeyringStore,
 ) {
     const ROUNDS: u32 = 8;
-    let (from_first, from_second) = tokio::join!(rotate_and_import("first", first), rotate_and_import("second", second));
+    let (from_first, from_second) =
+        tokio::join!(rotate_and_import("first", first), rotate_and_import("second", second));
     let keyring = reader.changed().await.unwrap().expect("the first call loads the keyring");
     assert_eq!(keyring.device_count(), 1 + 2 * ROUNDS as usize);
     for (device, (id, key)) in from_first.iter().chain(&from_second) {

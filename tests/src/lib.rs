@@ -67,7 +67,13 @@ impl TestEdge {
             Fleet { devices: provision_fleet(&registry, &mut keyring, "acme", devices).await.unwrap() };
         let certs = dir.path().join("certs");
         let ids: Vec<String> = fleet.devices.iter().map(|d| d.device_id.clone()).collect();
-        wenu_ingest::certs::init_local_ca(&certs, &["localhost".into(), "127.0.0.1".into()], &ids, wenu_ingest::certs::DEFAULT_DAYS).unwrap();
+        wenu_ingest::certs::init_local_ca(
+            &certs,
+            &["localhost".into(), "127.0.0.1".into()],
+            &ids,
+            wenu_ingest::certs::DEFAULT_DAYS,
+        )
+        .unwrap();
         let stream = SqliteStream::open(&dir.path().join("stream.db"), stream_options).unwrap();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let tls = |client_ca: Option<PathBuf>| TlsConfig {

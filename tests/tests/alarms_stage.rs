@@ -43,8 +43,13 @@ impl Fleet {
         let mut entries = Vec::new();
         for device in devices {
             keyring.add_key(device);
-            let entry =
-                DeviceEntry { company: "acme".into(), created_at: T0 - 3_600_000, enabled: true, site: None, seq_reset_at: None };
+            let entry = DeviceEntry {
+                company: "acme".into(),
+                created_at: T0 - 3_600_000,
+                enabled: true,
+                site: None,
+                seq_reset_at: None,
+            };
             entries.push((device.to_string(), entry));
         }
         let placements = devices.iter().map(|d| DevicePlacement {

@@ -302,8 +302,13 @@ async fn mutual_tls_accepts_the_devices_own_certificate_only() {
     assert!(!mosquitto_pub(&args).await.status.success());
     let stranger = edge.dir.path().join("stranger-ca");
     let days = wenu_ingest::certs::DEFAULT_DAYS;
-    wenu_ingest::certs::init_local_ca(&stranger, &["localhost".into()], std::slice::from_ref(&me.device_id), days)
-        .unwrap();
+    wenu_ingest::certs::init_local_ca(
+        &stranger,
+        &["localhost".into()],
+        std::slice::from_ref(&me.device_id),
+        days,
+    )
+    .unwrap();
     let (strange_cert, strange_key) = (
         path_arg(&stranger.join("devices").join(format!("{}.crt", me.device_id))),
         path_arg(&stranger.join("devices").join(format!("{}.key", me.device_id))),

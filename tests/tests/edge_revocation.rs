@@ -34,7 +34,8 @@ fn with_certificate(edge: &TestEdge, n: usize, mut options: MqttOptions) -> Mqtt
 }
 
 fn fingerprint_of(edge: &TestEdge, n: usize) -> String {
-    let pem = std::fs::read(edge.certs.join("devices").join(format!("{}.crt", edge.device(n).device_id))).unwrap();
+    let pem =
+        std::fs::read(edge.certs.join("devices").join(format!("{}.crt", edge.device(n).device_id))).unwrap();
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
     certificate_fingerprint(&pem.contents)
 }
@@ -80,7 +81,8 @@ async fn a_revoked_certificate_is_refused_at_login_and_its_session_ends() {
     let edge = TestEdge::start(Listen::MutualTls, 2).await;
     let (me, other) = (edge.device(0).device_id.clone(), edge.device(1).device_id.clone());
     let (_mine, mut my_events) = connect(with_certificate(&edge, 0, options(&edge, &me))).await.unwrap();
-    let (theirs, mut their_events) = connect(with_certificate(&edge, 1, options(&edge, &other))).await.unwrap();
+    let (theirs, mut their_events) =
+        connect(with_certificate(&edge, 1, options(&edge, &other))).await.unwrap();
 
     edge.registry.revoke_certificate(&me, &fingerprint_of(&edge, 0)).await.unwrap();
     ended(&mut my_events).await;

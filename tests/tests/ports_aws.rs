@@ -210,7 +210,8 @@ async fn secrets_manager_passes_the_keyring_suite() {
     let prefix = format!("wenu/{}/device-keys", unique_name("concurrent"));
     let handle = || SecretsKeyring::new(client.clone(), &prefix, Duration::ZERO).with_fill_bytes(2 << 10);
     let (mut first, mut second, mut reader) = (handle(), handle(), handle());
-    wenu_tests::keyring_conformance::concurrent_writers_lose_no_key(&mut first, &mut second, &mut reader).await;
+    wenu_tests::keyring_conformance::concurrent_writers_lose_no_key(&mut first, &mut second, &mut reader)
+        .await;
 }
 
 /// With a KMS key, the secrets the keyring creates are encrypted with it,

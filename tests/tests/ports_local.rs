@@ -108,5 +108,6 @@ async fn keyring_file_passes_the_keyring_suite() {
     let path = dir.path().join("concurrent.json");
     let (mut first, mut second, mut reader) =
         (KeyringFile::new(&path), KeyringFile::new(&path), KeyringFile::new(&path));
-    wenu_tests::keyring_conformance::concurrent_writers_lose_no_key(&mut first, &mut second, &mut reader).await;
+    wenu_tests::keyring_conformance::concurrent_writers_lose_no_key(&mut first, &mut second, &mut reader)
+        .await;
 }

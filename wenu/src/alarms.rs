@@ -13,9 +13,9 @@ use wenu_alarms::{
     AlarmStage, AlarmStore, AlarmTotals, Dispatcher, Notification, Notifier, NotifyError, WebhookNotifier,
 };
 use wenu_api::LiveHub;
-use wenu_local::KeyringFile;
 use wenu_core::topic::alarm_topic;
 use wenu_ingest::EdgePublisher;
+use wenu_local::KeyringFile;
 use wenu_local::SqliteTable;
 use wenu_registry::Registry;
 use wenu_runtime::{BatchLimits, ConsumerOptions, Supervisor};

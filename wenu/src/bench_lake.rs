@@ -99,7 +99,16 @@ pub(crate) fn fleet(devices: u64) -> (Keyring, Directory) {
     let entries = (0..devices).map(|d| {
         let id = format!("bench-{d:05}");
         keyring.add_key(&id);
-        (id, DeviceEntry { company: "bench".into(), created_at, enabled: true, site: None, seq_reset_at: None })
+        (
+            id,
+            DeviceEntry {
+                company: "bench".into(),
+                created_at,
+                enabled: true,
+                site: None,
+                seq_reset_at: None,
+            },
+        )
     });
     let directory = Directory::new(entries.collect::<Vec<_>>());
     (keyring, directory)

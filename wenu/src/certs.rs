@@ -58,7 +58,11 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
             devices.extend(fleet_devices(fleet)?);
             anyhow::ensure!(!devices.is_empty(), "name devices with --device or --fleet");
             issue_device_certificates(&out, &devices, days)?;
-            eprintln!("issued {} device certificates (valid {days} days) in {}", devices.len(), out.display());
+            eprintln!(
+                "issued {} device certificates (valid {days} days) in {}",
+                devices.len(),
+                out.display()
+            );
         }
     }
     Ok(())

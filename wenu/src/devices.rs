@@ -8,7 +8,8 @@ use wenu_core::fleet::{Fleet, FleetDevice, Secret};
 use wenu_core::keyring::KeyringStore;
 use wenu_local::KeyringFile;
 use wenu_registry::{
-    DeviceQuota, Registry, certificate_fingerprint, normalise_fingerprint, provision_into, retire_key, rotate_key,
+    DeviceQuota, Registry, certificate_fingerprint, normalise_fingerprint, provision_into, retire_key,
+    rotate_key,
 };
 
 use crate::config::{Backend, Config};

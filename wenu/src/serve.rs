@@ -149,9 +149,9 @@ impl Server {
             Some(addr) => {
                 let api = ApiState::new(registry.clone(), Arc::new(stats.clone()), live, config.api_limits())
                     .with_lake(Arc::new(LocalLake::open(&config.lake_dir()).await?))
-                    .with_device_keys(Arc::new(StoredKeys::new(Box::new(
-                        wenu_local::KeyringFile::new(config.keyring_path()),
-                    ))))
+                    .with_device_keys(Arc::new(StoredKeys::new(Box::new(wenu_local::KeyringFile::new(
+                        config.keyring_path(),
+                    )))))
                     .with_alarms(alarms.store.clone(), alarms.dispatcher.waker())
                     .with_consumer_health(health.clone());
                 let (addr, task) = http::serve(addr, metrics, api).await?;

@@ -229,11 +229,8 @@ fn parallel_provisioning_from_two_processes_gives_distinct_devices_whose_keys_ar
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
-    let mut provisioned: Vec<String> = fleets
-        .iter()
-        .flat_map(|path| Fleet::load(path).unwrap().devices)
-        .map(|d| d.device_id)
-        .collect();
+    let mut provisioned: Vec<String> =
+        fleets.iter().flat_map(|path| Fleet::load(path).unwrap().devices).map(|d| d.device_id).collect();
     provisioned.sort();
     let expected: Vec<String> = (2..=13).map(|n| format!("acme-{n:05}")).collect();
     assert_eq!(provisioned, expected, "twelve devices, none shared by the two runs");

@@ -42,7 +42,8 @@ async fn after_a_sequence_reset_a_device_that_restarted_its_counter_is_accepted(
     wait_for_lake(data).await;
     let quarantined = sql_rows(data, "SELECT count(*) AS n FROM quarantine WHERE reason = 'replayed_seq'");
     assert_eq!(quarantined[0]["n"], 10, "after the reset nothing more is quarantined");
-    let messages = sql_rows(data, "SELECT count(DISTINCT (seq, received_at)) AS n FROM readings WHERE seq <= 10");
+    let messages =
+        sql_rows(data, "SELECT count(DISTINCT (seq, received_at)) AS n FROM readings WHERE seq <= 10");
     assert_eq!(messages[0]["n"], 20, "seq 1 to 10 from the first run and again after the reset");
     let listed = ok(wenu(data).args(["devices", "list", "--json"]).output().unwrap());
     assert!(listed.contains("seq_reset_at"), "{listed}");
