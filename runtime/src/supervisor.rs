@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wenu_core::stream::{Position, Stream};
 
+use crate::checkpoint::SavedConsumer;
+
 use crate::checkpoint::Checkpoints;
 use crate::consumer::{Consumer, ConsumerOptions};
 use crate::health::Health;
@@ -133,7 +135,7 @@ impl Supervisor {
                 }
             };
             match self.checkpoints.load(&name).await {
-                Ok(saved) => self.health.set_lag(&name, records_between(saved.position, newest)),
+                Ok(saved) => self.health.set_lag(&name, records_between(&saved, newest)),
                 Err(err) => tracing::debug!(consumer = %name, error = %err, "lag not measured"),
             }
         }
@@ -154,11 +156,17 @@ where
     move || first.take().map_or_else(&mut build, Ok)
 }
 
-/// Records after `checkpoint` up to `newest`, for positions that count records
-/// (the embedded log); 0 where they do not, or with nothing to read.
-fn records_between(checkpoint: Option<Position>, newest: Option<Position>) -> u64 {
+/// Records not yet done, up to `newest`: after the checkpoint, or from the
+/// first record of a flush that has not finished (its output is not written
+/// yet either). For positions that count records (the embedded log); 0
+/// where they do not, or with nothing to read.
+fn records_between(saved: &SavedConsumer, newest: Option<Position>) -> u64 {
     let newest = newest.and_then(Position::as_u64).unwrap_or(0);
-    newest.saturating_sub(checkpoint.and_then(Position::as_u64).unwrap_or(0))
+    let done = match saved.pending {
+        Some((first, _)) => first.as_u64().map(|first| first.saturating_sub(1)),
+        None => saved.position.and_then(Position::as_u64),
+    };
+    newest.saturating_sub(done.unwrap_or(0))
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

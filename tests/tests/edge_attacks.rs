@@ -274,11 +274,14 @@ async fn a_device_disabled_while_connected_is_cut_off() {
     session.publish_acked(&topic).await;
 
     edge.registry.set_enabled(&dev.device_id, false).await.unwrap();
-    // Within the cache's revision check, a publish is refused and the
-    // session closed (a 3.1.1 PUBACK cannot carry a refusal).
+    // Within the registry's revision check the session is closed: by the
+    // edge's sweep of disabled devices, or at the next publish, which is
+    // refused (a 3.1.1 PUBACK cannot carry a refusal), whichever is first.
     let cut_off = tokio::time::timeout(PATIENCE, async {
         loop {
-            session.client.publish(&topic, QoS::AtLeastOnce, false, b"x".to_vec()).await.unwrap();
+            if session.client.publish(&topic, QoS::AtLeastOnce, false, b"x".to_vec()).await.is_err() {
+                return;
+            }
             match session.next().await {
                 Ok(Packet::PubAck(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
                 Ok(other) => panic!("unexpected {other:?}"),
@@ -288,7 +291,7 @@ async fn a_device_disabled_while_connected_is_cut_off() {
     });
     cut_off.await.expect("the disabled device's session is closed");
     let stored = edge.records().await.len();
-    assert_eq!(refused(&edge, "disabled").1, 1);
+    assert!(refused(&edge, "disabled").1 <= 1);
 
     let again = options(&dev.device_id, edge.port(), &dev.device_id, &dev.password.0);
     assert_eq!(connect(again).await.err(), Some(ConnectReturnCode::NotAuthorized));

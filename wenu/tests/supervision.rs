@@ -119,13 +119,20 @@ async fn a_failing_lake_store_holds_the_readings_back_until_it_recovers() {
     std::fs::rename(&lake, &away).unwrap();
     std::fs::write(&lake, b"not a directory").unwrap();
     send(&fleet, port, 1 + PER_RUN, &reports[1]).await;
-    let failing = loop {
-        let h = health(&server);
-        if h["consumers"]["lake"]["state"] == "failing" {
-            break h;
+    // Failing, and what it could not write shows as lag.
+    let failing = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let h = health(&server);
+            if h["consumers"]["lake"]["state"] == "failing"
+                && h["consumers"]["lake"]["lag"].as_u64() > Some(0)
+            {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await
+    .expect("the lake shows as failing, with lag");
     assert_eq!(failing["status"], "degraded", "{failing}");
     assert_eq!(failing["consumers"]["alarms"]["state"], "running", "the other consumers go on: {failing}");
 
