@@ -105,19 +105,23 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
     Ok(result)
 }
 
-/// Minutes of stats seeded: a day, and an hour more so that a query for the
-/// last 24 hours still finds 1 440 buckets after the clock has moved on.
+/// Minutes of stats seeded around now: the last day, half an hour before
+/// it, and the half hour ahead, so that a query for the last 24 hours finds
+/// 1 440 buckets (the current minute's included) however many minute
+/// boundaries the benchmark crosses.
 const SEEDED_MINUTES: u64 = 1_500;
+const SEEDED_AHEAD_MINUTES: u64 = 30;
 
 /// One reading a minute for the last day, for every device's `temp-1`.
 async fn seed_day_of_stats(config: &Config, fleet: &Fleet) -> anyhow::Result<()> {
     let table = SqliteTable::open(&config.stats_path())?;
-    let end = Resolution::Minute.bucket_start(now_ms());
+    let first =
+        Resolution::Minute.bucket_start(now_ms()) - (SEEDED_MINUTES - SEEDED_AHEAD_MINUTES) as i64 * 60_000;
     for device in &fleet.devices {
         let points = (0..SEEDED_MINUTES)
             .map(|i| Point {
                 seq: i + 1,
-                ts: end - (SEEDED_MINUTES - i) as i64 * 60_000,
+                ts: first + i as i64 * 60_000,
                 value: 20.0 + (i % 60) as f64 / 10.0,
             })
             .collect();
