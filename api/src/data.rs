@@ -6,7 +6,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use wenu_registry::Device;
-use wenu_stats::{Resolution, Rollup, SeqSet, SeriesKey};
+use wenu_stats::rollup::Summary;
+use wenu_stats::{Resolution, SeqSet, SeriesKey};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
@@ -137,7 +138,7 @@ pub(crate) async fn stats(
     let items = page
         .items
         .iter()
-        .map(|item| Ok(StatsBucket::new(item.key.sort, &Rollup::from_bytes(&item.value)?)))
+        .map(|item| Ok(StatsBucket::new(item.key.sort, &Summary::from_bytes(&item.value)?)))
         .collect::<Result<Vec<_>>>()?;
     rows_response(format, &items, page.next.map(|n| n.to_string()))
 }
@@ -207,7 +208,7 @@ async fn latest_of(
         (Resolution::Day, 800 * 86_400_000),
     ] {
         if let Some(item) = state.0.stats.last(&series.partition(resolution), now - back..end).await? {
-            return Ok(Rollup::from_bytes(&item.value)?.last);
+            return Ok(Summary::from_bytes(&item.value)?.last);
         }
     }
     Ok(None)

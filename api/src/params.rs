@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use wenu_stats::{Resolution, Rollup};
+use wenu_stats::Resolution;
+use wenu_stats::rollup::Summary;
 
 use crate::error::{ApiError, Result};
 
@@ -127,19 +128,19 @@ pub struct StatsBucket {
 }
 
 impl StatsBucket {
-    pub fn new(start: i64, rollup: &Rollup) -> Self {
+    pub fn new(start: i64, summary: &Summary) -> Self {
         StatsBucket {
             bucket: rfc3339(start),
             bucket_ms: start,
-            count: rollup.count,
-            min: rollup.min,
-            max: rollup.max,
-            sum: rollup.sum,
-            mean: rollup.mean(),
-            last: rollup.last.map(|l| l.value),
-            p50: rollup.quantile(0.5),
-            p95: rollup.quantile(0.95),
-            p99: rollup.quantile(0.99),
+            count: summary.count,
+            min: summary.min,
+            max: summary.max,
+            sum: summary.sum,
+            mean: summary.mean(),
+            last: summary.last.map(|l| l.value),
+            p50: summary.p50,
+            p95: summary.p95,
+            p99: summary.p99,
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use wenu_core::table::{Expect, ItemKey, TableStore, Write, query_all};
 
 use crate::resolution::Resolution;
-use crate::rollup::Rollup;
+use crate::rollup::{Rollup, Summary};
 use crate::{Error, Result};
 
 /// One time series: a sensor of a device of a company.
@@ -225,6 +225,23 @@ pub async fn apply_jobs(table: &dyn TableStore, jobs: &[&Job]) -> Result<Vec<Job
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// What a query shows of the buckets of a series at `resolution` that
+/// start in `from..to` (unix ms): their summaries, read without decoding
+/// the sketches and sequence numbers stored behind them.
+pub async fn read_summaries(
+    table: &dyn TableStore,
+    series: &SeriesKey,
+    resolution: Resolution,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Summary)>> {
+    query_all(table, &series.partition(resolution), from..to)
+        .await?
+        .into_iter()
+        .map(|item| Ok((item.key.sort, Summary::from_bytes(&item.value)?)))
+        .collect()
 }
 
 /// The buckets of a series at `resolution` that start in `from..to` (unix ms).

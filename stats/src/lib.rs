@@ -29,7 +29,9 @@ pub mod seqset;
 pub mod worker;
 
 pub use error::{Error, Result};
-pub use job::{Job, JobReport, Point, Retention, SeriesKey, apply_job, apply_jobs, read_series};
+pub use job::{
+    Job, JobReport, Point, Retention, SeriesKey, apply_job, apply_jobs, read_series, read_summaries,
+};
 pub use resolution::Resolution;
 pub use rollup::Rollup;
 pub use seqset::SeqSet;

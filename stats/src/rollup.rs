@@ -1,4 +1,10 @@
 //! One bucket of one series: the aggregate dashboards read.
+//!
+//! Stored as a fixed-size [`Summary`] (count, min, max, sum, last and three
+//! quantiles, computed when the bucket is written) followed by the quantile
+//! sketch and the sequence numbers counted, which only folding new readings
+//! in needs: a dashboard query reads the summary and decodes nothing else.
+//! Buckets written by older versions (JSON) are still read.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -95,25 +101,43 @@ impl Rollup {
         self.seqs.contains(seq)
     }
 
-    /// The stored form: JSON, with the sketch in DDSketch's portable binary
-    /// encoding (the one sketches-java and the Go and Python ports read).
+    /// The stored form: [`STORED_MAGIC`], the summary, the sketch in
+    /// DDSketch's portable binary encoding (the one sketches-java and the Go
+    /// and Python ports read) behind its length, then the sequence numbers.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let stored = Stored {
-            count: self.count,
-            min: self.min,
-            max: self.max,
-            sum: self.sum,
-            last: self.last,
-            sketch: BASE64.encode(self.sketch.to_java_bytes()),
-            seqs: self.seqs.clone(),
-        };
-        serde_json::to_vec(&stored).expect("a rollup always serializes")
+        let sketch = self.sketch.to_java_bytes();
+        let mut out = Vec::with_capacity(SUMMARY_END + 4 + sketch.len() + 16);
+        out.extend_from_slice(STORED_MAGIC);
+        self.summary().write(&mut out);
+        out.extend_from_slice(&(sketch.len() as u32).to_le_bytes());
+        out.extend_from_slice(&sketch);
+        out.extend_from_slice(&serde_json::to_vec(&self.seqs).expect("a sequence set serializes"));
+        out
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let stored: Stored = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let sketch = BASE64.decode(&stored.sketch).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let sketch = DDSketch::from_java_bytes(&sketch).map_err(|e| Error::Corrupt(format!("{e:?}")))?;
+        let Some(rest) = bytes.strip_prefix(STORED_MAGIC) else { return Self::from_json(bytes) };
+        let summary = Summary::read(rest)?;
+        let rest = &rest[SUMMARY_END - STORED_MAGIC.len()..];
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(|| corrupt("no sketch length"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let (sketch, seqs) = rest.split_at_checked(len).ok_or_else(|| corrupt("sketch cut short"))?;
+        Ok(Rollup {
+            count: summary.count,
+            min: summary.min,
+            max: summary.max,
+            sum: summary.sum,
+            last: summary.last,
+            sketch: DDSketch::from_java_bytes(sketch).map_err(|e| corrupt(format!("{e:?}")))?,
+            seqs: serde_json::from_slice(seqs).map_err(|e| corrupt(e.to_string()))?,
+        })
+    }
+
+    /// What the buckets written before the binary form hold.
+    fn from_json(bytes: &[u8]) -> Result<Self> {
+        let stored: Stored = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let sketch = BASE64.decode(&stored.sketch).map_err(|e| corrupt(e.to_string()))?;
+        let sketch = DDSketch::from_java_bytes(&sketch).map_err(|e| corrupt(format!("{e:?}")))?;
         Ok(Rollup {
             count: stored.count,
             min: stored.min,
@@ -124,6 +148,96 @@ impl Rollup {
             seqs: stored.seqs,
         })
     }
+
+    /// What a query shows of this bucket.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            count: self.count,
+            min: self.min,
+            max: self.max,
+            sum: self.sum,
+            last: self.last,
+            p50: self.quantile(0.5),
+            p95: self.quantile(0.95),
+            p99: self.quantile(0.99),
+        }
+    }
+}
+
+/// Marks the binary form; JSON, the older one, starts with `{`.
+const STORED_MAGIC: &[u8] = b"WR\x01";
+/// Where the summary ends: magic, count, min, max, sum, last (a flag and
+/// three numbers), three quantiles.
+const SUMMARY_END: usize = 3 + 4 * 8 + 1 + 3 * 8 + 3 * 8;
+
+/// A bucket as a query shows it, read from storage without the sketch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub last: Option<Last>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Summary {
+    /// The summary of a stored bucket, whichever form it was stored in.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        match bytes.strip_prefix(STORED_MAGIC) {
+            Some(rest) => Self::read(rest),
+            None => Ok(Rollup::from_json(bytes)?.summary()),
+        }
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.count.to_le_bytes());
+        for v in [self.min, self.max, self.sum] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let last = self.last.unwrap_or(Last { ts: 0, seq: 0, value: 0.0 });
+        out.push(u8::from(self.last.is_some()));
+        out.extend_from_slice(&last.ts.to_le_bytes());
+        out.extend_from_slice(&last.seq.to_le_bytes());
+        out.extend_from_slice(&last.value.to_le_bytes());
+        for q in [self.p50, self.p95, self.p99] {
+            out.extend_from_slice(&q.unwrap_or(f64::NAN).to_le_bytes());
+        }
+    }
+
+    /// Reads what [`write`](Self::write) wrote, from the start of `bytes`.
+    fn read(bytes: &[u8]) -> Result<Self> {
+        let header =
+            bytes.get(..SUMMARY_END - STORED_MAGIC.len()).ok_or_else(|| corrupt("summary cut short"))?;
+        let word = |at: usize| <[u8; 8]>::try_from(&header[at..at + 8]).expect("8 bytes");
+        let float = |at: usize| f64::from_le_bytes(word(at));
+        let quantile = |at: usize| Some(float(at)).filter(|v| !v.is_nan());
+        let last = (header[32] == 1).then(|| Last {
+            ts: i64::from_le_bytes(word(33)),
+            seq: u64::from_le_bytes(word(41)),
+            value: float(49),
+        });
+        Ok(Summary {
+            count: u64::from_le_bytes(word(0)),
+            min: float(8),
+            max: float(16),
+            sum: float(24),
+            last,
+            p50: quantile(57),
+            p95: quantile(65),
+            p99: quantile(73),
+        })
+    }
+}
+
+fn corrupt(message: impl Into<String>) -> Error {
+    Error::Corrupt(message.into())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -160,6 +274,47 @@ mod tests {
             assert!(r.has(100) && !r.has(101));
         }
         assert!(Rollup::from_bytes(b"{}").is_err());
+        assert!(Rollup::from_bytes(&rollup.to_bytes()[..40]).is_err(), "cut short");
+        assert!(Summary::from_bytes(&rollup.to_bytes()[..40]).is_err(), "cut short");
+    }
+
+    #[test]
+    fn the_summary_is_read_without_the_sketch_from_either_stored_form() {
+        let mut rollup = Rollup::default();
+        for seq in 1..=50 {
+            rollup.add(seq, seq as i64, seq as f64 / 2.0);
+        }
+        let binary = rollup.to_bytes();
+        let summary = Summary::from_bytes(&binary).unwrap();
+        assert_eq!(summary, rollup.summary());
+        assert_eq!((summary.count, summary.mean()), (50, Some(12.75)));
+        assert_eq!(summary.last, Some(Last { ts: 50, seq: 50, value: 25.0 }));
+        assert_eq!(summary.p50, rollup.quantile(0.5));
+        // Only the summary is read: the bytes after it may be anything.
+        let mut garbled = binary[..SUMMARY_END].to_vec();
+        garbled.extend_from_slice(b"not a sketch");
+        assert_eq!(Summary::from_bytes(&garbled).unwrap(), summary);
+        assert!(Rollup::from_bytes(&garbled).is_err());
+
+        // A bucket stored as JSON by an older version.
+        let legacy = serde_json::to_vec(&Stored {
+            count: rollup.count,
+            min: rollup.min,
+            max: rollup.max,
+            sum: rollup.sum,
+            last: rollup.last,
+            sketch: BASE64.encode(rollup.sketch.to_java_bytes()),
+            seqs: rollup.seqs.clone(),
+        })
+        .unwrap();
+        assert_eq!(Summary::from_bytes(&legacy).unwrap(), summary);
+        let from_legacy = Rollup::from_bytes(&legacy).unwrap();
+        assert_eq!(from_legacy.summary(), summary);
+        assert!(from_legacy.has(50) && !from_legacy.has(51));
+
+        // An empty bucket has no last value and no quantiles.
+        let empty = Summary::from_bytes(&Rollup::default().to_bytes()).unwrap();
+        assert_eq!((empty.count, empty.last, empty.p50, empty.mean()), (0, None, None, None));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use wenu_enrich::{Catalog, DevicePlacement, EnrichStage, FixedCatalog};
 use wenu_lake::LakeStage;
 use wenu_local::{QueueOptions, SqliteQueue, SqliteStream, SqliteTable, StreamOptions};
 use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
-use wenu_stats::{Resolution, SeriesKey, read_series};
+use wenu_stats::{Resolution, SeriesKey, read_summaries};
 
 use crate::bench_lake::{bench_message, fleet, read_batch};
 use crate::bench_process::{Scratch, own_memory};
@@ -211,7 +211,7 @@ async fn query_latency(
     let mut points = 0;
     for _ in 0..queries.max(1) {
         let started = Instant::now();
-        points = read_series(table, series, Resolution::Minute, from, to).await?.len();
+        points = read_summaries(table, series, Resolution::Minute, from, to).await?.len();
         latency.record(started.elapsed().as_micros().max(1) as u64)?;
     }
     let ms = |q| latency.value_at_quantile(q) as f64 / 1000.0;

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use wenu_api::{StatsBucket, parse_time};
 use wenu_core::queue::Queue;
 use wenu_local::{QueueOptions, SqliteQueue, SqliteTable};
-use wenu_stats::{Resolution, SeriesKey, read_series};
+use wenu_stats::{Resolution, SeriesKey, read_summaries};
 
 use crate::config::Config;
 use crate::serve::now_ms;
@@ -71,8 +71,9 @@ pub async fn run(config: Config, command: StatsCommand) -> anyhow::Result<()> {
     let table = SqliteTable::open(&path)?;
     let series = SeriesKey { company: device.company, device: device.id, sensor: args.sensor };
     // The bucket that contains `from` counts too: `--from -5m --res 1h` shows the current hour.
-    let buckets = read_series(&table, &series, args.res, args.res.bucket_start(from), to).await?;
-    let rows: Vec<StatsBucket> = buckets.iter().map(|(start, r)| StatsBucket::new(*start, r)).collect();
+    let buckets = read_summaries(&table, &series, args.res, args.res.bucket_start(from), to).await?;
+    let rows: Vec<StatsBucket> =
+        buckets.iter().map(|(start, summary)| StatsBucket::new(*start, summary)).collect();
     let format = match (args.json, args.csv) {
         (true, _) => Format::Json,
         (_, true) => Format::Csv,
