@@ -145,9 +145,11 @@ impl StatsBucket {
     }
 }
 
+/// `2026-12-07T10:00:00.000Z`. chrono's RFC 3339 writer, not a strftime
+/// pattern: a 1-day series formats 1 440 of these per response.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// JSON unless the client asked for CSV (`?format=csv` or `Accept: text/csv`).
@@ -199,6 +201,18 @@ pub(crate) fn rows_response<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_as_rfc3339_in_utc_with_milliseconds() {
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_709_164_800_123, "2024-02-29T00:00:00.123Z"),
+            (1_796_637_600_000, "2026-12-07T10:00:00.000Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(rfc3339(ms), text);
+        }
+    }
 
     #[test]
     fn times_in_every_form() {
