@@ -302,8 +302,7 @@ pub(crate) async fn revoke_certificate(
 ) -> Result<Json<Value>> {
     let company = caller.company_to_manage(params.company.as_deref())?;
     own_device(&state, &company, &id).await?;
-    registry_as(&state, &caller).revoke_certificate(&id, &body.fingerprint).await?;
-    let fingerprint = wenu_registry::normalise_fingerprint(&body.fingerprint)?;
+    let fingerprint = registry_as(&state, &caller).revoke_certificate(&id, &body.fingerprint).await?;
     Ok(Json(json!({ "device_id": id, "revoked": fingerprint })))
 }
 

@@ -34,8 +34,8 @@ pub fn normalise_fingerprint(fingerprint: &str) -> Result<String> {
 impl Registry {
     /// Refuses the client certificate with this SHA-256 fingerprint from
     /// now on, at the next handshake, and ends the sessions it opened.
-    /// Revoking twice is not an error.
-    pub async fn revoke_certificate(&self, device_id: &str, fingerprint: &str) -> Result<()> {
+    /// Revoking twice is not an error. Returns the fingerprint as stored.
+    pub async fn revoke_certificate(&self, device_id: &str, fingerprint: &str) -> Result<String> {
         let fingerprint = normalise_fingerprint(fingerprint)?;
         let mut tx = self.write_tx().await?;
         let company = device_company(&mut tx, device_id).await?;
@@ -59,7 +59,8 @@ impl Registry {
             };
             self.record_change(&mut tx, change).await?;
         }
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        Ok(fingerprint)
     }
 
     pub async fn is_certificate_revoked(&self, fingerprint: &str) -> Result<bool> {

@@ -237,11 +237,7 @@ pub async fn read_summaries(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, Summary)>> {
-    query_all(table, &series.partition(resolution), from..to)
-        .await?
-        .into_iter()
-        .map(|item| Ok((item.key.sort, Summary::from_bytes(&item.value)?)))
-        .collect()
+    read_buckets(table, &series.partition(resolution), from..to, Summary::from_bytes).await
 }
 
 /// The buckets of a series at `resolution` that start in `from..to` (unix ms).
@@ -252,9 +248,18 @@ pub async fn read_series(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, Rollup)>> {
-    query_all(table, &series.partition(resolution), from..to)
+    read_buckets(table, &series.partition(resolution), from..to, Rollup::from_bytes).await
+}
+
+async fn read_buckets<T>(
+    table: &dyn TableStore,
+    partition: &str,
+    range: std::ops::Range<i64>,
+    decode: fn(&[u8]) -> Result<T>,
+) -> Result<Vec<(i64, T)>> {
+    query_all(table, partition, range)
         .await?
         .into_iter()
-        .map(|item| Ok((item.key.sort, Rollup::from_bytes(&item.value)?)))
+        .map(|item| Ok((item.key.sort, decode(&item.value)?)))
         .collect()
 }

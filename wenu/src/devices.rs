@@ -7,10 +7,7 @@ use clap::Subcommand;
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
 use wenu_core::keyring::KeyringStore;
 use wenu_local::KeyringFile;
-use wenu_registry::{
-    DeviceQuota, Registry, certificate_fingerprint, normalise_fingerprint, provision_into, retire_key,
-    rotate_key,
-};
+use wenu_registry::{DeviceQuota, Registry, certificate_fingerprint, provision_into, retire_key, rotate_key};
 
 use crate::config::{Backend, Config};
 
@@ -171,8 +168,8 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
                 (None, Some(fingerprint)) => fingerprint,
                 (None, None) => anyhow::bail!("give --cert or --fingerprint"),
             };
-            registry.revoke_certificate(&device, &fingerprint).await?;
-            eprintln!("{device}: certificate {} is revoked", normalise_fingerprint(&fingerprint)?);
+            let fingerprint = registry.revoke_certificate(&device, &fingerprint).await?;
+            eprintln!("{device}: certificate {fingerprint} is revoked");
         }
         DevicesCommand::SetQuota { device, publishes_per_second, bytes_per_second } => {
             registry
