@@ -1,6 +1,7 @@
 //! SQLite settings and error mapping shared by the embedded stores.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +69,36 @@ impl SharedConnection {
         })
         .await
         .map_err(|e| task_failed(e.to_string()))?
+    }
+}
+
+/// Connections that only read, taken in turn: in WAL mode each reads the
+/// last committed state while the writer commits, so queries wait neither
+/// for writes nor for each other.
+#[derive(Clone)]
+pub(crate) struct ReadConnections {
+    connections: Arc<[SharedConnection]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl ReadConnections {
+    /// One per core (two to four), on a database another connection has
+    /// already opened in WAL mode.
+    pub(crate) fn open(path: &Path) -> rusqlite::Result<Self> {
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+        let connections = (0..count)
+            .map(|_| open_read_only(path).map(SharedConnection::new))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(ReadConnections { connections: connections.into(), next: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+        task_failed: fn(String) -> Error,
+    ) -> Result<T, Error> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        self.connections[turn].run(f, task_failed).await
     }
 }
 

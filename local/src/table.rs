@@ -14,7 +14,7 @@ use wenu_core::clock::{self, SharedClock};
 use wenu_core::table::{Expect, Item, ItemKey, Page, TableStore, Write};
 use wenu_core::{Error, Result};
 
-use crate::sqlite::{self, SharedConnection, open_durable};
+use crate::sqlite::{self, ReadConnections, SharedConnection, open_durable};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -31,7 +31,10 @@ CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at I
 /// A table; cheap to clone.
 #[derive(Clone)]
 pub struct SqliteTable {
+    /// Every write, and the reads inside a write's transaction.
     conn: SharedConnection,
+    /// Queries and the reads before a conditional write.
+    readers: ReadConnections,
     /// Decides which items have expired.
     clock: SharedClock,
 }
@@ -40,7 +43,8 @@ impl SqliteTable {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = open_durable(path).map_err(table_error)?;
         conn.execute_batch(SCHEMA).map_err(table_error)?;
-        Ok(SqliteTable { conn: SharedConnection::new(conn), clock: clock::system() })
+        let readers = ReadConnections::open(path).map_err(table_error)?;
+        Ok(SqliteTable { conn: SharedConnection::new(conn), readers, clock: clock::system() })
     }
 
     /// The same table, deciding expiry by `clock` instead of the machine's.
@@ -62,9 +66,15 @@ impl SqliteTable {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.conn
-            .run(f, |why| Error::Table { message: format!("table task failed: {why}"), retryable: false })
-            .await
+        self.conn.run(f, task_failed).await
+    }
+
+    /// Runs a read on one of the read connections.
+    async fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.readers.run(f, task_failed).await
     }
 }
 
@@ -76,7 +86,7 @@ impl TableStore for SqliteTable {
 
     async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Item>>> {
         let (keys, now) = (keys.to_vec(), self.clock.now_secs());
-        self.with_conn(move |conn| {
+        self.reading(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT value, version, expires_at FROM items
@@ -140,7 +150,7 @@ impl TableStore for SqliteTable {
 
     async fn query(&self, partition: &str, sort: Range<i64>, limit: usize) -> Result<Page> {
         let (partition, now) = (partition.to_owned(), self.clock.now_secs());
-        self.with_conn(move |conn| {
+        self.reading(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT sort, value, version, expires_at FROM items
@@ -168,7 +178,7 @@ impl TableStore for SqliteTable {
 
     async fn last(&self, partition: &str, sort: Range<i64>) -> Result<Option<Item>> {
         let (partition, now) = (partition.to_owned(), self.clock.now_secs());
-        self.with_conn(move |conn| {
+        self.reading(move |conn| {
             conn.prepare_cached(
                 "SELECT sort, value, version, expires_at FROM items
                  WHERE partition = ?1 AND sort >= ?2 AND sort < ?3 AND (expires_at IS NULL OR expires_at > ?4)
@@ -219,6 +229,10 @@ fn apply(tx: &Transaction<'_>, write: &Write, now: i64) -> Result<u64> {
     .and_then(|mut stmt| stmt.execute(params![key.partition, key.sort, value.as_ref(), version, expires_at]))
     .map_err(table_error)?;
     Ok(version)
+}
+
+fn task_failed(why: String) -> Error {
+    Error::Table { message: format!("table task failed: {why}"), retryable: false }
 }
 
 fn table_error(err: rusqlite::Error) -> Error {
