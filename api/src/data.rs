@@ -15,6 +15,7 @@ use crate::params::{
     Format, Params, StatsBucket, page_size, parse_resolution, rfc3339, rows_response, time_range,
 };
 use crate::state::{ApiState, ReadingsQuery};
+use crate::validators;
 
 pub(crate) use wenu_core::clock::now_ms;
 
@@ -135,12 +136,17 @@ pub(crate) async fn stats(
     own_device(&state, &company, device).await?;
     let series = SeriesKey { company, device: device.to_owned(), sensor: sensor.to_owned() };
     let page = state.0.stats.query(&series.partition(resolution), start..to, limit).await?;
+    let etag = validators::etag(&page.items, (format, limit, page.next));
+    if let Some(not_modified) = validators::not_modified(&headers, &etag) {
+        return Ok(not_modified);
+    }
     let items = page
         .items
         .iter()
         .map(|item| Ok(StatsBucket::new(item.key.sort, &Summary::from_bytes(&item.value)?)))
         .collect::<Result<Vec<_>>>()?;
-    rows_response(format, &items, page.next.map(|n| n.to_string()))
+    let response = rows_response(format, &items, page.next.map(|n| n.to_string()))?;
+    Ok(validators::with_validator(response, etag))
 }
 
 #[derive(Deserialize)]

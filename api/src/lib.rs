@@ -24,6 +24,7 @@ pub mod params;
 pub mod rate_limit;
 pub mod state;
 mod stored_keys;
+mod validators;
 
 use std::time::Instant;
 

@@ -153,7 +153,7 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// JSON unless the client asked for CSV (`?format=csv` or `Accept: text/csv`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Format {
     Json,
     Csv,

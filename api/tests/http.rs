@@ -46,6 +46,50 @@ async fn health_is_open_and_everything_else_needs_a_live_token() {
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
 }
 
+/// A dashboard that asks again for buckets that have not changed gets
+/// `304 Not Modified`; a late reading in one of them changes the ETag.
+#[tokio::test]
+async fn stats_carry_an_etag_that_changes_only_with_their_buckets() {
+    let server = Server::start(ApiLimits::default()).await;
+    let viewer = &server.tokens.acme_viewer;
+    let stats = server.url("/api/v1/stats?device=acme-00001&sensor=temp-1&res=1m&from=-3h");
+    let get = |url: String, etag: Option<reqwest::header::HeaderValue>| {
+        let request = server.client.get(url).bearer_auth(viewer);
+        let request = match etag {
+            Some(etag) => request.header("if-none-match", etag),
+            None => request,
+        };
+        async move { request.send().await.unwrap() }
+    };
+    let first = get(stats.clone(), None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let etag = first.headers()["etag"].clone();
+    assert!(etag.to_str().unwrap().starts_with("W/\""), "{etag:?}");
+
+    let again = get(stats.clone(), Some(etag.clone())).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"], etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    // The same buckets as CSV are another representation.
+    let csv = get(format!("{stats}&format=csv"), Some(etag.clone())).await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert_ne!(csv.headers()["etag"], etag);
+
+    // A late reading lands in a closed bucket half an hour back.
+    let late = Job {
+        series: SeriesKey { company: "acme".into(), device: "acme-00001".into(), sensor: "temp-1".into() },
+        points: vec![Point { seq: 10_000, ts: server.seeded_until - 30 * 60_000 + 5_000, value: 1e3 }],
+        retention: Retention::default(),
+    };
+    wenu_stats::apply_job(server.stats.as_ref(), &late).await.unwrap();
+    let changed = get(stats, Some(etag.clone())).await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"], etag);
+    let body: Value = changed.json().await.unwrap();
+    assert!(body["items"].as_array().unwrap().iter().any(|b| b["max"] == 1e3));
+}
+
 #[tokio::test]
 async fn data_endpoints_serve_the_company_its_series_stats_latest_and_completeness() {
     let server = Server::start(ApiLimits::default()).await;

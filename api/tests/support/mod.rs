@@ -22,6 +22,8 @@ pub struct Server {
     pub globex_alarm: String,
     pub globex_webhook: String,
     pub live: LiveHub,
+    /// The stats table the API reads.
+    pub stats: Arc<SqliteTable>,
     pub client: reqwest::Client,
     pub tokens: Tokens,
     /// Unix ms of the newest seeded reading.
@@ -121,7 +123,7 @@ impl Server {
         let globex_alarm = notified[0].alarm.clone();
         let globex_webhook = registry.add_webhook("globex", "https://globex.example/hook").await.unwrap().id;
         let live = LiveHub::default();
-        let state = ApiState::new(registry.clone(), table, live.clone(), limits)
+        let state = ApiState::new(registry.clone(), table.clone(), live.clone(), limits)
             .with_device_keys(keys)
             .with_alarms(alarms.clone(), Arc::new(tokio::sync::Notify::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,6 +136,7 @@ impl Server {
             globex_alarm,
             globex_webhook,
             live,
+            stats: table,
             client: reqwest::Client::new(),
             tokens,
             seeded_until: end,
