@@ -23,9 +23,10 @@ use wenu_core::reading::{Reading, ReadingBatch};
 use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
 use wenu_registry::{Registry, provision_fleet};
 
-use crate::bench_process::{Scratch, ServerProcess};
-use crate::config::Config;
-use crate::serve::{Server, now_ms};
+use crate::process::{Scratch, ServerProcess};
+use wenu::config::Config;
+use wenu::serve::Server;
+use wenu_core::clock::now_ms;
 
 #[derive(Args)]
 pub struct AlarmsArgs {
@@ -64,7 +65,7 @@ pub async fn run(mut config: Config, args: AlarmsArgs) -> anyhow::Result<serde_j
     let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.devices).await? };
     let probe = provision_fleet(&registry, &mut keyring, "bench", 1).await?.remove(0);
     keyring.save(&config.keyring_path())?;
-    crate::devices::define_simulated_sensors(&registry, &fleet).await?;
+    wenu::devices::define_simulated_sensors(&registry, &fleet).await?;
     registry.upsert_sensor(&SensorSpec::new(&probe.device_id, "temp-1", "temperature", "degC")).await?;
     for rule in rules(&fleet, &probe, args.rules) {
         registry.put_rule(&rule).await?;
@@ -123,10 +124,43 @@ fn ingest_summary(load: &FleetReport, target: f64) -> serde_json::Value {
     })
 }
 
-/// The probe's rule, and rules on the fleet's temperatures that stay quiet
-/// (every kind, so each reading is evaluated by several detectors).
+/// The probe's rule, and rules on the fleet's temperatures that stay quiet.
 fn rules(fleet: &Fleet, probe: &FleetDevice, count: usize) -> Vec<Rule> {
-    let rule = |id: String, device: &str, condition| Rule {
+    let probe_rule =
+        Condition::Threshold { direction: Direction::Above, limit: 50.0, hysteresis: 0.0, for_ms: 0 };
+    let mut rules = vec![rule(PROBE_RULE.into(), &probe.device_id, probe_rule)];
+    rules.extend(quiet_rules(fleet, count.saturating_sub(1)));
+    rules
+}
+
+/// `count` rules on the fleet's temperatures that never fire, of every kind,
+/// so that each reading is evaluated by several detectors.
+pub(crate) fn quiet_rules(fleet: &Fleet, count: usize) -> Vec<Rule> {
+    (0..count)
+        .map(|i| {
+            let condition = match i % 4 {
+                0 => Condition::Threshold {
+                    direction: Direction::Above,
+                    limit: 1e9,
+                    hysteresis: 1.0,
+                    for_ms: 5_000,
+                },
+                1 => Condition::RateOfChange { max_per_second: 1e9, for_ms: 0 },
+                2 => Condition::ZScore { threshold: 1e6, alpha: 0.05, warmup: 30, for_ms: 0 },
+                _ => Condition::Threshold {
+                    direction: Direction::Below,
+                    limit: -1e9,
+                    hysteresis: 1.0,
+                    for_ms: 0,
+                },
+            };
+            rule(format!("quiet-{i}"), &fleet.devices[i % fleet.devices.len()].device_id, condition)
+        })
+        .collect()
+}
+
+fn rule(id: String, device: &str, condition: Condition) -> Rule {
+    Rule {
         company: "bench".into(),
         id,
         name: "bench".into(),
@@ -136,28 +170,7 @@ fn rules(fleet: &Fleet, probe: &FleetDevice, count: usize) -> Vec<Rule> {
         severity: Severity::Warning,
         enabled: true,
         version: 0,
-    };
-    let probe_rule =
-        Condition::Threshold { direction: Direction::Above, limit: 50.0, hysteresis: 0.0, for_ms: 0 };
-    let mut rules = vec![rule(PROBE_RULE.into(), &probe.device_id, probe_rule)];
-    for i in 0..count.saturating_sub(1) {
-        let condition = match i % 4 {
-            0 => Condition::Threshold {
-                direction: Direction::Above,
-                limit: 1e9,
-                hysteresis: 1.0,
-                for_ms: 5_000,
-            },
-            1 => Condition::RateOfChange { max_per_second: 1e9, for_ms: 0 },
-            2 => Condition::ZScore { threshold: 1e6, alpha: 0.05, warmup: 30, for_ms: 0 },
-            _ => {
-                Condition::Threshold { direction: Direction::Below, limit: -1e9, hysteresis: 1.0, for_ms: 0 }
-            }
-        };
-        let device = &fleet.devices[i % fleet.devices.len()].device_id;
-        rules.push(rule(format!("quiet-{i}"), device, condition));
     }
-    rules
 }
 
 /// Runs `work` while the fleet publishes at `rate`; returns both outcomes.

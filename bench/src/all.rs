@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, FromArgMatches};
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use wenu::config::Config;
 
 #[derive(Args)]
 pub struct AllArgs {
@@ -47,22 +47,38 @@ pub async fn run(config: Config, args: AllArgs) -> anyhow::Result<Value> {
     let machine = machine();
     report.insert("machine".into(), machine.clone());
 
+    let pipeline = step(
+        "pipeline",
+        crate::pipeline::run(parse(pick(
+            &[],
+            &[
+                "--devices",
+                "20",
+                "--rules",
+                "20",
+                "--start-rate",
+                "1000",
+                "--max-rate",
+                "3000",
+                "--step-seconds",
+                "4",
+                "--refine",
+                "0",
+            ],
+        ))?),
+    )
+    .await?;
     let ingest = step(
         "ingest",
-        crate::bench_ingest::run(
-            config.clone(),
-            parse(pick(&["--messages", "2000"], &["--messages", "200"]))?,
-        ),
+        crate::ingest::run(config.clone(), parse(pick(&["--messages", "2000"], &["--messages", "200"]))?),
     )
     .await?;
-    let lake = step(
-        "lake",
-        crate::bench_lake::run(parse(pick(&[], &["--readings", "400000", "--devices", "100"]))?),
-    )
-    .await?;
+    let lake =
+        step("lake", crate::lake::run(parse(pick(&[], &["--readings", "400000", "--devices", "100"]))?))
+            .await?;
     let stats = step(
         "stats",
-        crate::bench_stats::run(parse(pick(
+        crate::stats::run(parse(pick(
             &[],
             &["--devices", "20", "--per-device", "200", "--span-minutes", "200", "--queries", "50"],
         ))?),
@@ -70,7 +86,7 @@ pub async fn run(config: Config, args: AllArgs) -> anyhow::Result<Value> {
     .await?;
     let api = step(
         "api",
-        crate::bench_api::run(
+        crate::api::run(
             config.clone(),
             parse(pick(&[], &["--seconds", "2", "--devices", "20", "--ingest-rate", "2000"]))?,
         ),
@@ -78,7 +94,7 @@ pub async fn run(config: Config, args: AllArgs) -> anyhow::Result<Value> {
     .await?;
     let alarms = step(
         "alarms",
-        crate::bench_alarms::run(
+        crate::alarms::run(
             config.clone(),
             parse(pick(
                 &["--ingest-rate", "5000"],
@@ -89,13 +105,10 @@ pub async fn run(config: Config, args: AllArgs) -> anyhow::Result<Value> {
     .await?;
     let mut connections_args: Vec<&str> = vec!["--plot", &plot_arg];
     connections_args.extend(pick(&[], &["--devices", "10,100,300", "--seconds", "3"]));
-    let connections = step("connections", crate::bench_connections::run(parse(&connections_args)?)).await?;
+    let connections = step("connections", crate::connections::run(parse(&connections_args)?)).await?;
     let overload = step(
         "overload",
-        crate::bench_overload::run(parse(pick(
-            &[],
-            &["--devices", "20", "--max-seconds", "3", "--seconds", "4"],
-        ))?),
+        crate::overload::run(parse(pick(&[], &["--devices", "20", "--max-seconds", "3", "--seconds", "4"]))?),
     )
     .await?;
 
@@ -105,6 +118,7 @@ pub async fn run(config: Config, args: AllArgs) -> anyhow::Result<Value> {
     // A table: (figure, Wenu's, the baseline's, unit, the baseline, higher is better).
     #[rustfmt::skip]
     let rows = [
+        ("pipeline, sustained msgs/s (every stage keeping up)", num(&pipeline, "/sustained_msgs_per_sec"), num(&ingest, "/wenu/steady_acked_per_sec"), "msgs/s", "the edge alone", true),
         ("ingest, QoS 1 acks/s (100 connections)", num(&ingest, "/wenu/steady_acked_per_sec"), num(&ingest, "/mosquitto/steady_acked_per_sec"), "msgs/s", "Mosquitto (in memory)", true),
         ("ingest, PUBACK p99", num(&ingest, "/wenu/puback_p99_ms"), num(&ingest, "/mosquitto/puback_p99_ms"), "ms", "Mosquitto", false),
         ("lake, decrypt + Parquet rows/s", num(&lake, "/wenu/rows_per_sec"), num(&lake, "/duckdb/rows_per_sec"), "rows/s", "DuckDB read_json → Parquet", true),
@@ -124,9 +138,16 @@ pub async fn run(config: Config, args: AllArgs) -> anyhow::Result<Value> {
         higher_is_better,
     });
     let most_devices = connections["wenu"].as_array().and_then(|p| p.last()).map(|p| p["devices"].clone());
-    let summary =
-        summary_markdown(&lines, &overload, most_devices.as_ref(), &machine, started.elapsed().as_secs_f64());
+    let summary = summary_markdown(
+        &lines,
+        &pipeline,
+        &overload,
+        most_devices.as_ref(),
+        &machine,
+        started.elapsed().as_secs_f64(),
+    );
     for (name, value) in [
+        ("pipeline", pipeline),
         ("ingest", ingest),
         ("lake", lake),
         ("stats", stats),
@@ -166,6 +187,7 @@ fn num(value: &Value, pointer: &str) -> Option<f64> {
 
 fn summary_markdown(
     lines: &[Line],
+    pipeline: &Value,
     overload: &Value,
     most_devices: Option<&Value>,
     machine: &Value,
@@ -190,6 +212,14 @@ fn summary_markdown(
             line.baseline_name
         );
     }
+    out += &format!(
+        "\nPipeline: sustained {} msgs/s ({} readings/s) with every stage keeping up; the next rate tried, {} msgs/s, \
+         was limited by {}.\n",
+        pipeline["sustained_msgs_per_sec"],
+        pipeline["sustained_readings_per_sec"],
+        pipeline["first_failed_rate"]["offered_per_sec"],
+        pipeline["limited_by"].as_str().unwrap_or("nothing (the ramp reached its maximum)"),
+    );
     if let Some(devices) = most_devices {
         out += &format!("\n\"most devices\" is {devices} connected devices.\n");
     }

@@ -19,9 +19,10 @@ use wenu_local::SqliteTable;
 use wenu_registry::{Registry, Role, provision_fleet};
 use wenu_stats::{Job, Point, Resolution, Retention, SeriesKey, apply_job};
 
-use crate::bench_process::Scratch;
-use crate::config::Config;
-use crate::serve::{Server, now_ms};
+use crate::process::Scratch;
+use wenu::config::Config;
+use wenu::serve::Server;
+use wenu_core::clock::now_ms;
 
 #[derive(Args)]
 pub struct ApiArgs {
@@ -57,7 +58,7 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
     let mut keyring = Keyring::default();
     let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.devices).await? };
     keyring.save(&config.keyring_path())?;
-    crate::devices::define_simulated_sensors(&registry, &fleet).await?;
+    wenu::devices::define_simulated_sensors(&registry, &fleet).await?;
     seed_day_of_stats(&config, &fleet).await?;
     let token = registry.create_token(Some("bench"), Role::Viewer, "bench", None).await?.bearer;
 

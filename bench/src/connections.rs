@@ -15,7 +15,7 @@ use wenu_core::keyring::Keyring;
 use wenu_firmware_sim::{LoadConfig, run_load};
 use wenu_registry::{Registry, provision_fleet};
 
-use crate::bench_process::{Memory, Scratch, ServerProcess};
+use crate::process::{Memory, Scratch, ServerProcess};
 
 #[derive(Args, Clone)]
 pub struct ConnectionsArgs {
@@ -68,7 +68,7 @@ pub struct Sweep {
 
 pub async fn run(args: ConnectionsArgs) -> anyhow::Result<serde_json::Value> {
     let sweep = sweep(&args).await?;
-    crate::bench_plot::connections(&sweep, &args.plot)?;
+    crate::plot::connections(&sweep, &args.plot)?;
     eprintln!("plot written to {}", args.plot.display());
     Ok(serde_json::json!({
         "in_flight": args.in_flight,

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::bench_process::{Memory, Scratch, ServerProcess};
+use crate::process::{Memory, Scratch, ServerProcess};
 
 #[derive(Args, Clone)]
 pub struct IdleArgs {
@@ -63,7 +63,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<serde_json::Value> {
     );
     let scratch = Scratch::new("bench-idle")?;
     eprintln!("provisioning {} devices…", args.connections);
-    let fleet = crate::bench_connections::provision(scratch.path(), args.connections).await?;
+    let fleet = crate::connections::provision(scratch.path(), args.connections).await?;
     let logins: Vec<(String, String)> =
         fleet.devices.iter().map(|d| (d.device_id.clone(), d.password.0.clone())).collect();
 

@@ -12,9 +12,9 @@ use wenu_core::keyring::Keyring;
 use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
 use wenu_registry::{Registry, provision_fleet};
 
-use crate::bench_process::{Scratch, ServerProcess};
-use crate::config::Config;
-use crate::serve::Server;
+use crate::process::{Scratch, ServerProcess};
+use wenu::config::Config;
+use wenu::serve::Server;
 
 #[derive(Args)]
 pub struct IngestArgs {

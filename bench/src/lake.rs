@@ -23,8 +23,8 @@ use wenu_lake::LakeStage;
 use wenu_local::{SqliteStream, StreamOptions};
 use wenu_runtime::BatchLimits;
 
-use crate::bench_process::{Scratch, own_memory};
-use crate::serve::now_ms;
+use crate::process::{Scratch, own_memory};
+use wenu_core::clock::now_ms;
 
 #[derive(Args)]
 pub struct LakeArgs {

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wenu_core::fleet::Fleet;
 
-use crate::bench_process::OneCoreServer;
+use crate::process::OneCoreServer;
 
 #[derive(Args)]
 pub struct LoginsArgs {

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use wenu_firmware_sim::{LoadConfig, run_load};
 
-use crate::bench_process::{OneCoreServer, memory_of_pid, pin_to_cpus};
+use crate::process::{OneCoreServer, memory_of_pid, pin_to_cpus};
 
 #[derive(Args, Clone)]
 pub struct OverloadArgs {

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
-use crate::bench_connections::{Point, Sweep};
+use crate::connections::{Point, Sweep};
 
 const WENU: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const MOSQUITTO: RGBColor = RGBColor(0xd6, 0x27, 0x28);

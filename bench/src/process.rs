@@ -15,6 +15,8 @@ use serde::Serialize;
 pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) port: u16,
+    /// Where `wenu serve` answers HTTP (`/metrics`); none for Mosquitto.
+    pub(crate) http: Option<std::net::SocketAddr>,
 }
 
 /// Resident memory of a process, from `/proc/PID/status`.
@@ -27,12 +29,12 @@ pub(crate) struct Memory {
 }
 
 impl ServerProcess {
-    /// `wenu serve` (this very binary) on `data_dir`, MQTT and HTTP on free
+    /// `wenu serve` (the `wenu` binary beside this one) on `data_dir`, MQTT and HTTP on free
     /// loopback ports; `env` adds `WENU_*` settings. Its log goes to
     /// `data_dir/serve.log`.
     pub(crate) fn wenu(data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<ServerProcess> {
         let log = std::fs::File::create(data_dir.join("serve.log"))?;
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(wenu::bench::sibling_binary("wenu")?)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("serve")
@@ -54,7 +56,8 @@ impl ServerProcess {
             .and_then(|addr| addr.rsplit_once(':'))
             .and_then(|(_, port)| port.parse().ok())
             .context("wenu serve printed no MQTT address")?;
-        Ok(ServerProcess { child, port })
+        let http = listening["http"].as_str().and_then(|addr| addr.parse().ok());
+        Ok(ServerProcess { child, port, http })
     }
 
     /// Mosquitto with its default settings (anonymous, no persistence) on a
@@ -67,7 +70,7 @@ impl ServerProcess {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {binary} (apt install mosquitto)"))?;
-        let broker = ServerProcess { child, port };
+        let broker = ServerProcess { child, port, http: None };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             anyhow::ensure!(Instant::now() < deadline, "mosquitto did not start listening on {port}");
@@ -82,6 +85,11 @@ impl ServerProcess {
 
     pub(crate) fn memory(&self) -> anyhow::Result<Memory> {
         memory_of_pid(self.child.id())
+    }
+
+    /// CPU seconds the server has used so far, all its threads.
+    pub(crate) fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds_of(&self.child.id().to_string())
     }
 
     /// Confines every thread of the server to `cpus` (`taskset`), so that a
@@ -106,6 +114,24 @@ impl Drop for ServerProcess {
 /// The benchmark's own memory (for stages it runs in process).
 pub(crate) fn own_memory() -> anyhow::Result<Memory> {
     memory_of("self")
+}
+
+/// CPU seconds this process (the load generator) has used so far.
+pub(crate) fn own_cpu_seconds() -> anyhow::Result<f64> {
+    cpu_seconds_of("self")
+}
+
+/// User plus system time of every thread, from `/proc/PID/stat` (in clock
+/// ticks, which Linux fixes at 100 per second for user space).
+fn cpu_seconds_of(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields after it do not.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').context("malformed /proc stat")?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); 3 is the first after the name.
+    let ticks =
+        |i: usize| -> anyhow::Result<f64> { Ok(fields.get(i - 3).context("short /proc stat")?.parse()?) };
+    Ok((ticks(14)? + ticks(15)?) / 100.0)
 }
 
 pub(crate) fn memory_of_pid(pid: u32) -> anyhow::Result<Memory> {
@@ -180,9 +206,9 @@ impl OneCoreServer {
         let base = scratch.join("base");
         std::fs::create_dir_all(&base)?;
         eprintln!("provisioning {devices} devices…");
-        let fleet = crate::bench_connections::provision(&base, devices).await?;
+        let fleet = crate::connections::provision(&base, devices).await?;
         let data_dir = scratch.join("data");
-        crate::bench_connections::copy_files(&base, &data_dir)?;
+        crate::connections::copy_files(&base, &data_dir)?;
         let server = ServerProcess::wenu(&data_dir, env)?;
         server.pin_to_cpus("0")?;
         let others = (1..cores).map(|c| c.to_string()).collect::<Vec<_>>().join(",");

@@ -24,9 +24,9 @@ use wenu_local::{QueueOptions, SqliteQueue, SqliteStream, SqliteTable, StreamOpt
 use wenu_stats::worker::{TableHandler, WorkerOptions, run_workers};
 use wenu_stats::{Resolution, SeriesKey, read_summaries};
 
-use crate::bench_lake::{bench_message, fleet, read_batch};
-use crate::bench_process::{Scratch, own_memory};
-use crate::serve::now_ms;
+use crate::lake::{bench_message, fleet, read_batch};
+use crate::process::{Scratch, own_memory};
+use wenu_core::clock::now_ms;
 
 #[derive(Args)]
 pub struct StatsArgs {

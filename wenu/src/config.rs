@@ -276,6 +276,29 @@ fn env_key_to_path(key: &str) -> String {
     key
 }
 
+/// The command-line options that choose the configuration, shared by every
+/// command (and by `wenu-bench`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file; every key can also be set as WENU_<SECTION>_<KEY>.
+    #[arg(long = "config", short = 'c', global = true, env = "WENU_CONFIG")]
+    pub file: Option<PathBuf>,
+    /// Data directory (stream, registry, keyring); overrides `data_dir` of the config.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The configuration these options choose.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.file.as_deref())?;
+        if let Some(data_dir) = &self.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        Ok(config)
+    }
+}
+
 impl Config {
     /// Defaults, then the TOML file (if given), then `WENU_*` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {

@@ -6,53 +6,17 @@
 //! data directory (devices, sensors, companies, tokens, certificates), inspect it (`status`, `sql`, `stats`, `queue`), or drive
 //! load against a server (`sim`, `demo`, `bench`).
 
-mod alarms;
-mod alarms_cmd;
-mod allocator;
-mod api_ports;
-mod bench;
-mod bench_alarms;
-mod bench_all;
-mod bench_api;
-mod bench_connections;
-mod bench_idle;
-mod bench_ingest;
-mod bench_lake;
-mod bench_logins;
-mod bench_overload;
-mod bench_plot;
-mod bench_process;
-mod bench_stats;
-mod certs;
-mod config;
-mod demo;
-mod devices;
-mod http;
-mod lake;
-mod registry_cmd;
-mod replay;
-mod serve;
-#[cfg(feature = "aws")]
-mod serve_aws;
-mod sim;
-mod sql;
-mod stats_cmd;
-mod status;
-mod tokens_cmd;
-
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
+use wenu::{
+    alarms_cmd, allocator, bench, certs, config, demo, devices, lake, registry_cmd, replay, serve, sim, sql,
+    stats_cmd, status, tokens_cmd,
+};
 
 #[derive(Parser)]
 #[command(name = "wenu", version, about = "Wenu IoT telemetry pipeline")]
 struct Cli {
-    /// TOML configuration file; every key can also be set as WENU_<SECTION>_<KEY>.
-    #[arg(long, short, global = true, env = "WENU_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory (stream, registry, keyring); overrides `data_dir` of the config.
-    #[arg(long, global = true)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: config::ConfigArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,9 +68,13 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Run SQL over the Parquet lake (tables `readings` and `quarantine`).
     Sql(sql::SqlArgs),
-    /// Measure the pipeline.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Measure the pipeline against baselines (runs the `wenu-bench` binary;
+    /// `wenu bench --help` lists the benchmarks).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print the configuration in effect (defaults, the file, `WENU_*`), as TOML.
     Config,
 }
@@ -132,10 +100,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging();
-    let mut config = config::Config::load(cli.config.as_deref())?;
-    if let Some(data_dir) = cli.data_dir {
-        config.data_dir = data_dir;
-    }
+    let config = cli.config.load()?;
+    let config_file = cli.config.file;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         match cli.command {
@@ -156,7 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Lake(command) => lake::run(config, command),
             Command::Replay(args) => replay::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,
-            Command::Bench(command) => bench::run(config, command).await,
+            Command::Bench { args } => bench::run(config_file.as_deref(), &config.data_dir, &args),
             Command::Config => {
                 print!("{}", config.to_toml()?);
                 Ok(())

@@ -102,11 +102,27 @@ fn every_command_has_help() {
         &["certs", "init", "--help"],
         &["sim", "--help"],
         &["demo", "--help"],
-        &["bench", "ingest", "--help"],
     ] {
         let out = wenu(std::path::Path::new("unused")).args(command).output().unwrap();
         assert!(out.status.success(), "{command:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{command:?}");
+    }
+}
+
+/// `wenu bench` runs the `wenu-bench` binary beside it with the same
+/// configuration and data directory; without one, it says how to build it.
+#[test]
+fn bench_runs_the_bench_binary_or_says_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        wenu(dir.path()).env("PATH", "/usr/bin:/bin").args(["bench", "ingest", "--help"]).output().unwrap();
+    let beside = std::path::Path::new(env!("CARGO_BIN_EXE_wenu")).with_file_name("wenu-bench");
+    if beside.is_file() {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Mosquitto"));
+    } else {
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cargo build --release -p wenu -p wenu-bench"));
     }
 }
 

@@ -83,6 +83,38 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
             stats["items"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
         assert_eq!(counted, PER_DEVICE, "{sensor}");
     }
+    // The threads that serve HTTP yield to the edge's: they run at a lower
+    // priority (nice 10) than the rest of the process.
+    let mut niceness = std::collections::BTreeMap::<String, std::collections::BTreeSet<i64>>::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", server.child.id())).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+        let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")) else {
+            continue;
+        };
+        // nice is field 19 of stat(5); `rest` starts at field 3.
+        let nice: i64 = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        let kind = if name.starts_with("wenu-http") { "http" } else { "other" };
+        niceness.entry(kind.into()).or_default().insert(nice);
+    }
+    assert_eq!(niceness["http"], [10].into(), "{niceness:?}");
+    assert!(niceness["other"].contains(&0), "{niceness:?}");
+
+    // Compressed as the client asks: the same JSON, in fewer bytes.
+    let sensor = series["items"][0]["sensor"].as_str().unwrap();
+    let day = format!("{base}/api/v1/stats?device={device}&sensor={sensor}&res=1m&from=-1h");
+    let raw = reqwest::Client::builder().no_gzip().no_brotli().build().unwrap();
+    let plain = raw.get(&day).bearer_auth(&viewer).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    for encoding in ["gzip", "br"] {
+        let response =
+            raw.get(&day).bearer_auth(&viewer).header("accept-encoding", encoding).send().await.unwrap();
+        assert_eq!(response.headers()["content-encoding"], encoding);
+        assert!(response.bytes().await.unwrap().len() < plain.len(), "{encoding}");
+    }
+    let decoded: Value = client.get(&day).bearer_auth(&viewer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(decoded, serde_json::from_slice::<Value>(&plain).unwrap());
+
     let completeness = get("/api/v1/completeness".into()).await;
     for c in completeness["items"].as_array().unwrap() {
         assert_eq!(
