@@ -150,9 +150,11 @@ struct Step {
     produced_per_sec: f64,
     acked_per_sec: f64,
     readings_per_sec: f64,
+    /// Stats jobs enrich queued per second (one per series and batch).
+    jobs_per_sec: f64,
     puback_p99_ms: f64,
     edge_kept_up: bool,
-    /// Over the second half of the step, per backlog (records; readings for stats).
+    /// Over the second half of the step, per backlog (records; jobs for stats).
     backlog_growth_per_sec: BTreeMap<&'static str, f64>,
     backlog_max: BTreeMap<&'static str, f64>,
     /// Seconds each stage spent processing batches, per second.
@@ -196,7 +198,7 @@ impl Step {
             return "edge";
         }
         let relative = |name: &&'static str| {
-            let input = if *name == "stats" { self.readings_per_sec } else { self.offered_per_sec };
+            let input = if *name == "stats" { self.jobs_per_sec } else { self.offered_per_sec };
             self.backlog_growth_per_sec[name] / input.max(1.0)
         };
         BACKLOGS.into_iter().max_by(|a, b| relative(a).total_cmp(&relative(b))).unwrap_or("none")
@@ -260,6 +262,8 @@ async fn offer(
     let readings =
         after.sum("wenu_enrich_readings_total", None) - before.sum("wenu_enrich_readings_total", None);
     let readings_per_sec = readings / seconds as f64;
+    let jobs = after.sum("wenu_enrich_jobs_total", None) - before.sum("wenu_enrich_jobs_total", None);
+    let jobs_per_sec = jobs / seconds as f64;
     let mut backlog_growth_per_sec = BTreeMap::new();
     let mut backlog_max = BTreeMap::new();
     for (i, name) in BACKLOGS.iter().enumerate() {
@@ -275,7 +279,7 @@ async fn offer(
         report.unacked_at_exit == 0 && report.offered_per_sec >= rate * 0.95 && report.drain_secs <= 1.0;
     let sustained = edge_kept_up
         && backlog_growth_per_sec.iter().all(|(name, growth)| {
-            let input = if *name == "stats" { readings_per_sec } else { rate };
+            let input = if *name == "stats" { jobs_per_sec } else { rate };
             *growth <= input * GROWTH_TOLERANCE
         });
     let busy_seconds = |m: &Scrape, stage: &str| match stage {
@@ -294,6 +298,7 @@ async fn offer(
         produced_per_sec: report.offered_per_sec.round(),
         acked_per_sec: report.acked as f64 / (seconds as f64 + report.drain_secs),
         readings_per_sec,
+        jobs_per_sec,
         puback_p99_ms: report.puback_p99_ms,
         edge_kept_up,
         backlog_growth_per_sec,
@@ -361,14 +366,16 @@ impl Scrape {
             .sum()
     }
 
-    /// Records each consumer has still to read, and readings enrich has
-    /// queued that the stats workers have not applied, in `BACKLOGS` order.
+    /// Records each consumer has still to read, and stats jobs enrich has
+    /// queued that the workers have not applied, in `BACKLOGS` order.
     fn backlogs(&self) -> [f64; 4] {
         let lag = |consumer| self.sum("wenu_consumer_lag_records", Some(("consumer", consumer)));
-        let stats = self.sum("wenu_enrich_readings_total", None)
-            - self.sum("wenu_stats_readings_counted_total", None)
-            - self.sum("wenu_stats_readings_already_counted_total", None);
-        [lag("lake"), lag("enrich"), lag("alarms"), stats.max(0.0)]
+        [lag("lake"), lag("enrich"), lag("alarms"), self.stats_jobs_queued().max(0.0)]
+    }
+
+    fn stats_jobs_queued(&self) -> f64 {
+        self.sum("wenu_enrich_jobs_total", None)
+            - self.sum("wenu_stats_jobs_total", Some(("outcome", "applied")))
     }
 }
 
@@ -389,13 +396,13 @@ mod tests {
             "# TYPE wenu_consumer_lag_records gauge\n\
              wenu_consumer_lag_records{consumer=\"lake\"} 120\n\
              wenu_consumer_lag_records{consumer=\"enrich\"} 7\n\
-             wenu_enrich_readings_total 1000\n\
-             wenu_stats_readings_counted_total 900\n\
-             wenu_stats_readings_already_counted_total 40\n"
+             wenu_enrich_jobs_total 100\n\
+             wenu_stats_jobs_total{outcome=\"applied\"} 90\n\
+             wenu_stats_jobs_total{outcome=\"failed\"} 3\n"
                 .into(),
         );
         assert_eq!(scrape.sum("wenu_consumer_lag_records", None), 127.0);
         assert_eq!(scrape.sum("wenu_consumer_lag_records", Some(("consumer", "lake"))), 120.0);
-        assert_eq!(scrape.backlogs(), [120.0, 7.0, 0.0, 60.0]);
+        assert_eq!(scrape.backlogs(), [120.0, 7.0, 0.0, 10.0]);
     }
 }

@@ -6,8 +6,8 @@
 //! and a full queue pushes back on the edge instead of growing memory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use wenu_core::log_throttle::LogThrottle;
 use wenu_core::stream::{NewRecord, Position, Record, Shard, ShardId, StartAt, Stream, StreamInfo};
 use wenu_core::{Error, Result};
 
-use crate::sqlite::{open_durable, open_read_only, stream_error};
+use crate::sqlite::{ReadConnections, open_durable, open_read_only, stream_error};
 
 /// Tuning of the embedded stream.
 #[derive(Debug, Clone)]
@@ -100,7 +100,8 @@ enum WriteJob {
 #[derive(Clone)]
 pub struct SqliteStream {
     writer: mpsc::Sender<WriteJob>,
-    reader: Arc<Mutex<Connection>>,
+    /// Consumers read on their own connections, beside the writer thread's.
+    readers: ReadConnections,
     options: StreamOptions,
     commits: Arc<AtomicU64>,
     /// Moves after every commit that appended records.
@@ -154,7 +155,7 @@ impl SqliteStream {
             conn.pragma_update(None, "max_page_count", pages).map_err(stream_error)?;
             max_pages = Some(i64::try_from(pages).unwrap_or(i64::MAX));
         }
-        let reader = open_read_only(path).map_err(stream_error)?;
+        let readers = ReadConnections::open(path).map_err(stream_error)?;
         let (writer, jobs) = mpsc::channel(options.queue_depth);
         let max_group = options.max_group_records;
         let commits = Arc::new(AtomicU64::new(0));
@@ -164,7 +165,7 @@ impl SqliteStream {
             .name("wenu-stream-writer".into())
             .spawn(move || run_writer(conn, jobs, max_group, &writer_commits, &appended))
             .map_err(|source| Error::Io { path: path.to_owned(), source })?;
-        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), options, commits, appends, max_pages })
+        Ok(Self { writer, readers, options, commits, appends, max_pages })
     }
 
     /// Reads what the log holds without starting a writer: for `wenu status`,
@@ -256,13 +257,9 @@ impl SqliteStream {
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().expect("reader connection poisoned");
-            query(&conn).map_err(stream_error)
-        })
-        .await
-        .map_err(|e| Error::Stream { message: format!("reader task failed: {e}"), retryable: true })?
+        let task_failed =
+            |why| Error::Stream { message: format!("reader task failed: {why}"), retryable: true };
+        self.readers.run(move |conn| query(conn).map_err(stream_error), task_failed).await
     }
 }
 
