@@ -58,8 +58,8 @@ pub async fn serve(
         .route("/metrics", get(move || std::future::ready((exposition, metrics.render()))))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         // gzip or brotli as the client's Accept-Encoding asks (not for live
-        // event streams); a day of 1-minute stats shrinks ~10×. Level 4 of
-        // either costs a fraction of the default's CPU for most of its gain.
+        // event streams): a day of 1-minute stats (~390 KB of JSON) shrinks
+        // about 3× at gzip level 4; higher levels cost more CPU per request.
         .layer(CompressionLayer::new().quality(CompressionLevel::Precise(4)));
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding HTTP on {addr}"))?;
     listener.set_nonblocking(true)?;
