@@ -18,7 +18,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use wenu_api::ApiState;
 
-use crate::priority::{self, Work};
+use crate::priority;
 
 /// Seconds: 0.5 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] =
@@ -64,7 +64,7 @@ pub async fn serve(
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding HTTP on {addr}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let runtime = priority::runtime(Work::Queries)?;
+    let runtime = priority::query_runtime()?;
     // Registered with the HTTP runtime's reactor, so its threads do all the HTTP work.
     let listener = {
         let _entered = runtime.enter();

@@ -1,55 +1,32 @@
 //! Who gets the CPU when there is not enough: the edge (its own threads) and
-//! the alarm path (the main runtime) run at normal priority; dashboard
-//! queries run on threads of their own at a lower one, so that fifty
-//! dashboards hammering the API take the CPU that is left, never the
-//! devices'. Idle CPU goes to whoever wants it: a low priority only loses
-//! when threads compete.
+//! the stream consumers run at normal priority; dashboard queries run on
+//! threads of their own at a lower one, so that fifty dashboards hammering
+//! the API take the CPU that is left, never the devices'. Idle CPU goes to
+//! whoever wants it: a low priority only loses when threads compete.
 
 use std::sync::OnceLock;
 
 use anyhow::anyhow;
 use tokio::runtime::Runtime;
 
-/// Work that yields to the edge and the alarm path.
-#[derive(Debug, Clone, Copy)]
-pub enum Work {
-    /// The HTTP API and pages.
-    Queries,
-}
+/// The query threads' `nice`: at 10 the kernel gives a thread about a tenth
+/// of the CPU a competing thread at 0 gets.
+const QUERY_NICENESS: i32 = 10;
 
-impl Work {
-    /// The threads' `nice`: at 10 the kernel gives a thread about a tenth
-    /// of the CPU a competing thread at 0 gets.
-    fn niceness(self) -> i32 {
-        match self {
-            Work::Queries => 10,
-        }
-    }
-
-    fn thread_name(self) -> &'static str {
-        match self {
-            Work::Queries => "wenu-http",
-        }
-    }
-}
-
-/// The runtime for `work`: one worker per core (and its blocking pool), all
-/// at `work`'s priority; made once per process and shared by every server
-/// it starts.
-pub fn runtime(work: Work) -> anyhow::Result<&'static Runtime> {
-    static QUERIES: OnceLock<Result<Runtime, String>> = OnceLock::new();
-    let cell = match work {
-        Work::Queries => &QUERIES,
-    };
-    let built = cell.get_or_init(|| {
+/// The runtime of the HTTP API: one worker per core (and its blocking pool),
+/// all at [`QUERY_NICENESS`]; made once per process and shared by every
+/// server it starts.
+pub fn query_runtime() -> anyhow::Result<&'static Runtime> {
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    let built = RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .thread_name(work.thread_name())
-            .on_thread_start(move || lower_this_threads_priority(work.niceness()))
+            .thread_name("wenu-http")
+            .on_thread_start(|| lower_this_threads_priority(QUERY_NICENESS))
             .enable_all()
             .build()
             .map_err(|err| err.to_string())
     });
-    built.as_ref().map_err(|err| anyhow!("starting the {} threads: {err}", work.thread_name()))
+    built.as_ref().map_err(|err| anyhow!("starting the HTTP threads: {err}"))
 }
 
 fn lower_this_threads_priority(niceness: i32) {
