@@ -532,8 +532,7 @@ fn sweep_chunk(tx: &rusqlite::Transaction<'_>, plan: &SweepPlan) -> rusqlite::Re
         return Ok(RetentionReport::default());
     }
     // A twentieth of the log at a time, so it stops near the target rather than empty.
-    let held: i64 =
-        tx.query_row("SELECT coalesce(max(position) - min(position) + 1, 0) FROM records", [], |r| r.get(0))?;
+    let held: i64 = tx.query_row(INFO_QUERY, [], |r| r.get(0))?;
     let Some(last): Option<i64> = tx.query_row(
         "SELECT max(position) FROM (SELECT position FROM records ORDER BY position LIMIT ?1)",
         [(held / 20).clamp(1, SWEEP_CHUNK)],
@@ -599,12 +598,17 @@ fn read_counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
 /// Positions are contiguous (a failed group commit rolls back its positions
 /// too, and retention deletes only from the old end), so the count is
 /// `newest − oldest + 1`, read off the primary key instead of a full scan.
+/// Each end is its own subquery: SQLite seeks the key for a lone `min()` or
+/// `max()`, but scans every row for both in one select.
+const INFO_QUERY: &str = "SELECT coalesce(newest - oldest + 1, 0), oldest, newest,
+        (SELECT received_at FROM records WHERE position = oldest),
+        (SELECT received_at FROM records WHERE position = newest)
+    FROM (SELECT (SELECT min(position) FROM records) AS oldest,
+                 (SELECT max(position) FROM records) AS newest)";
+
 fn query_info(conn: &Connection) -> rusqlite::Result<StreamInfo> {
     conn.query_row(
-        "SELECT coalesce(max(position) - min(position) + 1, 0), min(position), max(position),
-                (SELECT received_at FROM records ORDER BY position ASC LIMIT 1),
-                (SELECT received_at FROM records ORDER BY position DESC LIMIT 1)
-         FROM records",
+        INFO_QUERY,
         [],
         |r| {
             Ok(StreamInfo {
@@ -622,4 +626,49 @@ fn query_checkpoints(conn: &Connection) -> rusqlite::Result<Vec<(String, Positio
     let mut stmt = conn.prepare_cached("SELECT consumer, position FROM checkpoints ORDER BY consumer")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, Position::new(r.get::<_, i64>(1)? as u64))))?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(records: i64) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for i in 0..records {
+            conn.execute(
+                "INSERT INTO records (device_id, topic, received_at, payload) VALUES ('d', 't', ?1, x'00')",
+                [1_000 + i],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    /// Consumers measure their lag with `info` every second; a full scan of a
+    /// day's log would hold a reader connection for seconds.
+    #[test]
+    fn info_seeks_the_ends_of_the_log_instead_of_scanning_it() {
+        let conn = log_with(3);
+        let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {INFO_QUERY}")).unwrap();
+        let steps: Vec<String> =
+            plan.query_map([], |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap();
+        assert!(steps.iter().any(|s| s.starts_with("SEARCH records")), "{steps:?}");
+        assert!(!steps.iter().any(|s| s.starts_with("SCAN records")), "{steps:?}");
+    }
+
+    #[test]
+    fn info_counts_from_the_oldest_to_the_newest_record() {
+        let conn = log_with(5);
+        conn.execute("DELETE FROM records WHERE position <= 2", []).unwrap();
+        let info = query_info(&conn).unwrap();
+        assert_eq!(info.records, 3);
+        assert_eq!(info.oldest, Some(Position::new(3)));
+        assert_eq!(info.newest, Some(Position::new(5)));
+        assert_eq!((info.oldest_received_at, info.newest_received_at), (Some(1_002), Some(1_004)));
+
+        let empty = query_info(&log_with(0)).unwrap();
+        assert_eq!((empty.records, empty.oldest, empty.newest), (0, None, None));
+        assert_eq!((empty.oldest_received_at, empty.newest_received_at), (None, None));
+    }
 }
