@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -197,6 +198,55 @@ impl Queue for SqsQueue {
             .await
             .map(drop)
             .map_err(|e| queue_error("DeleteMessage", &e))
+    }
+
+    /// DeleteMessageBatch, ten receipts a call; entries SQS failed for a
+    /// reason of its own are sent again, one it refused is an error.
+    async fn delete_batch(&self, receipts: &[String]) -> Result<()> {
+        for chunk in receipts.chunks(10) {
+            let mut pending: Vec<DeleteMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let mut backoff = Backoff::default();
+            while !pending.is_empty() {
+                let output = self
+                    .client
+                    .delete_message_batch()
+                    .queue_url(&self.queue_url)
+                    .set_entries(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| queue_error("DeleteMessageBatch", &e))?;
+                let failed = output.failed();
+                if let Some(refused) = failed.iter().find(|f| f.sender_fault()) {
+                    return Err(permanent(format!(
+                        "SQS refused a delete: {} ({})",
+                        refused.message().unwrap_or_default(),
+                        refused.code()
+                    )));
+                }
+                pending.retain(|entry| failed.iter().any(|f| f.id() == entry.id()));
+                if !pending.is_empty() {
+                    metrics::counter!("wenu_aws_partial_failures_total", "call" => "DeleteMessageBatch")
+                        .increment(pending.len() as u64);
+                    backoff
+                        .wait(
+                            "DeleteMessageBatch",
+                            Error::Queue { message: "entries kept failing".into(), retryable: true },
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn change_visibility(&self, receipt: &str, visibility: Duration) -> Result<()> {

@@ -65,6 +65,16 @@ pub trait Queue: Send + Sync + 'static {
     /// Acknowledges a delivery: the message is gone.
     async fn delete(&self, receipt: &str) -> Result<()>;
 
+    /// Acknowledges several deliveries at once: one durable write (or one
+    /// SQS call per ten) instead of one each. Like [`delete`](Self::delete),
+    /// a stale receipt deletes nothing and is no error. By default one by one.
+    async fn delete_batch(&self, receipts: &[String]) -> Result<()> {
+        for receipt in receipts {
+            self.delete(receipt).await?;
+        }
+        Ok(())
+    }
+
     /// Hides an in-flight message for `visibility` from now; zero makes it
     /// visible again at once (a worker giving a job back).
     async fn change_visibility(&self, receipt: &str, visibility: Duration) -> Result<()>;

@@ -174,6 +174,27 @@ impl Queue for SqliteQueue {
         .await
     }
 
+    /// One transaction, so one fsync, for the whole batch.
+    async fn delete_batch(&self, receipts: &[String]) -> Result<()> {
+        let deliveries = receipts.iter().map(|r| parse_receipt(r)).collect::<Result<Vec<_>>>()?;
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(queue_error)?;
+            {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM messages WHERE id = ?1 AND receive_count = ?2 AND dead = 0")
+                    .map_err(queue_error)?;
+                for (id, count) in deliveries {
+                    delete.execute(params![id, count]).map_err(queue_error)?;
+                }
+            }
+            tx.commit().map_err(queue_error)
+        })
+        .await
+    }
+
     async fn change_visibility(&self, receipt: &str, visibility: Duration) -> Result<()> {
         let (id, count) = parse_receipt(receipt)?;
         let receipt = receipt.to_owned();

@@ -136,8 +136,8 @@ pub async fn run_workers(
     while workers.join_next().await.is_some() {}
 }
 
-/// Applies a received batch, then deletes what was applied and gives back,
-/// after a backoff, what failed.
+/// Applies a received batch, then gives back, after a backoff, what failed
+/// and deletes what was applied.
 async fn work_on(
     queue: &dyn Queue,
     handler: &dyn Handler,
@@ -152,6 +152,7 @@ async fn work_on(
     metrics::histogram!("wenu_stats_apply_seconds").record(started.elapsed().as_secs_f64());
     // Rollups written, jobs not yet deleted: the crash tests stop here.
     wenu_core::failpoint::hit("stats.after_apply").await;
+    let mut done = Vec::with_capacity(received.len());
     for (message, job) in received.iter().zip(&parsed) {
         let outcome = match job {
             Ok(_) => applied.next().expect("a result per job"),
@@ -165,10 +166,7 @@ async fn work_on(
                 metrics::counter!("wenu_stats_readings_counted_total").increment(report.counted);
                 metrics::counter!("wenu_stats_readings_already_counted_total")
                     .increment(report.already_counted);
-                if let Err(e) = queue.delete(&message.receipt).await {
-                    // The job will come back and count nothing twice.
-                    tracing::warn!(error = %e, message = %message.id, "applied job could not be deleted");
-                }
+                done.push(message.receipt.clone());
             }
             Err(e) => {
                 metrics::counter!("wenu_stats_jobs_total", "outcome" => "failed").increment(1);
@@ -180,5 +178,10 @@ async fn work_on(
                 }
             }
         }
+    }
+    // One delete for the batch: each is a durable write (an fsync, or an SQS call).
+    if let Err(e) = queue.delete_batch(&done).await {
+        // The jobs will come back and count nothing twice.
+        tracing::warn!(error = %e, jobs = done.len(), "applied jobs could not be deleted");
     }
 }

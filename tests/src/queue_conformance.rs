@@ -54,6 +54,23 @@ pub async fn send_receive_delete(queue: &dyn Queue) {
     assert!(queue.receive(10, LONG).await.unwrap().is_empty());
 }
 
+/// A batch delete removes every message it names, however many calls it
+/// takes the backend (SQS takes ten a call).
+pub async fn batch_delete(queue: &dyn Queue) {
+    let sent: Vec<_> = (0..23).map(|i| message(&format!("g{i}"), &format!("m{i}"))).collect();
+    queue.send_batch(sent).await.unwrap();
+    let received = receive_all(queue).await;
+    assert_eq!(received.len(), 23);
+    queue.delete_batch(&[]).await.unwrap();
+    let (kept, deleted) = received.split_at(1);
+    let receipts: Vec<String> = deleted.iter().map(|r| r.receipt.clone()).collect();
+    queue.delete_batch(&receipts).await.unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight, depth.dead), (0, 1, 0));
+    queue.change_visibility(&kept[0].receipt, Duration::ZERO).await.unwrap();
+    assert_eq!(bodies(&receive_all(queue).await), bodies(kept), "only the one left out comes back");
+}
+
 /// An in-flight message is hidden until it is given back, then redelivered
 /// with a higher receive count.
 pub async fn visibility_timeout(queue: &dyn Queue) {

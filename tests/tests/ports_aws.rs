@@ -27,6 +27,7 @@ async fn sqs_queue_passes_the_queue_suite() {
     queue_suite::one_in_flight_per_group(&queue().await).await;
     queue_suite::large_batches_and_binary_bodies(&queue().await).await;
     queue_suite::dead_letters_and_redrive(&queue().await).await;
+    queue_suite::batch_delete(&queue().await).await;
 }
 
 #[tokio::test]

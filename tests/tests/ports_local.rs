@@ -24,6 +24,7 @@ async fn sqlite_queue_passes_the_queue_suite() {
     queue_suite::one_in_flight_per_group(&queue(&dir, "c")).await;
     queue_suite::large_batches_and_binary_bodies(&queue(&dir, "e")).await;
     queue_suite::dead_letters_and_redrive(&queue(&dir, "d")).await;
+    queue_suite::batch_delete(&queue(&dir, "f")).await;
 }
 
 #[tokio::test]
