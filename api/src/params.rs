@@ -176,13 +176,21 @@ impl Format {
 /// A list of rows as JSON `{"items": [...], "next": …}` or as CSV with a
 /// header line (the next page's cursor then travels in a `Link`-like
 /// `X-Next-Cursor` header).
+/// A page of rows as JSON: `{"items": [...], "next": ...}`.
+#[derive(Serialize)]
+struct Rows<'a, T> {
+    items: &'a [T],
+    next: Option<String>,
+}
+
 pub(crate) fn rows_response<T: Serialize>(
     format: Format,
     items: &[T],
     next: Option<String>,
 ) -> Result<Response> {
     match format {
-        Format::Json => Ok(axum::Json(serde_json::json!({ "items": items, "next": next })).into_response()),
+        // Typed, not `json!`: that would build a map per row before writing it.
+        Format::Json => Ok(axum::Json(Rows { items, next }).into_response()),
         Format::Csv => {
             let mut writer = csv::Writer::from_writer(Vec::new());
             for item in items {

@@ -4,7 +4,6 @@
 //! publish at a steady rate (by default half the ingest maximum measured in
 //! docs/benchmarks.md).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +18,9 @@ use wenu_local::SqliteTable;
 use wenu_registry::{Registry, Role, provision_fleet};
 use wenu_stats::{Job, Point, Resolution, Retention, SeriesKey, apply_job};
 
-use crate::process::Scratch;
+use crate::process::{Scratch, ServerProcess};
+use anyhow::Context;
 use wenu::config::Config;
-use wenu::serve::Server;
 use wenu_core::clock::now_ms;
 
 #[derive(Args)]
@@ -45,13 +44,6 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
     let scratch = Scratch::new("api")?;
     let scratch = scratch.path();
     config.data_dir = scratch.to_owned();
-    config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    config.mqtt.tls = None;
-    config.http.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    // The server's rate limit is not what is measured: lifted for tokens
-    // without a rate of their own (a token's own rate is capped lower).
-    config.http.rate_per_second = 1_000_000;
-    config.http.burst = 1_000_000;
 
     eprintln!("provisioning {} devices and a day of 1-minute stats each…", args.devices);
     let registry = Registry::open(&Registry::default_path(scratch)).await?;
@@ -61,23 +53,30 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
     wenu::devices::define_simulated_sensors(&registry, &fleet).await?;
     seed_day_of_stats(&config, &fleet).await?;
     let token = registry.create_token(Some("bench"), Role::Viewer, "bench", None).await?.bearer;
+    registry.close().await;
 
-    let server = Server::start(&config).await?;
-    let base = format!("http://{}", server.http_addr.expect("HTTP is on"));
+    // A process of its own, so that its CPU per request is its own. The
+    // server's rate limit is not what is measured: lifted for tokens
+    // without a rate of their own (a token's own rate is capped lower).
+    let server = ServerProcess::wenu(
+        scratch,
+        &[("WENU_HTTP_RATE_PER_SECOND", "1000000"), ("WENU_HTTP_BURST", "1000000")],
+    )?;
+    let base = format!("http://{}", server.http.context("wenu serve printed no HTTP address")?);
     let devices: Arc<Vec<String>> = Arc::new(fleet.devices.iter().map(|d| d.device_id.clone()).collect());
 
     eprintln!(
         "baseline, idle server: {} clients asking /api/v1/health for {} s…",
         args.clients, args.seconds
     );
-    let baseline = query_load(&base, &token, &devices, &args, Query::Health).await?;
+    let baseline = query_load(&base, &token, &devices, &args, Query::Health, &server).await?;
     eprintln!("idle server: {} clients for {} s…", args.clients, args.seconds);
-    let idle = query_load(&base, &token, &devices, &args, Query::DayOfMinutes).await?;
+    let idle = query_load(&base, &token, &devices, &args, Query::DayOfMinutes, &server).await?;
 
     eprintln!("with ingest at {} msg/s: {} clients for {} s…", args.ingest_rate, args.clients, args.seconds);
     let (stop_tx, stop) = watch::channel(false);
     let sim = SimConfig {
-        port: server.edge.tcp_addr().expect("listening").port(),
+        port: server.port,
         rate_per_device: args.ingest_rate / args.devices as f64,
         window: 64,
         buffer: 1_000_000,
@@ -89,10 +88,9 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
     };
     // Let the fleet connect and reach its rate before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let loaded = query_load(&base, &token, &devices, &args, Query::DayOfMinutes).await?;
+    let loaded = query_load(&base, &token, &devices, &args, Query::DayOfMinutes, &server).await?;
     stop_tx.send_replace(true);
     let ingest = ingest.await??;
-    server.stop().await?;
 
     let result = json!({
         "query": "GET /api/v1/stats?res=1m&from=-24h (1440 buckets)",
@@ -156,10 +154,12 @@ async fn query_load(
     devices: &Arc<Vec<String>>,
     args: &ApiArgs,
     query: Query,
+    server: &ServerProcess,
 ) -> anyhow::Result<serde_json::Value> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
+    let server_cpu = server.cpu_seconds()?;
     let mut tasks = Vec::new();
     for n in 0..args.clients {
         let (client, base, token, devices) =
@@ -179,12 +179,17 @@ async fn query_load(
                 let sent = Instant::now();
                 let response = client.get(url).bearer_auth(&token).send().await?;
                 anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
-                let body: serde_json::Value = response.json().await?;
-                if let Query::DayOfMinutes = query {
-                    let buckets = body["items"].as_array().map_or(0, Vec::len);
-                    anyhow::ensure!(buckets >= 1440, "{buckets} buckets, expected a day's 1440");
-                }
+                let body = response.bytes().await?;
                 latencies.record(sent.elapsed().as_micros() as u64)?;
+                if let Query::DayOfMinutes = query {
+                    // Counted, not parsed into values: the clients share the server's cores.
+                    let page: Page = serde_json::from_slice(&body)?;
+                    anyhow::ensure!(
+                        page.items.len() >= 1440,
+                        "{} buckets, expected a day's 1440",
+                        page.items.len()
+                    );
+                }
             }
             Ok::<_, anyhow::Error>(latencies)
         }));
@@ -194,6 +199,7 @@ async fn query_load(
         all.add(task.await??)?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = server.cpu_seconds()? - server_cpu;
     let ms = |q: f64| (all.value_at_quantile(q) as f64 / 1000.0 * 100.0).round() / 100.0;
     Ok(json!({
         "requests": all.len(),
@@ -201,7 +207,15 @@ async fn query_load(
         "p50_ms": ms(0.5),
         "p99_ms": ms(0.99),
         "max_ms": (all.max() as f64 / 10.0).round() / 100.0,
+        "server_cores": (server_cpu / elapsed * 100.0).round() / 100.0,
+        "server_cpu_ms_per_request": (server_cpu * 1000.0 / all.len().max(1) as f64 * 1000.0).round() / 1000.0,
     }))
+}
+
+/// A page of the stats response, its rows skipped unread.
+#[derive(serde::Deserialize)]
+struct Page {
+    items: Vec<serde::de::IgnoredAny>,
 }
 
 /// Clients walk the devices with a stride so they rarely ask for the same one at once.

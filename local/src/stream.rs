@@ -607,19 +607,15 @@ const INFO_QUERY: &str = "SELECT coalesce(newest - oldest + 1, 0), oldest, newes
                  (SELECT max(position) FROM records) AS newest)";
 
 fn query_info(conn: &Connection) -> rusqlite::Result<StreamInfo> {
-    conn.query_row(
-        INFO_QUERY,
-        [],
-        |r| {
-            Ok(StreamInfo {
-                records: r.get::<_, i64>(0)? as u64,
-                oldest: r.get::<_, Option<i64>>(1)?.map(|p| Position::new(p as u64)),
-                newest: r.get::<_, Option<i64>>(2)?.map(|p| Position::new(p as u64)),
-                oldest_received_at: r.get(3)?,
-                newest_received_at: r.get(4)?,
-            })
-        },
-    )
+    conn.query_row(INFO_QUERY, [], |r| {
+        Ok(StreamInfo {
+            records: r.get::<_, i64>(0)? as u64,
+            oldest: r.get::<_, Option<i64>>(1)?.map(|p| Position::new(p as u64)),
+            newest: r.get::<_, Option<i64>>(2)?.map(|p| Position::new(p as u64)),
+            oldest_received_at: r.get(3)?,
+            newest_received_at: r.get(4)?,
+        })
+    })
 }
 
 fn query_checkpoints(conn: &Connection) -> rusqlite::Result<Vec<(String, Position)>> {
