@@ -21,7 +21,14 @@ impl FromRequestParts<ApiState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self> {
         let bearer = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let token = state.0.registry.verify_token(bearer).await?.ok_or(ApiError::Unauthorized)?;
+        let token = match state.0.recent.token(bearer) {
+            Some(token) => token,
+            None => {
+                let token = state.0.registry.verify_token(bearer).await?.ok_or(ApiError::Unauthorized)?;
+                state.0.recent.remember_token(bearer, &token);
+                token
+            }
+        };
         state
             .0
             .rate_limits

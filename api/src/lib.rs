@@ -22,6 +22,7 @@ mod manage;
 mod pages;
 pub mod params;
 pub mod rate_limit;
+mod recent;
 pub mod state;
 mod stored_keys;
 mod validators;
@@ -30,6 +31,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -89,6 +91,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/assets/style.css", get(pages::style_css))
         .route("/assets/uPlot.iife.min.js", get(pages::uplot_js))
         .route("/assets/uPlot.min.css", get(pages::uplot_css))
+        .layer(middleware::from_fn_with_state(state.clone(), forget_after_changes))
         .layer(middleware::from_fn(record_metrics))
         .with_state(state)
 }
@@ -112,6 +115,18 @@ async fn health(State(state): State<ApiState>) -> Response {
 }
 
 /// Requests and their latency per route and status, for `/metrics`.
+/// A change through the API (any method but GET and HEAD, answered with
+/// success) may revoke a token or move a device: the registry answers kept
+/// for a second are dropped.
+async fn forget_after_changes(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let reads_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    if !reads_only && response.status().is_success() {
+        state.0.recent.forget_all();
+    }
+    response
+}
+
 async fn record_metrics(request: Request, next: Next) -> Response {
     let route = request
         .extensions()

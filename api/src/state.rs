@@ -15,6 +15,7 @@ use wenu_runtime::Health;
 
 use crate::live::{LiveHub, LiveSlots};
 use crate::rate_limit::RateLimits;
+use crate::recent::Recent;
 
 /// Raw readings from the lake.
 #[async_trait]
@@ -120,6 +121,8 @@ pub(crate) struct Inner {
     pub live_slots: Arc<LiveSlots>,
     /// The pipeline's consumers, where this process runs them.
     pub consumers: Option<Health>,
+    /// Registry answers kept for a second.
+    pub recent: Recent,
 }
 
 impl ApiState {
@@ -136,6 +139,7 @@ impl ApiState {
             rate_limits: RateLimits::new(limits.rate_per_second, limits.burst),
             live_slots: Arc::new(LiveSlots::new(limits.max_live_streams, limits.max_live_streams_per_token)),
             consumers: None,
+            recent: Recent::default(),
         }))
     }
 

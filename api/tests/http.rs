@@ -732,3 +732,27 @@ async fn live_streams_are_capped_per_token_and_end_when_their_token_is_revoked()
     .await;
     assert!(ended.is_ok(), "the revoked token's stream ended");
 }
+
+/// Data requests remember who owns a device for a second: an answer given
+/// to one company is never one given to another, and a token revoked
+/// through the API is refused at once, remembered or not.
+#[tokio::test]
+async fn remembered_registry_answers_never_cross_companies_or_outlive_a_revocation() {
+    let server = Server::start(ApiLimits::default()).await;
+    let stats = |device: &str| format!("/api/v1/stats?device={device}&sensor=temp-1&res=1m&from=-1h");
+    for _ in 0..2 {
+        assert_eq!(server.get(&stats(ACME_DEVICES[0]), &server.tokens.acme_viewer).await.0, StatusCode::OK);
+        let (status, body) = server.get(&stats(ACME_DEVICES[0]), &server.tokens.globex_viewer).await;
+        assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+        let (status, _) = server.get(&stats(GLOBEX_DEVICE), &server.tokens.acme_viewer).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    let wall =
+        server.registry.create_token(Some("acme"), wenu_registry::Role::Viewer, "wall", None).await.unwrap();
+    assert_eq!(server.get(&stats(ACME_DEVICES[0]), &wall.bearer).await.0, StatusCode::OK);
+    let revoke = format!("/api/v1/tokens/{}", wall.token.id);
+    let admin = &server.tokens.acme_admin;
+    assert_eq!(server.call(Method::DELETE, &revoke, Some(admin), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(server.get(&stats(ACME_DEVICES[0]), &wall.bearer).await.0, StatusCode::UNAUTHORIZED);
+}
