@@ -37,7 +37,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    wenu::allocator::return_freed_memory_at_once();
+    wenu::allocator::return_freed_memory_soon();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -8,7 +8,9 @@
 //! resident — freed pages kept for a second before being returned, and the arena
 //! backed by transparent huge pages. Returning pages at once and no huge
 //! pages brought the peak to ~205 MiB at the same throughput; glibc's malloc
-//! held more still (~470 MiB).
+//! held more still (~470 MiB). Returning them after 50 ms instead of at once
+//! keeps most of that gain and spares the API's large responses a page
+//! fault per page (see [`PURGE_DELAY_MS`]).
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -20,13 +22,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(feature = "mimalloc")]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Freed memory goes back to the OS at once rather than a second later, unless
-/// `MIMALLOC_PURGE_DELAY` says otherwise. Call first thing in `main`.
-pub fn return_freed_memory_at_once() {
+/// How long freed pages are kept before going back to the OS. At once (0)
+/// cost the HTTP API a third of its CPU: each response of a day of minute
+/// buckets (~260 KB) faulted its pages in again and unmapping them
+/// interrupted the other core (`wenu bench api`: 650 → 945 requests/s, 2.6 →
+/// 1.7 ms of CPU a request with 50 ms), for a peak 222 → 246 MiB under
+/// `wenu bench overload`; mimalloc's own second held 350+ MiB.
+const PURGE_DELAY_MS: std::ffi::c_long = 50;
+
+/// Freed memory goes back to the OS after [`PURGE_DELAY_MS`] rather than a
+/// second later, unless `MIMALLOC_PURGE_DELAY` says otherwise. Call first
+/// thing in `main`.
+pub fn return_freed_memory_soon() {
     #[cfg(feature = "mimalloc")]
     // SAFETY: sets an integer option; mimalloc synchronises option access.
     unsafe {
-        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
     }
 }
 

@@ -80,7 +80,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    allocator::return_freed_memory_at_once();
+    allocator::return_freed_memory_soon();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
