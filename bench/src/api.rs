@@ -1,8 +1,9 @@
 //! `wenu bench api`: the dashboard's heaviest common request, a day of
 //! 1-minute stats of one sensor (1 440 buckets), over HTTP from many
 //! concurrent clients: first on an idle server, then while simulated devices
-//! publish at a steady rate (by default half the ingest maximum measured in
-//! docs/benchmarks.md).
+//! publish at a steady rate, whose acknowledgements are compared with the
+//! same fleet publishing alone. The server is a child process, so its CPU
+//! per request is its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
-use wenu_firmware_sim::{SimConfig, run_fleet};
+use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
 use wenu_local::SqliteTable;
 use wenu_registry::{Registry, Role, provision_fleet};
 use wenu_stats::{Job, Point, Resolution, Retention, SeriesKey, apply_job};
@@ -73,10 +74,60 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
     eprintln!("idle server: {} clients for {} s…", args.clients, args.seconds);
     let idle = query_load(&base, &token, &devices, &args, Query::DayOfMinutes, &server).await?;
 
+    eprintln!("ingest alone at {} msg/s for {} s…", args.ingest_rate, args.seconds);
+    let alone = publish_while(&fleet, server.port, &args, async {
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        Ok(serde_json::Value::Null)
+    })
+    .await?
+    .1;
     eprintln!("with ingest at {} msg/s: {} clients for {} s…", args.ingest_rate, args.clients, args.seconds);
+    let (loaded, ingest) = publish_while(
+        &fleet,
+        server.port,
+        &args,
+        query_load(&base, &token, &devices, &args, Query::DayOfMinutes, &server),
+    )
+    .await?;
+    // With the fleet publishing, the server's CPU is mostly the pipeline's.
+    let mut loaded = loaded;
+    if let Some(figures) = loaded.as_object_mut() {
+        figures.remove("server_cpu_ms_per_request");
+    }
+
+    let ingest_figures = |report: &FleetReport| {
+        json!({
+            "target_per_sec": args.ingest_rate,
+            "acked_per_sec": report.steady_acked_per_sec.round(),
+            "puback_p50_ms": report.puback_latency_p50_ms,
+            "puback_p99_ms": report.puback_latency_p99_ms,
+        })
+    };
+    let result = json!({
+        "query": "GET /api/v1/stats?res=1m&from=-24h (1440 buckets)",
+        "clients": args.clients,
+        "baseline_health": baseline,
+        "idle": idle,
+        "with_ingest": loaded,
+        "ingest_alone": ingest_figures(&alone),
+        "ingest": ingest_figures(&ingest),
+        "ingest_kept": (ingest.steady_acked_per_sec / alone.steady_acked_per_sec.max(1.0) * 1000.0).round() / 1000.0,
+    });
+    Ok(result)
+}
+
+/// The fleet publishes at `--ingest-rate` while `work` runs (after two
+/// seconds to connect and reach the rate); what `work` returned and what
+/// the fleet saw.
+async fn publish_while(
+    fleet: &Fleet,
+    port: u16,
+    args: &ApiArgs,
+    work: impl Future<Output = anyhow::Result<serde_json::Value>>,
+) -> anyhow::Result<(serde_json::Value, FleetReport)> {
     let (stop_tx, stop) = watch::channel(false);
     let sim = SimConfig {
-        port: server.port,
+        port,
         rate_per_device: args.ingest_rate / args.devices as f64,
         window: 64,
         buffer: 1_000_000,
@@ -86,26 +137,11 @@ pub async fn run(mut config: Config, args: ApiArgs) -> anyhow::Result<serde_json
         let fleet = fleet.clone();
         tokio::spawn(async move { run_fleet(&fleet, sim, stop).await })
     };
-    // Let the fleet connect and reach its rate before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let loaded = query_load(&base, &token, &devices, &args, Query::DayOfMinutes, &server).await?;
+    let done = work.await;
     stop_tx.send_replace(true);
-    let ingest = ingest.await??;
-
-    let result = json!({
-        "query": "GET /api/v1/stats?res=1m&from=-24h (1440 buckets)",
-        "clients": args.clients,
-        "baseline_health": baseline,
-        "idle": idle,
-        "with_ingest": loaded,
-        "ingest": {
-            "target_per_sec": args.ingest_rate,
-            "acked_per_sec": ingest.acked_per_sec.round(),
-            "puback_p50_ms": ingest.puback_latency_p50_ms,
-            "puback_p99_ms": ingest.puback_latency_p99_ms,
-        },
-    });
-    Ok(result)
+    let report = ingest.await??;
+    Ok((done?, report))
 }
 
 /// Minutes of stats seeded around now: the last day, half an hour before
@@ -156,6 +192,11 @@ async fn query_load(
     query: Query,
     server: &ServerProcess,
 ) -> anyhow::Result<serde_json::Value> {
+    // The clients stand for dashboards on other machines: on the query
+    // threads' low priority, so that on this one they take the CPU left
+    // over rather than the load generator's (the server's own HTTP threads
+    // are at that priority too).
+    let runtime = wenu::priority::query_runtime()?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -164,7 +205,7 @@ async fn query_load(
     for n in 0..args.clients {
         let (client, base, token, devices) =
             (client.clone(), base.to_owned(), token.to_owned(), devices.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(runtime.spawn(async move {
             let mut latencies = Histogram::<u64>::new(3).expect("valid histogram");
             let mut i = n;
             while Instant::now() < deadline {

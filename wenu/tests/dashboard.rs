@@ -84,7 +84,7 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
         assert_eq!(counted, PER_DEVICE, "{sensor}");
     }
     // The threads that serve HTTP yield to the edge's: they run at a lower
-    // priority (nice 10) than the rest of the process.
+    // priority (nice 19) than the rest of the process.
     let mut niceness = std::collections::BTreeMap::<String, std::collections::BTreeSet<i64>>::new();
     for task in std::fs::read_dir(format!("/proc/{}/task", server.child.id())).unwrap() {
         let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
@@ -96,7 +96,7 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
         let kind = if name.starts_with("wenu-http") { "http" } else { "other" };
         niceness.entry(kind.into()).or_default().insert(nice);
     }
-    assert_eq!(niceness["http"], [10].into(), "{niceness:?}");
+    assert_eq!(niceness["http"], [19].into(), "{niceness:?}");
     assert!(niceness["other"].contains(&0), "{niceness:?}");
 
     // Compressed as the client asks: the same JSON, in fewer bytes.
