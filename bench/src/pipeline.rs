@@ -395,8 +395,11 @@ impl Scrape {
 
     /// Records each consumer has still to read, and stats jobs enrich has
     /// queued that the workers have not applied, in `BACKLOGS` order.
+    /// Each consumer's backlog right after its last commit (so the lake's
+    /// buffer, emptied at each flush, is not counted), and the stats jobs
+    /// queued and not yet applied.
     fn backlogs(&self) -> [f64; 4] {
-        let lag = |consumer| self.sum("wenu_consumer_lag_records", Some(("consumer", consumer)));
+        let lag = |consumer| self.sum("wenu_consumer_lag_after_commit_records", Some(("consumer", consumer)));
         [lag("lake"), lag("enrich"), lag("alarms"), self.stats_jobs_queued().max(0.0)]
     }
 
@@ -445,16 +448,16 @@ mod tests {
     #[test]
     fn a_scrape_sums_the_samples_of_a_metric_and_label() {
         let scrape = Scrape(
-            "# TYPE wenu_consumer_lag_records gauge\n\
-             wenu_consumer_lag_records{consumer=\"lake\"} 120\n\
-             wenu_consumer_lag_records{consumer=\"enrich\"} 7\n\
+            "# TYPE wenu_consumer_lag_after_commit_records gauge\n\
+             wenu_consumer_lag_after_commit_records{consumer=\"lake\"} 120\n\
+             wenu_consumer_lag_after_commit_records{consumer=\"enrich\"} 7\n\
              wenu_enrich_jobs_total 100\n\
              wenu_stats_jobs_total{outcome=\"applied\"} 90\n\
              wenu_stats_jobs_total{outcome=\"failed\"} 3\n"
                 .into(),
         );
-        assert_eq!(scrape.sum("wenu_consumer_lag_records", None), 127.0);
-        assert_eq!(scrape.sum("wenu_consumer_lag_records", Some(("consumer", "lake"))), 120.0);
+        assert_eq!(scrape.sum("wenu_consumer_lag_after_commit_records", None), 127.0);
+        assert_eq!(scrape.sum("wenu_consumer_lag_after_commit_records", Some(("consumer", "lake"))), 120.0);
         assert_eq!(scrape.backlogs(), [120.0, 7.0, 0.0, 10.0]);
     }
 }

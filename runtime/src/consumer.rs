@@ -259,6 +259,12 @@ impl<S: Stage> Consumer<S> {
         // Mirrored into the stream so retention and `wenu status` see it.
         self.stream.commit_checkpoint(&name, &self.options.shard, last).await?;
         self.committed_at = Instant::now();
+        // The backlog without what a stage holds on purpose (the lake's
+        // buffer): a consumer that keeps up commits close to the log's end.
+        if let Ok(Some(newest)) = self.stream.newest(&self.options.shard).await {
+            let behind = newest.as_u64().zip(last.as_u64()).map_or(0, |(n, l)| n.saturating_sub(l));
+            metrics::gauge!("wenu_consumer_lag_after_commit_records", "consumer" => name).set(behind as f64);
+        }
         Ok(())
     }
 
