@@ -90,11 +90,7 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<serde_json::Value> {
     let mut first_seq = 1;
     let mut run_step = async |rate: f64, steps: &mut Vec<Step>| -> anyhow::Result<bool> {
         eprintln!("offering {rate:.0} msg/s for {} s…", args.step_seconds);
-        // Two of the lake's flush cycles (its buffer time, then the write):
-        // every such window holds at least one trough.
-        let trough_window_secs = 2.0 * (args.lake_buffer_secs as f64 + 1.0);
-        let step =
-            offer(&server, &metrics, &fleet, rate, args.step_seconds, first_seq, trough_window_secs).await?;
+        let step = offer(&server, &metrics, &fleet, rate, args.step_seconds, first_seq).await?;
         first_seq += step.per_device_span;
         eprintln!(
             "  {}: acked {:.0}/s, growth/s {:?}, caught up in {:.1} s",
@@ -218,7 +214,6 @@ async fn offer(
     rate: f64,
     seconds: u64,
     first_seq: u64,
-    trough_window_secs: f64,
 ) -> anyhow::Result<Step> {
     let rate_per_device = rate / fleet.devices.len().max(1) as f64;
     let config = LoadConfig {
@@ -272,10 +267,10 @@ async fn offer(
     let mut backlog_growth_per_sec = BTreeMap::new();
     let mut backlog_max = BTreeMap::new();
     for (i, name) in BACKLOGS.iter().enumerate() {
-        let backlog: Vec<(f64, f64)> = curve.iter().map(|(t, b)| (*t, b[i])).collect();
-        let second_half: Vec<(f64, f64)> = troughs(&backlog, trough_window_secs)
-            .into_iter()
+        let second_half: Vec<(f64, f64)> = curve
+            .iter()
             .filter(|(t, _)| *t >= (production.0 + production.1) / 2.0 && *t <= production.1)
+            .map(|(t, b)| (*t, b[i]))
             .collect();
         backlog_growth_per_sec.insert(*name, slope(&second_half));
         backlog_max.insert(*name, curve.iter().map(|(_, b)| b[i]).fold(0.0, f64::max));
@@ -317,28 +312,6 @@ async fn offer(
         lag_curve: curve,
         per_device_span: (rate_per_device * seconds as f64).ceil() as u64 * 2 + 1_000,
     })
-}
-
-/// Each sample replaced by the least of those up to `window` seconds before
-/// it: the troughs of a backlog that a stage empties in flushes (the lake
-/// holds up to its buffer time of records, then writes them all). With a
-/// window longer than the flush cycle a healthy sawtooth becomes flat and a
-/// backlog that grows still rises as fast. Without this, where in its cycle
-/// a 10 s half-step began and ended tilted the lake's slope by more than
-/// the tolerance; with a window of one cycle, a flush that took a little
-/// longer left a window without a trough.
-fn troughs(points: &[(f64, f64)], window: f64) -> Vec<(f64, f64)> {
-    points
-        .iter()
-        .map(|&(t, _)| {
-            let least = points
-                .iter()
-                .filter(|(s, _)| *s > t - window && *s <= t)
-                .map(|p| p.1)
-                .fold(f64::INFINITY, f64::min);
-            (t, least)
-        })
-        .collect()
 }
 
 /// The least-squares slope of `points` (per second); 0 for fewer than two.
@@ -418,31 +391,6 @@ mod tests {
         let points: Vec<(f64, f64)> = (0..10).map(|i| (i as f64 * 0.5, 100.0 + 40.0 * i as f64)).collect();
         assert!((slope(&points) - 80.0).abs() < 1e-9);
         assert_eq!(slope(&[(1.0, 5.0)]), 0.0);
-    }
-
-    #[test]
-    fn a_flushing_backlog_grows_only_if_its_troughs_do() {
-        // A buffer filled at 1 000/s and flushed every `cycle` seconds (its
-        // time, then the write): a sawtooth, sampled every 0.5 s.
-        let sawtooth = |cycle: f64, growth: f64| -> Vec<(f64, f64)> {
-            (0..60).map(|i| i as f64 * 0.5).map(|t| (t, (t % cycle) * 1_000.0 + growth * t)).collect()
-        };
-        // Ten seconds of it, starting anywhere in the cycle, as a half-step would.
-        let mut raw_slopes = Vec::new();
-        for cycle in [5.0, 6.0, 6.5] {
-            for start in (30..40).map(|half_seconds| half_seconds as f64 * 0.5) {
-                let window = |points: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-                    points.into_iter().filter(|(t, _)| *t >= start && *t <= start + 10.0).collect()
-                };
-                raw_slopes.push(slope(&window(sawtooth(cycle, 0.0))));
-                let flat = slope(&window(troughs(&sawtooth(cycle, 0.0), 12.0)));
-                assert_eq!(flat, 0.0, "cycle {cycle} s, from {start} s");
-                let growing = slope(&window(troughs(&sawtooth(cycle, 300.0), 12.0)));
-                assert!((growing - 300.0).abs() < 60.0, "cycle {cycle} s, from {start} s: {growing}");
-            }
-        }
-        // The tolerance is 5 % of the input (50/s here); the phase alone tilts the raw slope more.
-        assert!(raw_slopes.iter().any(|s| s.abs() > 100.0), "{raw_slopes:?}");
     }
 
     #[test]
