@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -120,24 +120,9 @@ impl SqsQueue {
                 .await
                 .map_err(|e| queue_error("SendMessageBatch", &e))?;
             let failed = output.failed();
-            if let Some(refused) = failed.iter().find(|f| f.sender_fault()) {
-                return Err(permanent(format!(
-                    "SQS refused a message: {} ({})",
-                    refused.message().unwrap_or_default(),
-                    refused.code()
-                )));
-            }
+            refuse_if_refused("a message", failed)?;
             pending.retain(|(id, _)| failed.iter().any(|f| f.id() == id));
-            if !pending.is_empty() {
-                metrics::counter!("wenu_aws_partial_failures_total", "call" => "SendMessageBatch")
-                    .increment(pending.len() as u64);
-                backoff
-                    .wait(
-                        "SendMessageBatch",
-                        Error::Queue { message: "entries kept failing".into(), retryable: true },
-                    )
-                    .await?;
-            }
+            wait_to_resend("SendMessageBatch", pending.len(), &mut backoff).await?;
         }
         Ok(())
     }
@@ -226,24 +211,9 @@ impl Queue for SqsQueue {
                     .await
                     .map_err(|e| queue_error("DeleteMessageBatch", &e))?;
                 let failed = output.failed();
-                if let Some(refused) = failed.iter().find(|f| f.sender_fault()) {
-                    return Err(permanent(format!(
-                        "SQS refused a delete: {} ({})",
-                        refused.message().unwrap_or_default(),
-                        refused.code()
-                    )));
-                }
+                refuse_if_refused("a delete", failed)?;
                 pending.retain(|entry| failed.iter().any(|f| f.id() == entry.id()));
-                if !pending.is_empty() {
-                    metrics::counter!("wenu_aws_partial_failures_total", "call" => "DeleteMessageBatch")
-                        .increment(pending.len() as u64);
-                    backoff
-                        .wait(
-                            "DeleteMessageBatch",
-                            Error::Queue { message: "entries kept failing".into(), retryable: true },
-                        )
-                        .await?;
-                }
+                wait_to_resend("DeleteMessageBatch", pending.len(), &mut backoff).await?;
             }
         }
         Ok(())
@@ -295,6 +265,29 @@ impl Queue for SqsQueue {
         }
         Ok(moved as u64)
     }
+}
+
+/// An entry of a batch call that SQS refused (the sender's fault: resending
+/// would not help) fails the call.
+fn refuse_if_refused(what: &str, failed: &[BatchResultErrorEntry]) -> Result<()> {
+    match failed.iter().find(|f| f.sender_fault()) {
+        Some(refused) => Err(permanent(format!(
+            "SQS refused {what}: {} ({})",
+            refused.message().unwrap_or_default(),
+            refused.code()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Entries SQS failed for a reason of its own (throttling, an internal
+/// error) are counted and sent again after a backoff.
+async fn wait_to_resend(call: &'static str, pending: usize, backoff: &mut Backoff) -> Result<()> {
+    if pending == 0 {
+        return Ok(());
+    }
+    metrics::counter!("wenu_aws_partial_failures_total", "call" => call).increment(pending as u64);
+    backoff.wait(call, Error::Queue { message: "entries kept failing".into(), retryable: true }).await
 }
 
 fn fifo_name(name: &str) -> String {
