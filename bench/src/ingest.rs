@@ -1,8 +1,11 @@
 //! `wenu bench ingest`: the same simulated load against Wenu's edge (durable
 //! group commit before every PUBACK) and against Mosquitto (default settings,
-//! no persistence), one after the other on this machine.
+//! no persistence), one after the other on this machine. By default the
+//! whole pipeline runs behind the edge, as in `wenu serve`; `--edge-only`
+//! measures the edge and its log without the consumers that share the cores.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use clap::Args;
 use serde_json::json;
@@ -10,6 +13,8 @@ use tokio::sync::watch;
 use wenu_core::fleet::Fleet;
 use wenu_core::keyring::Keyring;
 use wenu_firmware_sim::{FleetReport, SimConfig, run_fleet};
+use wenu_ingest::Edge;
+use wenu_local::{SqliteStream, StreamOptions};
 use wenu_registry::{Registry, provision_fleet};
 
 use crate::process::{Scratch, ServerProcess};
@@ -33,6 +38,10 @@ pub struct IngestArgs {
     /// Mosquitto binary for the baseline.
     #[arg(long, default_value = "mosquitto")]
     mosquitto: String,
+    /// Only the edge and its durable log: no lake, enrich, stats or alarm
+    /// consumers on the same cores.
+    #[arg(long)]
+    edge_only: bool,
 }
 
 pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<serde_json::Value> {
@@ -49,12 +58,23 @@ pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<serde_j
     let fleet = Fleet { devices: provision_fleet(&registry, &mut keyring, "bench", args.connections).await? };
     keyring.save(&scratch.join("keyring.json"))?;
 
-    let server = Server::start(&config).await?;
-    let wenu_port = server.edge.tcp_addr().expect("listening").port();
-    eprintln!("wenu: {} connections × {} messages…", args.connections, args.messages);
-    let wenu = load(&fleet, wenu_port, &args).await?;
-    let commits = server.stream.commits();
-    server.stop().await?;
+    let (wenu, commits) = if args.edge_only {
+        let stream = SqliteStream::open(&SqliteStream::default_path(scratch), StreamOptions::default())?;
+        let edge = Edge::start(config.edge(), Arc::new(stream.clone()), registry.clone()).await?;
+        let port = edge.tcp_addr().expect("listening").port();
+        eprintln!("wenu (edge only): {} connections × {} messages…", args.connections, args.messages);
+        let report = load(&fleet, port, &args).await?;
+        edge.stop().await?;
+        (report, stream.commits())
+    } else {
+        let server = Server::start(&config).await?;
+        let port = server.edge.tcp_addr().expect("listening").port();
+        eprintln!("wenu: {} connections × {} messages…", args.connections, args.messages);
+        let report = load(&fleet, port, &args).await?;
+        let commits = server.stream.commits();
+        server.stop().await?;
+        (report, commits)
+    };
 
     let mosquitto = if args.no_baseline {
         None
@@ -71,6 +91,7 @@ pub async fn run(mut config: Config, args: IngestArgs) -> anyhow::Result<serde_j
         "connections": args.connections,
         "messages_per_connection": args.messages,
         "window": args.window,
+        "edge_only": args.edge_only,
         "wenu": summary(&wenu),
         "wenu_commits": commits,
         "wenu_records_per_commit": wenu.acked as f64 / commits.max(1) as f64,
