@@ -13,6 +13,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v faketime >/dev/null || need_apt+=(faketime)
+# The C reference device is built and run against the edge (libmosquitto, OpenSSL).
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+[ -f /usr/include/mosquitto.h ] || need_apt+=(libmosquitto-dev)
+[ -f /usr/include/openssl/evp.h ] || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -23,15 +27,16 @@ fi
 # DuckDB and pyarrow read the lake in the end-to-end tests: independent proof
 # that the files are standard Parquet. Prometheus' own client parses
 # /metrics. paho-mqtt is a second MQTT client nobody here wrote (Eclipse
-# Paho), for the edge's reason codes. moto is the AWS emulator the AWS adapters and the deployment
+# Paho), for the edge's reason codes and the Python reference device (with
+# `cryptography` for its AES-GCM). moto is the AWS emulator the AWS adapters and the deployment
 # template are tested against; cfn-lint is AWS's template linter.
 # Kept outside the clone and reused.
 venv="$HOME/.cache/wenu-venv"
-if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client, paho.mqtt, moto.server, cfnlint' 2>/dev/null \
+if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client, paho.mqtt, cryptography, moto.server, cfnlint' 2>/dev/null \
   || [ "$("$venv/bin/cfn-lint" --version 2>/dev/null)" != "cfn-lint 1.58.0" ]; then
   command -v python3 >/dev/null || { echo "python3 is needed for the lake and AWS tests" >&2; exit 1; }
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client 'paho-mqtt==2.1.0' 'moto[server]==5.2.5' 'cfn-lint==1.58.0'
+  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client 'paho-mqtt==2.1.0' cryptography 'moto[server]==5.2.5' 'cfn-lint==1.58.0'
 fi
 export DUCKDB_PYTHON="$venv/bin/python"
 export MOTO_PYTHON="$venv/bin/python"

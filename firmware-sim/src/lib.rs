@@ -2,7 +2,7 @@
 //! benchmarks.
 //!
 //! Each device behaves like real firmware: one MQTT connection, a sequence
-//! number that only grows, a fresh nonce prefix per boot, readings sealed with
+//! number that only grows, a random nonce per message, readings sealed with
 //! its key, and a bounded offline buffer of unacknowledged messages that it
 //! sends again after reconnecting. Fault modes ([`Fault`]) make some devices
 //! misbehave for the later stages to catch.

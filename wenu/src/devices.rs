@@ -1,11 +1,14 @@
-//! `wenu devices`: provisioning, key rotation and retirement, disabling, quotas.
+//! `wenu devices`: provisioning, key rotation and retirement, disabling,
+//! quotas, and sealing a reading as a device would (for smoke tests).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
+use wenu_core::envelope::{NonceSequence, seal};
 use wenu_core::fleet::{Fleet, FleetDevice, Secret};
 use wenu_core::keyring::KeyringStore;
+use wenu_core::reading::ReadingBatch;
 use wenu_local::KeyringFile;
 use wenu_registry::{DeviceQuota, Registry, certificate_fingerprint, provision_into, retire_key, rotate_key};
 
@@ -76,6 +79,22 @@ pub enum DevicesCommand {
         #[arg(long)]
         fingerprint: Option<String>,
     },
+    /// Seal a reading batch as the device would (its current key from the
+    /// fleet file, a fresh random nonce) and write the envelope to standard
+    /// output: `… | mosquitto_pub -s …` publishes it. The body is the
+    /// plaintext JSON of docs/devices.md, e.g.
+    /// '{"seq":1,"ts":1765000000000,"readings":[{"sensor":"temp-1","kind":"temperature","value":21.5,"unit":"degC"}]}'.
+    Seal {
+        device: String,
+        /// The plaintext JSON, or `-` to read it from standard input.
+        body: String,
+        /// Fleet file holding the device's key.
+        #[arg(long)]
+        fleet: PathBuf,
+        /// Write the envelope as hex text instead of bytes.
+        #[arg(long)]
+        hex: bool,
+    },
     /// Give a device its own publish quota at the edge (its burst keeps the
     /// configured ratio to the rate); an option left out goes back to the
     /// edge's default (`mqtt.device_publishes_per_second`, …).
@@ -89,6 +108,10 @@ pub enum DevicesCommand {
 }
 
 pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<()> {
+    // Sealing is what a device does: it needs the fleet file, not the registry.
+    if let DevicesCommand::Seal { device, body, fleet, hex } = command {
+        return seal_for_device(&device, &body, &fleet, hex);
+    }
     if let DevicesCommand::Provision { aws: true, .. } = command {
         config.backend = Backend::Aws;
     }
@@ -171,6 +194,7 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
             let fingerprint = registry.revoke_certificate(&device, &fingerprint).await?;
             eprintln!("{device}: certificate {fingerprint} is revoked");
         }
+        DevicesCommand::Seal { .. } => unreachable!("handled before the registry is opened"),
         DevicesCommand::SetQuota { device, publishes_per_second, bytes_per_second } => {
             registry
                 .set_device_quota(&device, DeviceQuota { publishes_per_second, bytes_per_second })
@@ -183,6 +207,51 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
             );
         }
     }
+    Ok(())
+}
+
+/// `wenu devices seal`: checks the body is a reading batch (a typo would
+/// otherwise be acknowledged and then quarantined), seals it under the
+/// device's current key and writes the envelope out.
+fn seal_for_device(device: &str, body: &str, fleet: &Path, hex: bool) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Read, Write};
+
+    let body = if body == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading the body from standard input")?;
+        text
+    } else {
+        body.to_owned()
+    };
+    let batch = ReadingBatch::from_json(body.trim().as_bytes())
+        .context("the body is not a reading batch (see docs/devices.md)")?;
+    let skew_ms = batch.ts.saturating_sub(wenu_core::clock::now_ms()).abs();
+    if skew_ms > 10 * 60 * 1000 {
+        eprintln!(
+            "note: ts is {} s away from this machine's clock; far-off timestamps are quarantined",
+            skew_ms / 1000
+        );
+    }
+    let fleet = Fleet::load(fleet)?;
+    let entry = fleet
+        .devices
+        .iter()
+        .find(|d| d.device_id == device)
+        .with_context(|| format!("{device} is not in the fleet file"))?;
+    let nonce = NonceSequence::new().next_nonce()?;
+    let envelope = seal(device, entry.key_id, &entry.key, nonce, body.trim().as_bytes());
+    let mut out = std::io::stdout().lock();
+    if hex {
+        let text: String = envelope.iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(out, "{text}")?;
+    } else {
+        anyhow::ensure!(
+            !out.is_terminal(),
+            "the envelope is binary: pipe it (e.g. into mosquitto_pub -s) or add --hex"
+        );
+        out.write_all(&envelope)?;
+    }
+    out.flush()?;
     Ok(())
 }
 
