@@ -64,7 +64,7 @@ impl Registry {
         let company = device_company(&mut tx, &spec.device).await?;
         sqlx::query(
             "INSERT INTO sensors (device_id, name, kind, unit, scale, ofs, valid_min, valid_max, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS DOUBLE PRECISION), CAST($8 AS DOUBLE PRECISION), $9)
              ON CONFLICT (device_id, name) DO UPDATE SET kind = excluded.kind, unit = excluded.unit,
                  scale = excluded.scale, ofs = excluded.ofs, valid_min = excluded.valid_min,
                  valid_max = excluded.valid_max, updated_at = excluded.updated_at",
@@ -75,8 +75,12 @@ impl Registry {
         .bind(&spec.unit)
         .bind(spec.scale)
         .bind(spec.offset)
-        .bind(spec.valid_min)
-        .bind(spec.valid_max)
+        // Optional floats go as text: sqlx 0.9's Any driver declares a NULL
+        // DOUBLE PRECISION as a 4-byte float, so a statement first prepared
+        // with NULL refuses a value later on the same PostgreSQL connection
+        // ("incorrect binary data format"). Rust prints f64s exactly.
+        .bind(spec.valid_min.map(|v| v.to_string()))
+        .bind(spec.valid_max.map(|v| v.to_string()))
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;

@@ -8,13 +8,15 @@
 //! revision number, which is how stages holding a [`Snapshot`] learn that they
 //! should reload, and writes an [`AuditEntry`] in the same transaction. API
 //! tokens ([`ApiToken`]) are stored here too, hashed, and so are alarm
-//! rules and the webhooks alarms are sent to.
+//! rules, the webhooks alarms are sent to, and each device's downlink
+//! (desired configuration, commands) and state ([`downlink`]).
 
 mod alarms;
 mod audit;
 mod catalog;
 mod credentials;
 mod devices;
+mod downlink;
 mod error;
 mod password;
 mod provision;
@@ -28,6 +30,10 @@ pub use audit::AuditEntry;
 pub use catalog::Snapshot;
 pub use credentials::{Revoked, certificate_fingerprint, normalise_fingerprint};
 pub use devices::{AuthOutcome, Device, DeviceQuota};
+pub use downlink::{
+    Command, CommandResult, CommandStatus, DesiredConfig, DeviceState, MAX_COMMAND_TTL_MS,
+    MAX_DOCUMENT_BYTES, Report,
+};
 pub use error::{Error, Result};
 pub use password::{generate_password, hash_password, verify_password};
 pub use provision::{provision_fleet, provision_into, retire_key, rotate_key};

@@ -141,6 +141,47 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
             revoked_at  BIGINT NOT NULL
         );",
     ),
+    (
+        7,
+        "device downlink and state",
+        // `revision`: the registry revision of the change, so the edge can
+        // ask for what changed since it last looked. `device_state` is
+        // written by the edge and by devices, outside the revision.
+        "CREATE TABLE device_config (
+            device_id  TEXT   PRIMARY KEY REFERENCES devices (id),
+            version    BIGINT NOT NULL,
+            document   TEXT   NOT NULL,
+            updated_at BIGINT NOT NULL,
+            revision   BIGINT NOT NULL
+        );
+        CREATE INDEX device_config_by_revision ON device_config (revision);
+        CREATE TABLE device_commands (
+            id           TEXT   PRIMARY KEY,
+            device_id    TEXT   NOT NULL REFERENCES devices (id),
+            name         TEXT   NOT NULL,
+            args         TEXT   NOT NULL,
+            created_at   BIGINT NOT NULL,
+            expires_at   BIGINT NOT NULL,
+            status       TEXT   NOT NULL,
+            delivered_at BIGINT,
+            finished_at  BIGINT,
+            detail       TEXT,
+            revision     BIGINT NOT NULL
+        );
+        CREATE INDEX device_commands_by_device ON device_commands (device_id, revision);
+        CREATE INDEX device_commands_by_revision ON device_commands (revision);
+        CREATE TABLE device_state (
+            device_id              TEXT    PRIMARY KEY REFERENCES devices (id),
+            online                 BOOLEAN NOT NULL,
+            connected_at           BIGINT,
+            disconnected_at        BIGINT,
+            last_seen_at           BIGINT,
+            firmware               TEXT,
+            boot                   BIGINT,
+            applied_config_version BIGINT,
+            reported_at            BIGINT
+        );",
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -3,12 +3,13 @@
 //! PostgreSQL comes from `POSTGRES_TEST_URL` (the test command starts a
 //! server on loopback and sets it); each test gets a database of its own.
 
+use serde_json::json;
 use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
 use wenu_core::keyring::{Keyring, KeyringStore};
 use wenu_local::KeyringFile;
 use wenu_registry::{
-    AuthOutcome, DeviceQuota, Error, Registry, Role, generate_password, hash_password, provision_fleet,
-    provision_into, rotate_key,
+    AuthOutcome, CommandResult, CommandStatus, DeviceQuota, Error, Registry, Report, Role, generate_password,
+    hash_password, provision_fleet, provision_into, rotate_key,
 };
 
 async fn sqlite() -> (tempfile::TempDir, Registry) {
@@ -50,7 +51,102 @@ on_both!(
     every_change_is_audited_with_its_actor,
     alarm_rules_and_webhooks,
     devices_may_have_their_own_publish_quota,
+    desired_configs_commands_and_device_state,
 );
+
+async fn desired_configs_commands_and_device_state(registry: Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keyring = KeyringFile::new(dir.path().join("keyring.json"));
+    let fleet = provision_into(&registry, &mut keyring, "acme", 2).await.unwrap();
+    let (d1, d2) = (&fleet[0].device_id, &fleet[1].device_id);
+    let start = registry.revision().await.unwrap();
+
+    // Configurations: versioned per device, seen by the edge through the revision.
+    assert_eq!(registry.desired_config(d1).await.unwrap(), None);
+    let first = registry.set_desired_config(d1, &json!({"interval_s": 60})).await.unwrap();
+    let second = registry.set_desired_config(d1, &json!({"interval_s": 30})).await.unwrap();
+    assert_eq!((first.version, second.version), (1, 2));
+    assert_eq!(registry.set_desired_config(d2, &json!({})).await.unwrap().version, 1);
+    assert!(matches!(registry.set_desired_config(d1, &json!([1])).await, Err(Error::Invalid(_))));
+    let huge = json!({ "blob": "x".repeat(wenu_registry::MAX_DOCUMENT_BYTES) });
+    assert!(matches!(registry.set_desired_config(d1, &huge).await, Err(Error::Invalid(_))));
+    assert!(matches!(registry.set_desired_config("nobody", &json!({})).await, Err(Error::UnknownDevice(_))));
+    let (configs, _) = registry.downlink_since(start).await.unwrap();
+    assert_eq!(configs.len(), 2, "one row per device, the newest version");
+    assert_eq!(configs.iter().find(|c| &c.device_id == d1).unwrap().document, json!({"interval_s": 30}));
+    let now = registry.revision().await.unwrap();
+    assert!(registry.downlink_since(now).await.unwrap().0.is_empty());
+
+    // Commands: pending until delivered, then a result from their own device only.
+    let reboot = registry.send_command(d1, "reboot", &json!({}), 60_000).await.unwrap();
+    let sample = registry.send_command(d1, "sample_now", &json!({"sensor": "temp-1"}), 60_000).await.unwrap();
+    let short = registry.send_command(d1, "set_interval", &json!({"s": 5}), 1_000).await.unwrap();
+    assert!(matches!(registry.send_command(d1, "Reboot!", &json!({}), 60_000).await, Err(Error::Invalid(_))));
+    assert!(matches!(registry.send_command(d1, "reboot", &json!({}), 10).await, Err(Error::Invalid(_))));
+    let (config, pending) = registry.pending_downlink(d1).await.unwrap();
+    assert_eq!(config.unwrap().version, 2);
+    assert_eq!(
+        pending.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [&reboot.id, &sample.id, &short.id]
+    );
+    assert_eq!(registry.downlink_since(now).await.unwrap().1.len(), 3);
+
+    registry.mark_delivered(&reboot.id).await.unwrap();
+    let done = CommandResult { id: reboot.id.clone(), status: CommandStatus::Done, detail: None };
+    assert!(!registry.record_command_result(d2, &done).await.unwrap(), "another device's command");
+    assert!(registry.record_command_result(d1, &done).await.unwrap());
+    assert!(!registry.record_command_result(d1, &done).await.unwrap(), "a result is final");
+    let pending_again = CommandResult { id: sample.id.clone(), status: CommandStatus::Pending, detail: None };
+    assert!(matches!(registry.record_command_result(d1, &pending_again).await, Err(Error::Invalid(_))));
+    let rejected = CommandResult {
+        id: sample.id.clone(),
+        status: CommandStatus::Rejected,
+        detail: Some("no such sensor".into()),
+    };
+    assert!(registry.record_command_result(d1, &rejected).await.unwrap());
+
+    // The short one expires when not delivered in time.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let listed = registry.commands(d1, 10).await.unwrap();
+    let status_of = |id: &str| listed.iter().find(|c| c.id == id).unwrap().status;
+    assert_eq!(status_of(&reboot.id), CommandStatus::Done);
+    assert_eq!(status_of(&sample.id), CommandStatus::Rejected);
+    assert_eq!(status_of(&short.id), CommandStatus::Expired);
+    assert!(registry.pending_downlink(d1).await.unwrap().1.is_empty());
+    assert_eq!(
+        registry
+            .audit_log(None, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "device.command")
+            .count(),
+        3
+    );
+
+    // State: presence from the edge, reports from the device, outside the revision.
+    let before = registry.revision().await.unwrap();
+    registry.record_presence(d1, true, 1_000).await.unwrap();
+    registry.record_last_seen(&[(d1.clone(), 1_500)]).await.unwrap();
+    let report = Report { firmware: Some("1.4.2".into()), boot: Some(7), config_version: Some(2) };
+    registry.record_report(d1, &report).await.unwrap();
+    registry.record_report(d1, &Report { boot: Some(8), ..Report::default() }).await.unwrap();
+    assert_eq!(registry.revision().await.unwrap(), before, "device state does not make stages reload");
+    let state = registry.device_state(d1).await.unwrap();
+    assert!(state.online);
+    assert_eq!((state.connected_at, state.last_seen_at), (Some(1_000), Some(1_500)));
+    assert_eq!((state.firmware.as_deref(), state.boot), (Some("1.4.2"), Some(8)), "fields left out stay");
+    assert_eq!((state.applied_config_version, state.desired_config_version), (Some(2), Some(2)));
+    registry.record_presence(d1, false, 2_000).await.unwrap();
+    assert!(!registry.device_state(d1).await.unwrap().online);
+    registry.record_presence(d2, true, 3_000).await.unwrap();
+    registry.record_all_offline(4_000).await.unwrap();
+    let states = registry.device_states(Some("acme")).await.unwrap();
+    assert_eq!(states.len(), 2);
+    assert!(states.iter().all(|s| !s.online));
+    assert_eq!(states[1].disconnected_at, Some(4_000));
+    assert!(matches!(registry.device_state("nobody").await, Err(Error::UnknownDevice(_))));
+}
 
 async fn devices_may_have_their_own_publish_quota(registry: Registry) {
     let dir = tempfile::tempdir().unwrap();
