@@ -16,6 +16,58 @@ pub fn device_of_telemetry_topic(topic: &str) -> Result<&str> {
     }
 }
 
+/// A device's own topics besides telemetry: what Wenu sends it (downlink)
+/// and what it reports back, outside the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceTopic {
+    /// Uplink: the sealed readings, into the log.
+    Telemetry,
+    /// Downlink: the desired configuration, `{"version": n, "config": {…}}`.
+    Config,
+    /// Downlink: commands, `{"id": …, "name": …, "args": {…}, "expires_at": ms}`.
+    Commands,
+    /// Uplink: what the device says of itself (firmware, boot, applied configuration).
+    Reported,
+    /// Uplink: a command's result, `{"id": …, "status": "done" | "failed" | "rejected"}`.
+    Results,
+}
+
+impl DeviceTopic {
+    const ALL: [DeviceTopic; 5] =
+        [Self::Telemetry, Self::Config, Self::Commands, Self::Reported, Self::Results];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            DeviceTopic::Telemetry => "telemetry",
+            DeviceTopic::Config => "config",
+            DeviceTopic::Commands => "commands",
+            DeviceTopic::Reported => "reported",
+            DeviceTopic::Results => "results",
+        }
+    }
+
+    /// `wenu/{device_id}/{suffix}`.
+    pub fn of(self, device_id: &str) -> String {
+        format!("wenu/{device_id}/{}", self.suffix())
+    }
+
+    /// The device and the kind a topic names, if it is one of a device's.
+    pub fn parse(topic: &str) -> Option<(&str, DeviceTopic)> {
+        let mut parts = topic.split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("wenu"), Some(device), Some(suffix), None) if is_valid_device_id(device) => {
+                Self::ALL.into_iter().find(|t| t.suffix() == suffix).map(|t| (device, t))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the server publishes to it (the device subscribes).
+    pub fn is_downlink(self) -> bool {
+        matches!(self, DeviceTopic::Config | DeviceTopic::Commands)
+    }
+}
+
 /// Where a company's alarm notifications are published on the embedded
 /// MQTT server; only that company's subscribers may read it.
 pub fn alarm_topic(company: &str) -> String {
@@ -37,6 +89,19 @@ pub fn is_valid_device_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_topics_round_trip_and_nothing_else_parses() {
+        for kind in DeviceTopic::ALL {
+            assert_eq!(DeviceTopic::parse(&kind.of("d-1")), Some(("d-1", kind)));
+        }
+        for bad in
+            ["wenu/d-1/config/x", "wenu/+/config", "wenu/d-1/#", "wenu/alarms/config", "wenu/d-1/shadow"]
+        {
+            assert_eq!(DeviceTopic::parse(bad), None, "{bad}");
+        }
+        assert!(DeviceTopic::Config.is_downlink() && !DeviceTopic::Reported.is_downlink());
+    }
 
     #[test]
     fn parses_own_topic_and_rejects_others() {

@@ -9,6 +9,12 @@ number survives restarts in a small file. It shares no code with Wenu.
     wenu_device.py --check-vectors docs/test-vectors.json
     wenu_device.py --fleet fleet.json --device acme-00001 --count 10
 
+It also follows the downlink: it subscribes to its configuration and
+command topics after every connection, applies a newer configuration
+version and reports it with its firmware and boot counter, and answers each
+command once (reboot, sample_now and set_interval are done, anything else
+rejected).
+
 The readings it sends are made up but predictable, so tests can check them:
 sensor temp-1 (temperature, degC) = 20 + (seq % 10) / 4 and sensor hum-1
 (humidity, %RH) = 40 + seq % 7. At the end it prints one JSON line:
@@ -98,8 +104,13 @@ class Device:
         self.unacked = OrderedDict()
         self.in_flight = {}  # mid -> seq of what was sent
         self.acked = 0
-        self.acks = queue.Queue()  # (mid, refused) from the network thread
+        self.acks = queue.Queue()  # (mid, refused, reason) from the network thread
+        self.downlink = queue.Queue()  # (topic, payload) from the network thread
         self.reconnected = threading.Event()
+        self.firmware = args.firmware
+        self.boot = args.boot
+        self.config_version = 0
+        self.commands_run = set()
         protocol = mqtt.MQTTv5 if args.mqtt5 else mqtt.MQTTv311
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=protocol
@@ -110,6 +121,7 @@ class Device:
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
         self.client.on_connect = self.on_connect
         self.client.on_publish = self.on_publish
+        self.client.on_message = self.on_message
 
     def on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -120,6 +132,32 @@ class Device:
     def on_publish(self, client, userdata, mid, reason_code, properties):
         self.acks.put((mid, reason_code.is_failure, str(reason_code)))
 
+    def on_message(self, client, userdata, message):
+        self.downlink.put((message.topic, message.payload))
+
+    def report(self):
+        body = {"firmware": self.firmware, "boot": self.boot, "config_version": self.config_version}
+        self.client.publish(f"wenu/{self.device_id}/reported", json.dumps(body), qos=1)
+
+    def handle_downlink(self, topic, payload):
+        message = json.loads(payload)
+        if topic.endswith("/config"):
+            # The same version may come twice: apply only a newer one.
+            if message["version"] > self.config_version:
+                self.config_version = message["version"]
+                print(f"applied configuration {message['version']}: {message['config']}", file=sys.stderr)
+                self.report()
+        elif topic.endswith("/commands"):
+            # At least once: run each id once.
+            if message["id"] in self.commands_run:
+                return
+            self.commands_run.add(message["id"])
+            known = message["name"] in ("reboot", "sample_now", "set_interval")
+            result = {"id": message["id"], "status": "done" if known else "rejected"}
+            if not known:
+                result["detail"] = f"unknown command {message['name']}"
+            self.client.publish(f"wenu/{self.device_id}/results", json.dumps(result), qos=1)
+
     def send(self, seq, envelope):
         # Sent even while disconnected: paho queues it, and a reconnect sends all again anyway.
         info = self.client.publish(self.topic, envelope, qos=1)
@@ -128,9 +166,14 @@ class Device:
     def pump(self):
         if self.reconnected.is_set():
             self.reconnected.clear()
+            # A clean session keeps no subscriptions: subscribe again, and report.
+            self.client.subscribe([(f"wenu/{self.device_id}/config", 1), (f"wenu/{self.device_id}/commands", 1)])
+            self.report()
             # A new connection: everything unacknowledged goes again, oldest first.
             for seq, envelope in list(self.unacked.items()):
                 self.send(seq, envelope)
+        while not self.downlink.empty():
+            self.handle_downlink(*self.downlink.get_nowait())
         while True:
             try:
                 mid, refused, reason = self.acks.get_nowait()
@@ -183,6 +226,8 @@ def main():
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between messages")
     parser.add_argument("--seq-file", help="where the next sequence number is kept across runs")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the last PUBACKs")
+    parser.add_argument("--firmware", default="reference-python/1.0", help="firmware version to report")
+    parser.add_argument("--boot", type=int, default=1, help="boot counter to report")
     args = parser.parse_args()
     if args.check_vectors:
         return check_vectors(args.check_vectors)

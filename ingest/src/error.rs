@@ -22,6 +22,8 @@ pub enum Error {
     },
     #[error("TLS setup from {path}: {message}")]
     Tls { path: PathBuf, message: String },
+    #[error("registry: {0}")]
+    Registry(#[from] wenu_registry::Error),
     #[error(transparent)]
     Core(#[from] wenu_core::Error),
 }

@@ -15,10 +15,11 @@ use crate::EdgeCounters;
 use crate::device_cache::DeviceCache;
 use crate::links::Credential;
 use crate::policy::{
-    Claim, ConnectRefusal, Identity, IncomingPublish, PublishRefusal, SessionRequest, check_device_session,
-    check_publish, check_reader_session, company_of_username, identify,
+    Claim, ConnectRefusal, Destination, Identity, IncomingPublish, PublishRefusal, SessionRequest,
+    check_device_session, check_publish, check_reader_session, company_of_username, identify,
 };
 use crate::quota::PublishQuotas;
+use crate::reports::{self, LastSeen};
 use crate::throttle::LoginThrottle;
 
 pub(crate) use wenu_core::clock::now_ms;
@@ -89,6 +90,7 @@ pub(crate) struct Gate {
     pub throttle: LoginThrottle,
     pub devices: DeviceCache,
     pub quotas: PublishQuotas,
+    pub last_seen: Arc<LastSeen>,
 }
 
 impl Gate {
@@ -195,27 +197,36 @@ impl Gate {
     /// stream holds it durably.
     pub async fn publish(&self, device_id: &str, batch: &[Publish]) -> Vec<Result<(), PublishRefusal>> {
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut to_log = Vec::with_capacity(batch.len());
         let mut records = Vec::new();
         let received_at = now_ms();
         for publish in batch {
-            let outcome = self.admit(device_id, publish).await;
-            if outcome.is_ok() {
-                records.push(NewRecord {
-                    device_id: device_id.to_owned(),
-                    topic: publish.topic.clone(),
-                    received_at,
-                    payload: publish.payload.clone(),
-                });
-            }
+            let (outcome, logged) = match self.admit(device_id, publish).await {
+                Ok(Destination::Log) => {
+                    records.push(NewRecord {
+                        device_id: device_id.to_owned(),
+                        topic: publish.topic.clone(),
+                        received_at,
+                        payload: publish.payload.clone(),
+                    });
+                    (Ok(()), true)
+                }
+                Ok(control) => (self.record_report(device_id, control, publish).await, false),
+                Err(refusal) => (Err(refusal), false),
+            };
+            to_log.push(logged);
             outcomes.push(outcome);
+        }
+        if outcomes.iter().any(Result::is_ok) {
+            self.last_seen.note(device_id, received_at);
         }
         if records.is_empty() {
             return outcomes;
         }
         let started = Instant::now();
         let appended = self.stream.append(records).await;
-        for (publish, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-            if outcome.is_err() {
+        for ((publish, outcome), to_log) in batch.iter().zip(outcomes.iter_mut()).zip(to_log) {
+            if !to_log {
                 continue;
             }
             match &appended {
@@ -238,28 +249,47 @@ impl Gate {
         outcomes
     }
 
-    /// Whether one publish may enter the stream; counts the refusal if not.
-    async fn admit(&self, device_id: &str, publish: &Publish) -> Result<(), PublishRefusal> {
+    /// Whether one publish may be taken, and where it goes; counts the refusal if not.
+    async fn admit(&self, device_id: &str, publish: &Publish) -> Result<Destination, PublishRefusal> {
         let refusal = match self.check(device_id, publish).await {
-            Ok(()) => return Ok(()),
+            Ok(destination) => return Ok(destination),
             Err(refusal) => refusal,
         };
+        self.refused(device_id, publish, refusal);
+        Err(refusal)
+    }
+
+    fn refused(&self, device_id: &str, publish: &Publish, refusal: PublishRefusal) {
         self.counters.publish_refused(refusal.label());
         static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
         if let Some(suppressed) = THROTTLE.allow() {
             tracing::info!(device = %device_id, topic = ?publish.topic, reason = refusal.label(), suppressed, "publish refused");
         }
-        Err(refusal)
     }
 
-    async fn check(&self, device_id: &str, publish: &Publish) -> Result<(), PublishRefusal> {
+    /// A report or a command result, into the registry (not the log).
+    async fn record_report(
+        &self,
+        device_id: &str,
+        destination: Destination,
+        publish: &Publish,
+    ) -> Result<(), PublishRefusal> {
+        let recorded = reports::record(&self.registry, device_id, destination, &publish.payload).await;
+        match recorded {
+            Ok(()) => metrics::counter!("wenu_edge_reports_total").increment(1),
+            Err(refusal) => self.refused(device_id, publish, refusal),
+        }
+        recorded
+    }
+
+    async fn check(&self, device_id: &str, publish: &Publish) -> Result<Destination, PublishRefusal> {
         let incoming = IncomingPublish {
             topic: &publish.topic,
             payload_len: publish.payload.len(),
             qos: publish.qos,
             retain: publish.retain,
         };
-        check_publish(device_id, incoming, self.max_payload_bytes)?;
+        let destination = check_publish(device_id, incoming, self.max_payload_bytes)?;
         let device = self.devices.get(device_id).await.map_err(|err| {
             tracing::error!(error = %err, "registry lookup failed");
             PublishRefusal::RegistryUnavailable
@@ -270,7 +300,7 @@ impl Gate {
         if !self.quotas.admit(device_id, publish.payload.len(), device.quota) {
             return Err(PublishRefusal::QuotaExceeded);
         }
-        Ok(())
+        Ok(destination)
     }
 }
 

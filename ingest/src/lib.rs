@@ -18,6 +18,12 @@
 //!   in order. When the stream cannot take one, it is refused (MQTT 5 reason
 //!   code) or the connection closed (3.1.1, whose PUBACK cannot carry a
 //!   refusal), so the device keeps its copy and sends it again.
+//!   What a device reports about itself (`wenu/{id}/reported`) and its
+//!   commands' results (`wenu/{id}/results`) go to the registry instead.
+//! * **downlink** (`downlink`): a device may subscribe to its own
+//!   `wenu/{id}/config` and `wenu/{id}/commands` only, and gets its desired
+//!   configuration and pending commands there; the edge records when each
+//!   device connects, leaves and was last seen (`reports`).
 //! * **one connection per client id**: a newer one closes the older
 //!   (`links`), and a device disabled while connected is cut off at its next
 //!   publish; alarm readers get their company's alarms through [`EdgePublisher`].
@@ -28,12 +34,14 @@ mod appender;
 pub mod certs;
 mod counters;
 mod device_cache;
+mod downlink;
 mod error;
 mod gate;
 mod links;
 mod mqtt;
 pub mod policy;
 mod quota;
+mod reports;
 mod sequencer;
 mod server;
 pub mod throttle;

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use wenu_registry::Revoked;
 
 /// Commands a connection has not read yet, at most: an alarm reader too slow
@@ -20,8 +20,8 @@ pub(crate) const COMMAND_QUEUE: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Publish at QoS 1 to the client.
-    Deliver { topic: String, payload: Bytes },
+    /// Publish at QoS 1 to the client; `receipt` hears of its PUBACK.
+    Deliver { topic: String, payload: Bytes, receipt: Option<oneshot::Sender<()>> },
     /// Close the connection.
     Close,
 }
@@ -55,8 +55,8 @@ struct Link {
     id: LinkId,
     credential: Credential,
     commands: mpsc::Sender<Command>,
-    /// The topic it subscribed to (alarm readers only).
-    subscription: Option<String>,
+    /// The topics it subscribed to.
+    subscriptions: Vec<String>,
 }
 
 #[derive(Default)]
@@ -68,12 +68,12 @@ struct Table {
 
 impl Table {
     fn unsubscribe(&mut self, client_id: &str, link: &Link) {
-        if let Some(topic) = &link.subscription
-            && let Some(readers) = self.readers.get_mut(topic)
-        {
-            readers.remove(client_id);
-            if readers.is_empty() {
-                self.readers.remove(topic);
+        for topic in &link.subscriptions {
+            if let Some(readers) = self.readers.get_mut(topic) {
+                readers.remove(client_id);
+                if readers.is_empty() {
+                    self.readers.remove(topic);
+                }
             }
         }
     }
@@ -92,7 +92,7 @@ impl Links {
     /// same identity can use that client id).
     pub fn open(&self, client_id: &str, credential: Credential, commands: mpsc::Sender<Command>) -> LinkId {
         let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let link = Link { id, credential, commands, subscription: None };
+        let link = Link { id, credential, commands, subscriptions: Vec::new() };
         let mut table = self.lock();
         if let Some(older) = table.by_client_id.insert(client_id.to_owned(), link) {
             table.unsubscribe(client_id, &older);
@@ -101,22 +101,31 @@ impl Links {
         id
     }
 
-    /// Forgets a connection that ended (unless a newer one holds the client id).
-    pub fn remove(&self, client_id: &str, id: LinkId) {
+    /// Forgets a connection that ended; false if a newer one holds the
+    /// client id (or it was closed as revoked), so it was no longer current.
+    pub fn remove(&self, client_id: &str, id: LinkId) -> bool {
         let mut table = self.lock();
         if table.by_client_id.get(client_id).is_some_and(|link| link.id == id)
             && let Some(link) = table.by_client_id.remove(client_id)
         {
             table.unsubscribe(client_id, &link);
+            return true;
         }
+        false
     }
 
-    pub fn subscribe(&self, client_id: &str, id: LinkId, topic: &str) {
+    /// Adds a subscription; false if the connection already had it (or is gone).
+    pub fn subscribe(&self, client_id: &str, id: LinkId, topic: &str) -> bool {
         let mut table = self.lock();
-        if let Some(link) = table.by_client_id.get_mut(client_id).filter(|link| link.id == id) {
-            link.subscription = Some(topic.to_owned());
-            table.readers.entry(topic.to_owned()).or_default().insert(client_id.to_owned());
+        let Some(link) = table.by_client_id.get_mut(client_id).filter(|link| link.id == id) else {
+            return false;
+        };
+        if link.subscriptions.iter().any(|t| t == topic) {
+            return false;
         }
+        link.subscriptions.push(topic.to_owned());
+        table.readers.entry(topic.to_owned()).or_default().insert(client_id.to_owned());
+        true
     }
 
     /// Queues `payload` for every connection subscribed to `topic`; returns
@@ -126,13 +135,25 @@ impl Links {
         let table = self.lock();
         let readers = table.readers.get(topic).into_iter().flatten();
         for link in readers.filter_map(|client_id| table.by_client_id.get(client_id)) {
-            let command = Command::Deliver { topic: topic.to_owned(), payload: payload.clone() };
+            let command =
+                Command::Deliver { topic: topic.to_owned(), payload: payload.clone(), receipt: None };
             match link.commands.try_send(command) {
                 Ok(()) => delivered += 1,
                 Err(_) => behind += 1,
             }
         }
         (delivered, behind)
+    }
+
+    /// Queues `payload` for the one connection of `client_id` if it is
+    /// subscribed to `topic`; the receiver hears when the client acknowledged it.
+    pub fn deliver_to(&self, client_id: &str, topic: &str, payload: Bytes) -> Option<oneshot::Receiver<()>> {
+        let table = self.lock();
+        let link =
+            table.by_client_id.get(client_id).filter(|l| l.subscriptions.iter().any(|t| t == topic))?;
+        let (receipt, acknowledged) = oneshot::channel();
+        let command = Command::Deliver { topic: topic.to_owned(), payload, receipt: Some(receipt) };
+        link.commands.try_send(command).ok().map(|()| acknowledged)
     }
 
     /// Tells every connection whose credential is in `revoked` to close and

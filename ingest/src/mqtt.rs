@@ -20,9 +20,11 @@ use ntex_service::cfg::SharedCfg;
 use ntex_service::{ServiceFactory, fn_factory_with_config, fn_service};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+use wenu_core::topic::DeviceTopic;
 
 use crate::appender::{Appender, Outcome};
-use crate::gate::{Gate, Login, LoginRequest, Publish};
+use crate::downlink::Subscribed;
+use crate::gate::{Gate, Login, LoginRequest, Publish, now_ms};
 use crate::links::{COMMAND_QUEUE, Command, LinkId, Links};
 use crate::policy::{COMPANY_PREFIX, ConnectRefusal, PublishRefusal, may_subscribe};
 use crate::sequencer::Sequencer;
@@ -33,6 +35,8 @@ use crate::tls::peer_certificate;
 pub(crate) struct Shared {
     pub gate: Arc<Gate>,
     pub links: Arc<Links>,
+    /// Devices' new downlink subscriptions, for their first delivery.
+    pub downlink: mpsc::Sender<Subscribed>,
     /// The server's runtime, where the gate's work runs.
     pub runtime: Handle,
 }
@@ -91,14 +95,22 @@ impl Connection {
         };
         // Readers get one too: whatever they publish is refused and counted there.
         let appender = Appender::start(shared.gate.clone(), identity.clone(), &shared.runtime);
-        Connection {
+        let connection = Connection {
             shared: shared.clone(),
             identity,
             client_id,
             link,
             appender,
             pending: RefCell::default(),
+        };
+        if connection.is_device() {
+            record_presence(shared, &connection.identity, true);
         }
+        connection
+    }
+
+    fn is_device(&self) -> bool {
+        !self.identity.starts_with(COMPANY_PREFIX)
     }
 
     /// Notes that the publish with packet id `id` (none at QoS 0) came off
@@ -142,10 +154,18 @@ impl Connection {
         }
     }
 
-    /// Subscriptions: an alarm reader to its company's alarm topic only.
+    /// Subscriptions: an alarm reader to its company's alarm topic, a
+    /// device to its own downlink topics; a device's first subscription to
+    /// one gets what waits for it there.
     fn may_subscribe(&self, filter: &str) -> bool {
-        if may_subscribe(Some(&self.identity), filter) {
-            self.shared.links.subscribe(&self.client_id, self.link, filter);
+        if may_subscribe(&self.identity, filter) {
+            let new = self.shared.links.subscribe(&self.client_id, self.link, filter);
+            if new && let Some((device_id, topic)) = DeviceTopic::parse(filter) {
+                let subscribed = Subscribed { device_id: device_id.to_owned(), topic };
+                if self.shared.downlink.try_send(subscribed).is_err() {
+                    metrics::counter!("wenu_edge_downlink_deferred_total").increment(1);
+                }
+            }
             true
         } else {
             tracing::info!(identity = ?self.identity, filter = ?filter, "subscription refused");
@@ -156,9 +176,23 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.shared.links.remove(&self.client_id, self.link);
+        let current = self.shared.links.remove(&self.client_id, self.link);
         self.shared.gate.counters.disconnected();
+        // A connection taken over by a newer one of the same device says nothing.
+        if current && self.is_device() {
+            record_presence(&self.shared, &self.identity, false);
+        }
     }
+}
+
+/// Records a device's arrival or departure, off the connection's path.
+fn record_presence(shared: &Shared, device_id: &str, online: bool) {
+    let (registry, device_id, at) = (shared.gate.registry.clone(), device_id.to_owned(), now_ms());
+    shared.runtime.spawn(async move {
+        if let Err(err) = registry.record_presence(&device_id, online, at).await {
+            tracing::warn!(error = %err, device = %device_id, "could not record a device's presence");
+        }
+    });
 }
 
 /// A connection's handle for the server's own messages.
@@ -180,19 +214,29 @@ async fn obey(mut commands: mpsc::Receiver<Command>, sink: Sink) {
                 sink.close();
                 break;
             }
-            (Command::Deliver { topic, payload }, Sink::V3(sink)) => {
+            (Command::Deliver { topic, payload, receipt }, Sink::V3(sink)) => {
                 let payload = ntex_bytes::Bytes::copy_from_slice(&payload);
-                sink.publish(topic).send_at_least_once(payload).await.is_ok()
+                let sent = sink.publish(topic).send_at_least_once(payload).await.is_ok();
+                acknowledged(sent, receipt)
             }
-            (Command::Deliver { topic, payload }, Sink::V5(sink)) => {
+            (Command::Deliver { topic, payload, receipt }, Sink::V5(sink)) => {
                 let payload = ntex_bytes::Bytes::copy_from_slice(&payload);
-                sink.publish(topic).send_at_least_once(payload).await.is_ok()
+                let sent = sink.publish(topic).send_at_least_once(payload).await.is_ok();
+                acknowledged(sent, receipt)
             }
         };
         if !delivered {
             break;
         }
     }
+}
+
+/// Tells whoever waits for a delivery's PUBACK that it came.
+fn acknowledged(sent: bool, receipt: Option<oneshot::Sender<()>>) -> bool {
+    if sent && let Some(receipt) = receipt {
+        let _ = receipt.send(());
+    }
+    sent
 }
 
 fn peer_address(io: &IoRef) -> IpAddr {
@@ -308,6 +352,8 @@ async fn publish_v5(connection: &Connection, publish: v5::Publish) -> Result<v5:
         }
         PublishRefusal::StreamUnavailable | PublishRefusal::QuotaExceeded => Code::QuotaExceeded,
         PublishRefusal::RegistryUnavailable => Code::UnspecifiedError,
+        PublishRefusal::MalformedControl => Code::PayloadFormatInvalid,
+        PublishRefusal::UnknownCommand => Code::ImplementationSpecificError,
     };
     Ok(v5::PublishAck::new(code).reason(refusal.label().into()))
 }

@@ -1,7 +1,7 @@
 //! The edge's decisions, as pure functions: who a client is, and whether a
 //! publish may enter the stream. The MQTT glue only translates.
 
-use wenu_core::topic::{alarm_topic, device_of_telemetry_topic};
+use wenu_core::topic::{DeviceTopic, alarm_topic};
 
 /// Usernames of the clients that read a company's alarms:
 /// `company:{company id}`, with one of the company's API tokens as password.
@@ -14,11 +14,16 @@ pub fn company_of_username(username: &str) -> Option<&str> {
     username.strip_prefix(COMPANY_PREFIX)
 }
 
-/// Whether a client may subscribe to `filter`: only an alarm reader, only
-/// to its own company's alarm topic, with no wildcards. Devices subscribe
-/// to nothing.
-pub fn may_subscribe(username: Option<&str>, filter: &str) -> bool {
-    username.and_then(company_of_username).is_some_and(|company| filter == alarm_topic(company))
+/// Whether a client may subscribe to `filter`, with no wildcards: an alarm
+/// reader to its own company's alarm topic, a device to its own downlink
+/// topics (configuration, commands). `identity` is the device id or the
+/// reader's `company:{id}`.
+pub fn may_subscribe(identity: &str, filter: &str) -> bool {
+    match company_of_username(identity) {
+        Some(company) => filter == alarm_topic(company),
+        None => DeviceTopic::parse(filter)
+            .is_some_and(|(device, topic)| device == identity && topic.is_downlink()),
+    }
 }
 
 /// How a client claims to be a device.
@@ -169,6 +174,10 @@ pub enum PublishRefusal {
     StreamUnavailable,
     /// The registry could not say whether the device is enabled.
     RegistryUnavailable,
+    /// A report or a command result that is not the JSON the guide gives.
+    MalformedControl,
+    /// A result for a command the device does not have (or already finished).
+    UnknownCommand,
 }
 
 impl PublishRefusal {
@@ -183,6 +192,8 @@ impl PublishRefusal {
             PublishRefusal::QuotaExceeded => "quota_exceeded",
             PublishRefusal::StreamUnavailable => "stream_unavailable",
             PublishRefusal::RegistryUnavailable => "registry_unavailable",
+            PublishRefusal::MalformedControl => "malformed_control",
+            PublishRefusal::UnknownCommand => "unknown_command",
         }
     }
 }
@@ -203,16 +214,34 @@ impl<'a> IncomingPublish<'a> {
     }
 }
 
-/// Whether `device_id` may put this publish on the stream.
+/// Where an accepted publish of a device goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// Readings: into the log, acknowledged once durable.
+    Log,
+    /// What the device reports about itself: into the registry.
+    Reported,
+    /// A command's result: into the registry.
+    Results,
+}
+
+/// Whether `device_id` may publish this, and where it goes.
 pub fn check_publish(
     device_id: &str,
     publish: IncomingPublish<'_>,
     limit: usize,
-) -> Result<(), PublishRefusal> {
-    let owner = device_of_telemetry_topic(publish.topic).map_err(|_| PublishRefusal::InvalidTopic)?;
+) -> Result<Destination, PublishRefusal> {
+    let (owner, topic) = DeviceTopic::parse(publish.topic).ok_or(PublishRefusal::InvalidTopic)?;
     if owner != device_id {
         return Err(PublishRefusal::ForeignTopic);
     }
+    let destination = match topic {
+        DeviceTopic::Telemetry => Destination::Log,
+        DeviceTopic::Reported => Destination::Reported,
+        DeviceTopic::Results => Destination::Results,
+        // The server's own topics: a device does not publish there.
+        DeviceTopic::Config | DeviceTopic::Commands => return Err(PublishRefusal::InvalidTopic),
+    };
     if publish.retain {
         return Err(PublishRefusal::Retained);
     }
@@ -222,7 +251,7 @@ pub fn check_publish(
     if publish.payload_len > limit {
         return Err(PublishRefusal::Oversized { len: publish.payload_len, limit });
     }
-    Ok(())
+    Ok(destination)
 }
 
 #[cfg(test)]
@@ -245,21 +274,33 @@ mod tests {
     }
 
     #[test]
-    fn only_a_company_reader_subscribes_and_only_to_its_alarms() {
-        assert!(may_subscribe(Some("company:acme"), "wenu/alarms/acme"));
-        assert!(!may_subscribe(Some("company:acme"), "wenu/alarms/globex"));
-        assert!(!may_subscribe(Some("company:acme"), "wenu/alarms/+"));
-        assert!(!may_subscribe(Some("company:acme"), "wenu/#"));
-        assert!(!may_subscribe(Some("acme-00001"), "wenu/alarms/acme"));
-        assert!(!may_subscribe(None, "wenu/alarms/acme"));
+    fn readers_subscribe_to_their_alarms_and_devices_to_their_own_downlink() {
+        assert!(may_subscribe("company:acme", "wenu/alarms/acme"));
+        assert!(!may_subscribe("company:acme", "wenu/alarms/globex"));
+        assert!(!may_subscribe("company:acme", "wenu/alarms/+"));
+        assert!(!may_subscribe("company:acme", "wenu/#"));
+        assert!(!may_subscribe("company:acme", "wenu/acme-00001/config"));
+        assert!(!may_subscribe("acme-00001", "wenu/alarms/acme"));
+        assert!(may_subscribe("acme-00001", "wenu/acme-00001/config"));
+        assert!(may_subscribe("acme-00001", "wenu/acme-00001/commands"));
+        for other in ["wenu/acme-00002/config", "wenu/+/config", "wenu/acme-00001/+", "wenu/acme-00001/#"] {
+            assert!(!may_subscribe("acme-00001", other), "{other}");
+        }
+        for uplink in ["wenu/acme-00001/telemetry", "wenu/acme-00001/reported", "wenu/acme-00001/results"] {
+            assert!(!may_subscribe("acme-00001", uplink), "{uplink}");
+        }
     }
 
     #[test]
     fn publishes() {
         let qos1 = IncomingPublish::qos1;
-        assert_eq!(check_publish("d1", qos1("wenu/d1/telemetry", 10), 100), Ok(()));
+        assert_eq!(check_publish("d1", qos1("wenu/d1/telemetry", 10), 100), Ok(Destination::Log));
         let qos0 = IncomingPublish { qos: 0, ..qos1("wenu/d1/telemetry", 10) };
-        assert_eq!(check_publish("d1", qos0, 100), Ok(()));
+        assert_eq!(check_publish("d1", qos0, 100), Ok(Destination::Log));
+        assert_eq!(check_publish("d1", qos1("wenu/d1/reported", 10), 100), Ok(Destination::Reported));
+        assert_eq!(check_publish("d1", qos1("wenu/d1/results", 10), 100), Ok(Destination::Results));
+        assert_eq!(check_publish("d1", qos1("wenu/d1/config", 10), 100), Err(PublishRefusal::InvalidTopic));
+        assert_eq!(check_publish("d1", qos1("wenu/d2/reported", 10), 100), Err(PublishRefusal::ForeignTopic));
         assert_eq!(
             check_publish("d1", qos1("wenu/d2/telemetry", 10), 100),
             Err(PublishRefusal::ForeignTopic)

@@ -12,15 +12,18 @@ use ntex_service::chain_factory;
 use ntex_tls::rustls::TlsAcceptor;
 use ntex_util::time::Seconds;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wenu_core::stream::Stream;
 use wenu_registry::Registry;
 
 use crate::device_cache::{DeviceCache, REVISION_CHECK};
+use crate::downlink::SUBSCRIPTION_QUEUE;
 use crate::gate::{Gate, now_ms};
 use crate::links::Links;
 use crate::mqtt::{Closed, Shared};
 use crate::quota::{PublishQuotas, QuotaConfig};
+use crate::reports::{LastSeen, flush_last_seen};
 use crate::throttle::{LoginThrottle, ThrottleConfig};
 use crate::{EdgeCounters, EdgeSnapshot, Error, Result};
 
@@ -126,6 +129,9 @@ impl Edge {
         let counters = Arc::new(EdgeCounters::resume(&previous));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let registry_for_sweep = registry.clone();
+        // No session outlives a restart of the edge.
+        registry.record_all_offline(now_ms()).await?;
+        let last_seen = Arc::new(LastSeen::default());
         let gate = Arc::new(Gate {
             stream,
             devices: DeviceCache::new(registry.clone()),
@@ -135,9 +141,12 @@ impl Edge {
             password_checks: tokio::sync::Semaphore::new(cores),
             throttle: LoginThrottle::new(config.login_throttle),
             quotas: PublishQuotas::new(config.device_quota),
+            last_seen: last_seen.clone(),
         });
         let links = Arc::new(Links::default());
-        let shared = Shared { gate, links: links.clone(), runtime: tokio::runtime::Handle::current() };
+        let (downlink, subscribed) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        let shared =
+            Shared { gate, links: links.clone(), downlink, runtime: tokio::runtime::Handle::current() };
 
         let tcp = config.listen.map(bind).transpose()?;
         let tls = match &config.tls {
@@ -148,7 +157,11 @@ impl Edge {
         let tls_addr = tls.as_ref().map(|((_, addr), _)| *addr);
         let (server, thread) = run_server(config.clone(), cores, shared, tcp, tls).await?;
 
-        let mut tasks = vec![tokio::spawn(end_revoked_sessions(registry_for_sweep, links.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(end_revoked_sessions(registry_for_sweep.clone(), links.clone())),
+            tokio::spawn(crate::downlink::run(registry_for_sweep.clone(), links.clone(), subscribed)),
+            tokio::spawn(flush_last_seen(registry_for_sweep, last_seen)),
+        ];
         if let Some(path) = config.counters_file.clone() {
             let counters = counters.clone();
             tasks.push(tokio::spawn(async move {

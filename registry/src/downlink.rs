@@ -413,14 +413,18 @@ impl Registry {
         Ok(())
     }
 
-    /// The edge saw the device connect (`online`) or go.
+    /// The edge saw the device connect (`online`) or go at `at`. The
+    /// writes may land out of order (a quick connect and disconnect): the
+    /// later time wins, a departure over an arrival of the same millisecond.
     pub async fn record_presence(&self, device_id: &str, online: bool, at: i64) -> Result<()> {
         let sql = if online {
             "INSERT INTO device_state (device_id, online, connected_at) VALUES ($1, TRUE, $2)
-             ON CONFLICT (device_id) DO UPDATE SET online = TRUE, connected_at = $2"
+             ON CONFLICT (device_id) DO UPDATE SET online = TRUE, connected_at = $2
+             WHERE device_state.disconnected_at IS NULL OR device_state.disconnected_at < $2"
         } else {
             "INSERT INTO device_state (device_id, online, disconnected_at) VALUES ($1, FALSE, $2)
-             ON CONFLICT (device_id) DO UPDATE SET online = FALSE, disconnected_at = $2"
+             ON CONFLICT (device_id) DO UPDATE SET online = FALSE, disconnected_at = $2
+             WHERE device_state.connected_at IS NULL OR device_state.connected_at <= $2"
         };
         sqlx::query(sql).bind(device_id).bind(at).execute(&self.pool).await?;
         Ok(())

@@ -139,6 +139,11 @@ async fn desired_configs_commands_and_device_state(registry: Registry) {
     assert_eq!((state.applied_config_version, state.desired_config_version), (Some(2), Some(2)));
     registry.record_presence(d1, false, 2_000).await.unwrap();
     assert!(!registry.device_state(d1).await.unwrap().online);
+    registry.record_presence(d1, true, 1_900).await.unwrap();
+    assert!(
+        !registry.device_state(d1).await.unwrap().online,
+        "an arrival written late does not undo a departure"
+    );
     registry.record_presence(d2, true, 3_000).await.unwrap();
     registry.record_all_offline(4_000).await.unwrap();
     let states = registry.device_states(Some("acme")).await.unwrap();

@@ -95,6 +95,29 @@ pub enum DevicesCommand {
         #[arg(long)]
         hex: bool,
     },
+    /// A device's state (online, last seen, firmware, boot, configuration
+    /// applied and desired) and its latest commands, as JSON.
+    Show { device: String },
+    /// Set a device's desired configuration (a JSON object); it reaches
+    /// the device on `wenu/{id}/config` now or when it next connects.
+    /// Without `--set`, print the current one.
+    Config {
+        device: String,
+        #[arg(long, value_name = "JSON")]
+        set: Option<String>,
+    },
+    /// Send a command to a device (`wenu/{id}/commands`): delivered at least
+    /// once while it is subscribed, expiring after `--ttl-secs` if not.
+    Command {
+        device: String,
+        /// e.g. reboot, sample_now, set_interval, firmware_available.
+        name: String,
+        /// Its arguments, a JSON object.
+        #[arg(long, default_value = "{}", value_name = "JSON")]
+        args: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u32,
+    },
     /// Give a device its own publish quota at the edge (its burst keeps the
     /// configured ratio to the rate); an option left out goes back to the
     /// edge's default (`mqtt.device_publishes_per_second`, …).
@@ -195,6 +218,29 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
             eprintln!("{device}: certificate {fingerprint} is revoked");
         }
         DevicesCommand::Seal { .. } => unreachable!("handled before the registry is opened"),
+        DevicesCommand::Show { device } => {
+            let state = registry.device_state(&device).await?;
+            let config = registry.desired_config(&device).await?;
+            let commands = registry.commands(&device, 20).await?;
+            let shown = serde_json::json!({ "state": state, "desired_config": config, "commands": commands });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        DevicesCommand::Config { device, set: None } => match registry.desired_config(&device).await? {
+            Some(config) => println!("{}", serde_json::to_string_pretty(&config)?),
+            None => eprintln!("{device} has no desired configuration"),
+        },
+        DevicesCommand::Config { device, set: Some(document) } => {
+            let document: serde_json::Value =
+                serde_json::from_str(&document).context("the configuration is not JSON")?;
+            let config = registry.set_desired_config(&device, &document).await?;
+            eprintln!("{device}: desired configuration version {}", config.version);
+        }
+        DevicesCommand::Command { device, name, args, ttl_secs } => {
+            let args: serde_json::Value = serde_json::from_str(&args).context("--args is not JSON")?;
+            let command = registry.send_command(&device, &name, &args, i64::from(ttl_secs) * 1000).await?;
+            println!("{}", command.id);
+            eprintln!("{device}: command {name} queued as {}", command.id);
+        }
         DevicesCommand::SetQuota { device, publishes_per_second, bytes_per_second } => {
             registry
                 .set_device_quota(&device, DeviceQuota { publishes_per_second, bytes_per_second })

@@ -118,6 +118,12 @@ async fn what_the_reference_devices_send_reaches_the_lake_and_the_stats_once_acr
         serde_json::json!([1, 10])
     );
     assert_eq!(finished(start_c(c, port, 10, &c_seq))["seqs"], serde_json::json!([1, 10]));
+    // The Python device follows the downlink too: a configuration and a command wait for it.
+    ok(wenu(&data)
+        .args(["devices", "config", &py.device_id, "--set", r#"{"interval_s":30}"#])
+        .output()
+        .unwrap());
+    let sample = ok(wenu(&data).args(["devices", "command", &py.device_id, "sample_now"]).output().unwrap());
     let python_run = start_python(py, &fleet_path, port, 150, &py_seq);
     let c_run = start_c(c, port, 150, &c_seq);
 
@@ -142,6 +148,18 @@ async fn what_the_reference_devices_send_reaches_the_lake_and_the_stats_once_acr
     assert!(accepted(&server) > 0.0, "the devices were still sending when the server was killed");
     wait_for_lake(&data).await;
     wait_for_stats(&data).await;
+
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(wenu(&data).args(["devices", "show", &py.device_id]).output().unwrap()))
+            .unwrap();
+    assert_eq!(shown["state"]["applied_config_version"], 1, "{shown}");
+    assert_eq!(shown["state"]["firmware"], "reference-python/1.0");
+    let command = &shown["commands"][0];
+    assert_eq!(
+        (command["id"].as_str(), command["status"].as_str()),
+        (Some(sample.trim()), Some("done")),
+        "{shown}"
+    );
 
     for device in [py, c] {
         let id = &device.device_id;
