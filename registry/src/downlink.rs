@@ -312,25 +312,13 @@ impl Registry {
     /// What a device should receive when it subscribes: its desired
     /// configuration and its commands still pending, in the order they were made.
     pub async fn pending_downlink(&self, device_id: &str) -> Result<(Option<DesiredConfig>, Vec<Command>)> {
-        let now = now_ms();
-        let commands = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COMMAND_COLUMNS} FROM device_commands
-             WHERE device_id = $1 AND status = 'pending' AND expires_at > $2 ORDER BY revision"
-        )))
-        .bind(device_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| command_from_row(row, now))
-        .collect::<Result<_>>()?;
+        let commands = self.pending_commands("device_id = $1", |q| q.bind(device_id)).await?;
         Ok((self.desired_config(device_id).await?, commands))
     }
 
     /// Configurations and pending commands that changed after `revision`:
     /// what the edge delivers to devices already connected.
     pub async fn downlink_since(&self, revision: i64) -> Result<(Vec<DesiredConfig>, Vec<Command>)> {
-        let now = now_ms();
         let configs = sqlx::query(
             "SELECT device_id, version, document, updated_at FROM device_config WHERE revision > $1",
         )
@@ -340,18 +328,31 @@ impl Registry {
         .iter()
         .map(config_from_row)
         .collect::<Result<_>>()?;
-        let commands = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COMMAND_COLUMNS} FROM device_commands
-             WHERE revision > $1 AND status = 'pending' AND expires_at > $2 ORDER BY revision"
-        )))
-        .bind(revision)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| command_from_row(row, now))
-        .collect::<Result<_>>()?;
+        let commands = self.pending_commands("revision > $1", |q| q.bind(revision)).await?;
         Ok((configs, commands))
+    }
+
+    /// Commands not delivered yet and not expired that meet `condition`
+    /// (on `$1`, bound by `bind`), in the order they were made.
+    async fn pending_commands<'q>(
+        &self,
+        condition: &str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Vec<Command>> {
+        let now = now_ms();
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COMMAND_COLUMNS} FROM device_commands
+             WHERE {condition} AND status = 'pending' AND expires_at > $2 ORDER BY revision"
+        )));
+        bind(query)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| command_from_row(row, now))
+            .collect()
     }
 
     /// The device acknowledged the command's message.
