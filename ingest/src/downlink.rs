@@ -65,12 +65,19 @@ pub(crate) async fn run(registry: Registry, links: Arc<Links>, mut subscribed: m
     loop {
         tokio::select! {
             Some(Subscribed { device_id, topic }) = subscribed.recv() => {
-                match registry.pending_downlink(&device_id).await {
-                    Ok((config, commands)) => match topic {
-                        DeviceTopic::Config => deliver(&registry, &links, config.as_ref(), &[]),
-                        _ => deliver(&registry, &links, None, &commands),
-                    },
-                    Err(err) => tracing::warn!(error = %err, device = %device_id, "could not read a device's downlink"),
+                // Only what the subscribed topic carries is read.
+                let read = match topic {
+                    DeviceTopic::Config => registry
+                        .desired_config(&device_id)
+                        .await
+                        .map(|config| deliver(&registry, &links, config.as_ref(), &[])),
+                    _ => registry
+                        .pending_commands_of(&device_id)
+                        .await
+                        .map(|commands| deliver(&registry, &links, None, &commands)),
+                };
+                if let Err(err) = read {
+                    tracing::warn!(error = %err, device = %device_id, "could not read a device's downlink");
                 }
             }
             _ = every_check.tick() => {

@@ -312,8 +312,12 @@ impl Registry {
     /// What a device should receive when it subscribes: its desired
     /// configuration and its commands still pending, in the order they were made.
     pub async fn pending_downlink(&self, device_id: &str) -> Result<(Option<DesiredConfig>, Vec<Command>)> {
-        let commands = self.pending_commands("device_id = $1", |q| q.bind(device_id)).await?;
-        Ok((self.desired_config(device_id).await?, commands))
+        Ok((self.desired_config(device_id).await?, self.pending_commands_of(device_id).await?))
+    }
+
+    /// A device's commands still pending, in the order they were made.
+    pub async fn pending_commands_of(&self, device_id: &str) -> Result<Vec<Command>> {
+        self.pending_commands("device_id = $1", |q| q.bind(device_id)).await
     }
 
     /// Configurations and pending commands that changed after `revision`:

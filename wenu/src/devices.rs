@@ -272,7 +272,7 @@ fn seal_for_device(device: &str, body: &str, fleet: &Path, hex: bool) -> anyhow:
     let batch = ReadingBatch::from_json(body.trim().as_bytes())
         .context("the body is not a reading batch (see docs/devices.md)")?;
     let skew_ms = batch.ts.saturating_sub(wenu_core::clock::now_ms()).abs();
-    if skew_ms > 10 * 60 * 1000 {
+    if skew_ms > wenu_decrypt::DecodeLimits::default().max_future_ms {
         eprintln!(
             "note: ts is {} s away from this machine's clock; far-off timestamps are quarantined",
             skew_ms / 1000
