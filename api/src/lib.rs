@@ -5,7 +5,8 @@
 //! * `/api/v1/…`: JSON (or CSV) over bearer tokens from the registry, each
 //!   scoped to one company ([`auth`]), rate-limited per token
 //!   ([`rate_limit`]): stats, latest values, raw readings, completeness
-//!   ([`data`]), the registry and its audit log ([`manage`]), and live
+//!   ([`data`]), the registry and its audit log ([`manage`]), the fleet's
+//!   state and each device's configuration and commands (`downlink`), live
 //!   readings and alarm transitions as server-sent events ([`live`]), alarm
 //!   rules, alarms with acknowledgement and history, webhooks (`alarms`).
 //! * `/dashboard` and `/backoffice`: the web pages ([`pages`]).
@@ -16,6 +17,7 @@
 mod alarms;
 pub mod auth;
 mod data;
+mod downlink;
 pub mod error;
 pub mod live;
 mod manage;
@@ -64,6 +66,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/devices/{device}/rotate-key", post(manage::rotate_key))
         .route("/devices/{device}/reset-sequence", post(manage::reset_sequence))
         .route("/devices/{device}/revoke-certificate", post(manage::revoke_certificate))
+        .route("/fleet", get(downlink::fleet))
+        .route("/devices/{device}/state", get(downlink::device_state))
+        .route("/devices/{device}/config", get(downlink::config).put(downlink::put_config))
+        .route("/devices/{device}/commands", get(downlink::commands).post(downlink::send_command))
         .route("/devices/{device}/sensors", get(manage::sensors))
         .route("/devices/{device}/sensors/{sensor}", put(manage::put_sensor).delete(manage::delete_sensor))
         .route("/tokens", get(manage::tokens).post(manage::create_token))

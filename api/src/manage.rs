@@ -254,19 +254,37 @@ pub(crate) async fn patch_device(
     Ok(Json(json!(own_device(&state, &company, &id).await?)))
 }
 
+#[derive(Deserialize)]
+pub(crate) struct RotateParams {
+    company: Option<String>,
+    /// Retire the older keys this long after the rotation even if the
+    /// device never confirms the new one.
+    retire_after_secs: Option<u32>,
+}
+
 /// `POST /api/v1/devices/{id}/rotate-key`: a new key for the device, shown
-/// once; older keys keep decrypting until retired (admin, operator).
+/// once and sent to the device over the downlink sealed under its current
+/// key; older keys keep decrypting until the device confirms, or until
+/// `?retire_after_secs=` (admin, operator).
 pub(crate) async fn rotate_key(
     caller: Caller,
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Params(params): Params<CompanyParam>,
+    Params(params): Params<RotateParams>,
 ) -> Result<Json<Value>> {
     let company = caller.company_to_manage(params.company.as_deref())?;
     own_device(&state, &company, &id).await?;
     let keys = state.0.keys.as_ref().ok_or(ApiError::Unavailable("key rotation"))?;
-    let (key_id, key) = keys.rotate(&registry_as(&state, &caller), &id).await.map_err(ApiError::Internal)?;
-    Ok(Json(json!({ "device_id": id, "key_id": key_id, "key": key })))
+    let retire_after_ms = params.retire_after_secs.map(|s| i64::from(s) * 1000);
+    let rotation =
+        keys.rotate(&registry_as(&state, &caller), &id, retire_after_ms).await.map_err(ApiError::Internal)?;
+    Ok(Json(json!({
+        "device_id": id,
+        "key_id": rotation.key_id,
+        "key": rotation.key.to_base64(),
+        "command_id": rotation.command.map(|c| c.id),
+        "retire_at": rotation.retire_at,
+    })))
 }
 
 /// `POST /api/v1/devices/{id}/reset-sequence`: the device's counter went

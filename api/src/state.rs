@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use wenu_alarms::AlarmStore;
 use wenu_core::fleet::FleetDevice;
 use wenu_core::table::TableStore;
-use wenu_registry::Registry;
+use wenu_registry::{Registry, Rotation};
 use wenu_runtime::Health;
 
 use crate::live::{LiveHub, LiveSlots};
@@ -62,8 +62,15 @@ pub trait DeviceKeys: Send + Sync + 'static {
         company: &str,
         count: usize,
     ) -> Result<Vec<FleetDevice>, String>;
-    /// Gives a device a new key; returns the device's credentials with it.
-    async fn rotate(&self, registry: &Registry, device: &str) -> Result<(u32, String), String>;
+    /// Gives a device a new key and sends it over the downlink, sealed
+    /// under its current one; older keys retire when the device confirms,
+    /// or `retire_after_ms` from now.
+    async fn rotate(
+        &self,
+        registry: &Registry,
+        device: &str,
+        retire_after_ms: Option<i64>,
+    ) -> Result<Rotation, String>;
 }
 
 /// Limits on what one request may ask for.

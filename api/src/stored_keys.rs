@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use wenu_core::fleet::FleetDevice;
 use wenu_core::keyring::KeyringStore;
-use wenu_registry::{Registry, provision_into, rotate_key};
+use wenu_registry::{Registry, Rotation, provision_into, rotate_key};
 
 use crate::state::DeviceKeys;
 
@@ -34,9 +34,13 @@ impl DeviceKeys for StoredKeys {
         provision_into(registry, store.as_mut(), company, count).await.map_err(|e| e.to_string())
     }
 
-    async fn rotate(&self, registry: &Registry, device: &str) -> Result<(u32, String), String> {
+    async fn rotate(
+        &self,
+        registry: &Registry,
+        device: &str,
+        retire_after_ms: Option<i64>,
+    ) -> Result<Rotation, String> {
         let mut store = self.store.lock().await;
-        let (key_id, key) = rotate_key(registry, store.as_mut(), device).await.map_err(|e| e.to_string())?;
-        Ok((key_id, key.to_base64()))
+        rotate_key(registry, store.as_mut(), device, retire_after_ms).await.map_err(|e| e.to_string())
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Filter;
 use tokio::time::Instant;
-use wenu_core::keyring::{Keyring, KeyringStore, SecretKey};
+use wenu_core::keyring::{AddedKey, Keyring, KeyringStore};
 use wenu_core::{Error, Result};
 
 use crate::error::{classify, code};
@@ -297,11 +297,11 @@ impl KeyringStore for SecretsKeyring {
         Ok(Some(self.merged()))
     }
 
-    async fn add_key(&mut self, device: &str) -> Result<(u32, SecretKey)> {
+    async fn add_key(&mut self, device: &str) -> Result<AddedKey> {
         self.write(|this| {
             let name = this.secret_for(device);
             let mut keyring = this.keyring_of(&name);
-            let added = keyring.add_key(device);
+            let added = keyring.rotate(device);
             Ok((name, keyring, added))
         })
         .await

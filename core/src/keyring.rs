@@ -113,14 +113,32 @@ impl Keyring {
         (id, key)
     }
 
-    /// Stops a key from decrypting what arrives from `at` (unix ms) on.
+    /// Puts a known key under `device_id` (replacing one with the same id):
+    /// a device's own keyring, or a key received over the downlink.
+    pub fn import_key(&mut self, device_id: &str, key_id: u32, key: SecretKey) {
+        let keys = self.devices.entry(device_id.to_owned()).or_default();
+        keys.retain(|k| k.id != key_id);
+        keys.push(DeviceKey { id: key_id, key, retired_at: None });
+    }
+
+    /// Adds a fresh key to `device_id` and returns it with the key the device
+    /// held until now (none for its first), which a new key is sealed under
+    /// to reach the device over the downlink.
+    pub fn rotate(&mut self, device_id: &str) -> AddedKey {
+        let previous = self.current_key(device_id).map(|k| (k.id, k.key.clone()));
+        let (id, key) = self.add_key(device_id);
+        AddedKey { id, key, previous }
+    }
+
+    /// Stops a key from decrypting what arrives from `at` (unix ms) on; a
+    /// key already retiring sooner keeps its time.
     pub fn retire(&mut self, device_id: &str, key_id: u32, at: i64) -> Result<()> {
         let key = self
             .devices
             .get_mut(device_id)
             .and_then(|keys| keys.iter_mut().find(|k| k.id == key_id))
             .ok_or_else(|| Error::UnknownKey { device_id: device_id.to_owned(), key_id })?;
-        key.retired_at = Some(at);
+        key.retired_at = Some(key.retired_at.map_or(at, |earlier| earlier.min(at)));
         Ok(())
     }
 
@@ -167,6 +185,15 @@ impl Keyring {
     }
 }
 
+/// A key just added to a device.
+#[derive(Debug, Clone)]
+pub struct AddedKey {
+    pub id: u32,
+    pub key: SecretKey,
+    /// The device's current key before this one: id and key.
+    pub previous: Option<(u32, SecretKey)>,
+}
+
 /// The keyring port: where the stages get their keys and learn that they
 /// changed, and where provisioning puts new ones.
 #[async_trait::async_trait]
@@ -176,8 +203,8 @@ pub trait KeyringStore: Send + Sync + 'static {
     async fn changed(&mut self) -> Result<Option<Keyring>>;
 
     /// Adds a fresh key to `device_id` (its first, or a rotation), stores
-    /// it, and returns its id and the key.
-    async fn add_key(&mut self, device_id: &str) -> Result<(u32, SecretKey)>;
+    /// it, and returns it with the key it follows, read in the same write.
+    async fn add_key(&mut self, device_id: &str) -> Result<AddedKey>;
 
     /// Stores every device of `keys` with its keys, replacing what the store
     /// held for those devices: a whole fleet provisioned at once, in as few

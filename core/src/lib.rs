@@ -27,6 +27,7 @@ pub mod envelope;
 pub mod error;
 pub mod failpoint;
 pub mod fleet;
+pub mod key_transfer;
 pub mod keyring;
 pub mod log_throttle;
 pub mod queue;

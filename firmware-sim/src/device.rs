@@ -12,10 +12,13 @@ use rumqttc::{
 };
 use tokio::sync::{mpsc, watch};
 use wenu_core::envelope::{NonceSequence, seal};
+use wenu_core::fleet::Fleet;
 use wenu_core::fleet::FleetDevice;
 use wenu_core::keyring::SecretKey;
 use wenu_core::reading::ReadingBatch;
+use wenu_core::topic::DeviceTopic;
 
+use crate::downlink::{Downlink, Effect};
 use crate::fleet_run::{Acked, DeviceTotals, SimConfig, StartGate};
 use crate::signal::{Fault, SensorSignal, take_readings};
 
@@ -75,6 +78,13 @@ impl Device {
         let mut producing = true;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         let mut gate_open = self.gate.open.clone();
+        let topics = DeviceTopics::new(&config, &id);
+        let mut downlink = Downlink::new(&id, self.identity.key_id, self.identity.key.clone());
+        // Results given and not yet acknowledged: sent again after a reconnection.
+        let mut unanswered: Vec<(String, serde_json::Value)> = Vec::new();
+        // Results not given yet: (the key below which nothing may be unacknowledged, result).
+        let mut held: Vec<(u32, serde_json::Value)> = Vec::new();
+        let mut sample_now = false;
 
         loop {
             if producing && (*stop.borrow() || config.per_device.is_some_and(|n| firmware.produced >= n)) {
@@ -85,6 +95,17 @@ impl Device {
                 && (unacked.is_empty() || drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d))
             {
                 break;
+            }
+            // A result waits until nothing sealed under a key it retires is unacknowledged.
+            let oldest_key = unacked.values().map(|p| key_id_of(&p.envelope)).min().unwrap_or(u32::MAX);
+            for (_, result) in held.extract_if(.., |(below, _)| oldest_key >= *below) {
+                let result_id = result["id"].as_str().unwrap_or_default().to_owned();
+                if let Some(session) = session.as_mut() {
+                    session.publish_control(&topics.results, &result, Some(result_id.clone()));
+                }
+                if !unanswered.iter().any(|(known, _)| *known == result_id) {
+                    unanswered.push((result_id, result));
+                }
             }
             if let Some(session) = session.as_mut() {
                 session.pump(&topic, &mut unsent, &mut unacked);
@@ -105,8 +126,16 @@ impl Device {
                     None => std::future::pending().await,
                 }
             };
+            // `sample_now` produces at once instead of at the next tick.
+            let sample_requested = sample_now;
+            let next_tick = async {
+                if !sample_requested {
+                    tick.tick().await;
+                }
+            };
             tokio::select! {
-                _ = tick.tick(), if can_produce => {
+                _ = next_tick, if can_produce => {
+                    sample_now = false;
                     for (seq, envelope) in firmware.next_messages() {
                         if unacked.len() >= config.buffer && !unacked.contains_key(&seq) {
                             totals.dropped_buffer_full += 1;
@@ -131,13 +160,59 @@ impl Device {
                         }
                         if let Some(session) = session.as_mut() {
                             session.connected = true;
+                            if config.follow_downlink {
+                                for topic in [&topics.config, &topics.commands] {
+                                    let _ = session.client.try_subscribe(topic.as_str(), QoS::AtLeastOnce);
+                                }
+                                session.publish_control(&topics.reported, &downlink.report(), None);
+                                for (id, result) in &unanswered {
+                                    session.publish_control(&topics.results, result, Some(id.clone()));
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(Event::Incoming(Packet::Publish(message)))) => {
+                        let kind = topics.downlink_kind(&message.topic);
+                        let effects = kind.map(|kind| downlink.on_message(kind, &message.payload)).unwrap_or_default();
+                        for effect in effects {
+                            match effect {
+                                Effect::Report(report) => {
+                                    if let Some(session) = session.as_mut() {
+                                        session.publish_control(&topics.reported, &report, None);
+                                    }
+                                }
+                                Effect::Answer { result, after_keys_below } => {
+                                    held.push((after_keys_below.unwrap_or(0), result));
+                                }
+                                Effect::SampleNow => sample_now = true,
+                                Effect::Interval(every) if rate_limited => {
+                                    tick = tokio::time::interval(every);
+                                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                                }
+                                Effect::Interval(_) => {}
+                                Effect::NewKey(key_id, key) => {
+                                    firmware.key_id = key_id;
+                                    firmware.key = key.clone();
+                                    if let Some(path) = &config.fleet_file {
+                                        keep_new_key(path, &id, key_id, key);
+                                    }
+                                    tracing::info!(device = %id, key_id, "took a new key from the downlink");
+                                }
+                            }
                         }
                     }
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
                         session.as_mut().expect("events come from a session").sent(pkid);
                     }
                     Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                        let seq = session.as_mut().and_then(|s| s.acked(ack.pkid));
+                        let seq = match session.as_mut().and_then(|s| s.acked(ack.pkid)) {
+                            Some(Slot::Reading(seq)) => Some(seq),
+                            Some(Slot::Control(Some(result_of))) => {
+                                unanswered.retain(|(id, _)| *id != result_of);
+                                None
+                            }
+                            _ => None,
+                        };
                         // The PUBACK of an earlier copy of a replayed seq does not settle
                         // a copy that is queued and not yet sent.
                         let sent_copy = seq.filter(|seq| unacked.get(seq).is_some_and(|p| p.first_sent.is_some()));
@@ -180,6 +255,15 @@ impl Device {
     }
 }
 
+/// What one publish of the device carries.
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    /// The reading message with this seq.
+    Reading(u64),
+    /// A report, or the result of the command with this id.
+    Control(Option<String>),
+}
+
 /// One MQTT connection attempt and its bookkeeping. A new session (and a new
 /// client) is made after every connection failure, so packet ids and queued
 /// requests of a dead connection can never be confused with live ones.
@@ -187,13 +271,13 @@ struct Session {
     client: AsyncClient,
     events: mpsc::Receiver<Result<Event, rumqttc::ConnectionError>>,
     driver: tokio::task::JoinHandle<()>,
-    /// Packet id → seq of publishes written to the connection.
-    inflight: HashMap<u16, u64>,
-    /// Seqs handed to the client, in order, not yet written.
-    submitted: VecDeque<u64>,
-    /// Packet id → seq of a publish written under a packet id whose previous
+    /// Packet id → what a publish written to the connection carries.
+    inflight: HashMap<u16, Slot>,
+    /// Publishes handed to the client, in order, not yet written.
+    submitted: VecDeque<Slot>,
+    /// Packet id → a publish written under a packet id whose previous
     /// PUBACK is about to be reported.
-    reusing: HashMap<u16, u64>,
+    reusing: HashMap<u16, Slot>,
     window: usize,
     /// CONNACK received: only then are messages handed to the client.
     connected: bool,
@@ -231,8 +315,24 @@ impl Session {
                 break;
             }
             pending.first_sent.get_or_insert_with(Instant::now);
-            self.submitted.push_back(seq);
+            self.submitted.push_back(Slot::Reading(seq));
         }
+    }
+
+    /// Publishes a report or a command's result (QoS 1, like readings);
+    /// false if the client's queue is full.
+    fn publish_control(
+        &mut self,
+        topic: &str,
+        payload: &serde_json::Value,
+        result_of: Option<String>,
+    ) -> bool {
+        let payload = payload.to_string().into_bytes();
+        if !self.connected || self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_err() {
+            return false;
+        }
+        self.submitted.push_back(Slot::Control(result_of));
+        true
     }
 
     /// The client wrote a publish. Within one session publishes are written in
@@ -255,23 +355,83 @@ impl Session {
         }
     }
 
-    /// A PUBACK arrived: the seq it acknowledges.
-    fn acked(&mut self, pkid: u16) -> Option<u64> {
-        let seq = self.inflight.remove(&pkid);
+    /// A PUBACK arrived: what it acknowledges.
+    fn acked(&mut self, pkid: u16) -> Option<Slot> {
+        let slot = self.inflight.remove(&pkid);
         if let Some(next) = self.reusing.remove(&pkid) {
             self.inflight.insert(pkid, next);
         }
-        seq
+        slot
     }
 
-    /// Ends the session and returns the seqs it held unacknowledged, oldest first.
+    /// Ends the session and returns the seqs it held unacknowledged, oldest
+    /// first. Reports are made again at the next connection and results
+    /// stay with the device until acknowledged.
     fn close(self) -> Vec<u64> {
         self.driver.abort();
-        let mut held: Vec<u64> =
-            self.inflight.into_values().chain(self.reusing.into_values()).chain(self.submitted).collect();
+        let mut held: Vec<u64> = (self.inflight.into_values().chain(self.reusing.into_values()))
+            .chain(self.submitted)
+            .filter_map(|slot| match slot {
+                Slot::Reading(seq) => Some(seq),
+                Slot::Control(_) => None,
+            })
+            .collect();
         held.sort_unstable();
         held.dedup();
         held
+    }
+}
+
+/// The key id an envelope names (bytes 1..5).
+fn key_id_of(envelope: &[u8]) -> u32 {
+    envelope.get(1..5).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes)
+}
+
+/// A device's own topics, with the deployment's prefix.
+struct DeviceTopics {
+    config: String,
+    commands: String,
+    reported: String,
+    results: String,
+}
+
+impl DeviceTopics {
+    fn new(config: &SimConfig, device_id: &str) -> Self {
+        let topic = |kind: DeviceTopic| config.prefixed(kind.of(device_id));
+        DeviceTopics {
+            config: topic(DeviceTopic::Config),
+            commands: topic(DeviceTopic::Commands),
+            reported: topic(DeviceTopic::Reported),
+            results: topic(DeviceTopic::Results),
+        }
+    }
+
+    fn downlink_kind(&self, topic: &str) -> Option<DeviceTopic> {
+        if topic == self.config {
+            Some(DeviceTopic::Config)
+        } else if topic == self.commands {
+            Some(DeviceTopic::Commands)
+        } else {
+            None
+        }
+    }
+}
+
+/// Writes a key taken from the downlink into the fleet file, as firmware
+/// keeps it in flash: a restarted simulator seals with it.
+fn keep_new_key(path: &std::path::Path, device_id: &str, key_id: u32, key: SecretKey) {
+    // One writer at a time across the fleet's devices.
+    static FLEET_FILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _writing = FLEET_FILE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let kept = Fleet::load(path).and_then(|mut fleet| {
+        let Some(entry) = fleet.devices.iter().find(|d| d.device_id == device_id).cloned() else {
+            return Ok(());
+        };
+        fleet.upsert(FleetDevice { key_id, key, ..entry });
+        fleet.save(path)
+    });
+    if let Err(err) = kept {
+        tracing::warn!(device = device_id, error = %err, "could not keep the new key in the fleet file");
     }
 }
 

@@ -60,6 +60,11 @@ pub struct SimConfig {
     /// than production on AWS IoT Core (`dev/wenu/…`), whose topics are
     /// account-wide.
     pub topic_prefix: Option<String>,
+    /// Subscribe to the device's configuration and commands and follow
+    /// them, reporting firmware, boot and applied configuration.
+    pub follow_downlink: bool,
+    /// The fleet file to keep keys received over the downlink in.
+    pub fleet_file: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -81,6 +86,8 @@ impl Default for SimConfig {
             seed: 0x5eed,
             start_together: false,
             topic_prefix: None,
+            follow_downlink: true,
+            fleet_file: None,
         }
     }
 }
@@ -88,9 +95,14 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The topic a device publishes its telemetry to.
     pub fn topic(&self, device_id: &str) -> String {
+        self.prefixed(telemetry_topic(device_id))
+    }
+
+    /// One of a device's topics under the deployment's prefix.
+    pub(crate) fn prefixed(&self, topic: String) -> String {
         match &self.topic_prefix {
-            Some(prefix) => format!("{prefix}/{}", telemetry_topic(device_id)),
-            None => telemetry_topic(device_id),
+            Some(prefix) => format!("{prefix}/{topic}"),
+            None => topic,
         }
     }
 

@@ -5,9 +5,11 @@
 //! number that only grows, a random nonce per message, readings sealed with
 //! its key, and a bounded offline buffer of unacknowledged messages that it
 //! sends again after reconnecting. Fault modes ([`Fault`]) make some devices
-//! misbehave for the later stages to catch.
+//! misbehave for the later stages to catch. Devices follow their downlink
+//! as docs/devices.md asks of firmware: configuration, commands, new keys.
 
 mod device;
+mod downlink;
 mod error;
 mod fleet_run;
 mod load;

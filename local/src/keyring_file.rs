@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 
-use wenu_core::keyring::{Keyring, KeyringStore, SecretKey};
+use wenu_core::keyring::{AddedKey, Keyring, KeyringStore};
 use wenu_core::{Error, Result};
 
 /// The keyring file of one machine, reloaded when it changes on disk.
@@ -38,9 +38,9 @@ impl KeyringStore for KeyringFile {
         Ok(Some(keyring))
     }
 
-    async fn add_key(&mut self, device_id: &str) -> Result<(u32, SecretKey)> {
+    async fn add_key(&mut self, device_id: &str) -> Result<AddedKey> {
         let mut locked = self.lock()?;
-        let added = locked.keyring.add_key(device_id);
+        let added = locked.keyring.rotate(device_id);
         locked.save()?;
         Ok(added)
     }

@@ -23,7 +23,8 @@ pub struct Device {
     pub enabled: bool,
     /// Unix ms.
     pub created_at: i64,
-    /// Key ids that still decrypt, oldest first.
+    /// Key ids that still decrypt, oldest first (those whose retirement
+    /// is scheduled among them, until then).
     pub live_key_ids: Vec<u32>,
     /// What this device may publish, where it differs from the edge's defaults.
     pub quota: DeviceQuota,
@@ -132,7 +133,8 @@ impl Registry {
     pub async fn retire_key(&self, device_id: &str, key_id: u32) -> Result<()> {
         let mut tx = self.write_tx().await?;
         let changed = sqlx::query(
-            "UPDATE device_keys SET retired_at = $3 WHERE device_id = $1 AND key_id = $2 AND retired_at IS NULL",
+            "UPDATE device_keys SET retired_at = $3
+             WHERE device_id = $1 AND key_id = $2 AND (retired_at IS NULL OR retired_at > $3)",
         )
         .bind(device_id)
         .bind(i64::from(key_id))
@@ -227,9 +229,11 @@ impl Registry {
         let Some(row) = row else { return Ok(None) };
         let mut device = device_from_row(&row)?;
         device.live_key_ids = sqlx::query_scalar::<_, i64>(
-            "SELECT key_id FROM device_keys WHERE device_id = $1 AND retired_at IS NULL ORDER BY key_id",
+            "SELECT key_id FROM device_keys WHERE device_id = $1 AND (retired_at IS NULL OR retired_at > $2)
+             ORDER BY key_id",
         )
         .bind(device_id)
+        .bind(now_ms())
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -240,20 +244,20 @@ impl Registry {
 
     /// All devices, or a company's, ordered by id.
     pub async fn list_devices(&self, company: Option<&str>) -> Result<Vec<Device>> {
-        let (filter, key_filter) = match company {
-            Some(_) => ("WHERE d.company_id = $1", "AND d.company_id = $1"),
-            None => ("", ""),
+        let (filter, key_filter, now) = match company {
+            Some(_) => ("WHERE d.company_id = $1", "AND d.company_id = $1", "$2"),
+            None => ("", "", "$1"),
         };
         let devices = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DEVICE_COLUMNS} FROM devices d {filter} ORDER BY d.id"
         )));
         let keys = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT k.device_id, k.key_id FROM device_keys k JOIN devices d ON d.id = k.device_id
-             WHERE k.retired_at IS NULL {key_filter} ORDER BY k.key_id"
+             WHERE (k.retired_at IS NULL OR k.retired_at > {now}) {key_filter} ORDER BY k.key_id"
         )));
         let (devices, keys) = match company {
-            Some(company) => (devices.bind(company), keys.bind(company)),
-            None => (devices, keys),
+            Some(company) => (devices.bind(company), keys.bind(company).bind(now_ms())),
+            None => (devices, keys.bind(now_ms())),
         };
         let mut devices =
             devices.fetch_all(&self.pool).await?.iter().map(device_from_row).collect::<Result<Vec<_>>>()?;

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use wenu_core::key_transfer::ROTATE_KEY_COMMAND;
+
 use crate::devices::{check_id, device_company};
 use crate::store::{Change, now_ms};
 use crate::{Error, Registry, Result};
@@ -142,6 +144,41 @@ pub struct DeviceState {
     pub reported_at: Option<i64>,
 }
 
+/// How a device looks to an operator at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Connected and heard from recently.
+    Online,
+    /// Connected, but nothing accepted from it for a while: hung firmware,
+    /// a dead sensor bus, a stuck queue.
+    Silent,
+    /// Not connected.
+    Offline,
+    /// Never connected since it was provisioned.
+    NeverSeen,
+}
+
+impl DeviceState {
+    /// Its presence at `now`: silent when connected and nothing arrived for
+    /// `silent_after_ms` (counted from the connection if nothing ever did).
+    pub fn presence(&self, now: i64, silent_after_ms: i64) -> Presence {
+        let heard = self.last_seen_at.max(self.connected_at);
+        match (self.online, heard) {
+            (true, Some(at)) if now - at >= silent_after_ms => Presence::Silent,
+            (true, _) => Presence::Online,
+            (false, None) if self.disconnected_at.is_none() => Presence::NeverSeen,
+            (false, _) => Presence::Offline,
+        }
+    }
+
+    /// It has a desired configuration newer than the one it reported applying.
+    pub fn config_stale(&self) -> bool {
+        self.desired_config_version
+            .is_some_and(|desired| self.applied_config_version.is_none_or(|a| a < desired))
+    }
+}
+
 fn check_document(what: &str, document: &Value) -> Result<String> {
     if !document.is_object() {
         return Err(Error::Invalid(format!("{what} must be a JSON object")));
@@ -241,8 +278,24 @@ impl Registry {
     }
 
     /// Queues a command for a device; it expires `ttl_ms` from now unless
-    /// delivered before.
+    /// delivered before. `rotate_key` is reserved to key rotations (its
+    /// confirmation retires keys).
     pub async fn send_command(
+        &self,
+        device_id: &str,
+        name: &str,
+        args: &Value,
+        ttl_ms: i64,
+    ) -> Result<Command> {
+        if name == ROTATE_KEY_COMMAND {
+            return Err(Error::Invalid(format!(
+                "{ROTATE_KEY_COMMAND} is sent by a key rotation (wenu devices rotate-key)"
+            )));
+        }
+        self.queue_command(device_id, name, args, ttl_ms).await
+    }
+
+    pub(crate) async fn queue_command(
         &self,
         device_id: &str,
         name: &str,
@@ -379,6 +432,7 @@ impl Registry {
         }
         let detail = result.detail.as_deref().map(|d| d.chars().take(1024).collect::<String>());
         let now = now_ms();
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE device_commands SET status = $3, detail = $4, finished_at = $5,
                  delivered_at = COALESCE(delivered_at, $5)
@@ -389,9 +443,13 @@ impl Registry {
         .bind(result.status.label())
         .bind(detail)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if updated == 1 && result.status == CommandStatus::Done {
+            self.on_command_done(&mut tx, device_id, &result.id).await?;
+        }
+        tx.commit().await?;
         Ok(updated == 1)
     }
 
@@ -503,4 +561,35 @@ fn state_from_row(row: &AnyRow) -> Result<DeviceState> {
         desired_config_version: row.try_get(8)?,
         reported_at: row.try_get(9)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_follows_connection_and_silence() {
+        let never = DeviceState::default();
+        assert_eq!(never.presence(10_000, 1_000), Presence::NeverSeen);
+        let online = DeviceState { online: true, connected_at: Some(1_000), ..Default::default() };
+        assert_eq!(online.presence(1_500, 1_000), Presence::Online);
+        assert_eq!(online.presence(2_000, 1_000), Presence::Silent, "connected, nothing sent");
+        let heard = DeviceState { last_seen_at: Some(9_500), ..online.clone() };
+        assert_eq!(heard.presence(10_000, 1_000), Presence::Online);
+        assert_eq!(heard.presence(10_500, 1_000), Presence::Silent);
+        let gone = DeviceState { online: false, disconnected_at: Some(11_000), ..heard };
+        assert_eq!(gone.presence(12_000, 1_000), Presence::Offline);
+    }
+
+    #[test]
+    fn a_configuration_is_stale_until_its_version_is_reported() {
+        let mut state = DeviceState::default();
+        assert!(!state.config_stale(), "nothing desired");
+        state.desired_config_version = Some(2);
+        assert!(state.config_stale());
+        state.applied_config_version = Some(1);
+        assert!(state.config_stale());
+        state.applied_config_version = Some(2);
+        assert!(!state.config_stale());
+    }
 }

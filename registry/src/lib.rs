@@ -18,6 +18,7 @@ mod credentials;
 mod devices;
 mod downlink;
 mod error;
+mod key_retirement;
 mod password;
 mod provision;
 mod schema;
@@ -32,11 +33,12 @@ pub use credentials::{Revoked, certificate_fingerprint, normalise_fingerprint};
 pub use devices::{AuthOutcome, Device, DeviceQuota};
 pub use downlink::{
     Command, CommandResult, CommandStatus, DesiredConfig, DeviceState, MAX_COMMAND_TTL_MS,
-    MAX_DOCUMENT_BYTES, Report,
+    MAX_DOCUMENT_BYTES, Presence, Report,
 };
 pub use error::{Error, Result};
+pub use key_retirement::KeyRetirement;
 pub use password::{generate_password, hash_password, verify_password};
-pub use provision::{provision_fleet, provision_into, retire_key, rotate_key};
+pub use provision::{Rotation, provision_fleet, provision_into, retire_key, rotate_key};
 pub use sources::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
 pub use store::Registry;
 pub use tokens::{ApiToken, MAX_RATE_PER_SECOND, MAX_TOKENS_PER_COMPANY, NewToken, Role};

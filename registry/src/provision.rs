@@ -3,11 +3,12 @@
 //! (key material) together.
 
 use wenu_core::fleet::{FleetDevice, Secret};
+use wenu_core::key_transfer::{self, ROTATE_KEY_COMMAND, seal_key};
 use wenu_core::keyring::{Keyring, KeyringStore, SecretKey};
 
 use crate::password::{generate_password, hash_password};
 use crate::store::now_ms;
-use crate::{Error, Registry, Result};
+use crate::{Command, Error, MAX_COMMAND_TTL_MS, Registry, Result};
 
 /// Creates `count` devices for `company`, named `{company}-{n:05}` after the
 /// company's existing devices, each with a random password and a first key.
@@ -76,20 +77,53 @@ async fn claim_devices(registry: &Registry, company: &str, count: usize) -> Resu
     Ok(claimed)
 }
 
+/// A rotated key: the new key, and the command that carries it to the
+/// device sealed under the key it held.
+#[derive(Debug)]
+pub struct Rotation {
+    pub key_id: u32,
+    pub key: SecretKey,
+    /// The `rotate_key` command; none for a device that had no key to seal under.
+    pub command: Option<Command>,
+    /// When the older keys retire if the device has not confirmed by then.
+    pub retire_at: Option<i64>,
+}
+
 /// Gives a device a new key in `keys`, which becomes the one it encrypts
-/// with. Older keys keep decrypting until retired. Returns the new key's id
-/// and the key.
+/// with, and queues a `rotate_key` command that carries it to the device
+/// sealed under its current key (see [`wenu_core::key_transfer`]).
+///
+/// Older keys keep decrypting until the device confirms the command (they
+/// retire then) or, with `retire_after_ms`, until that long from now,
+/// whichever comes first; without it they stay until confirmed or retired
+/// by hand. The command lives as long as that grace period, or the longest
+/// a command may live.
 pub async fn rotate_key(
     registry: &Registry,
     keys: &mut dyn KeyringStore,
     device_id: &str,
-) -> Result<(u32, SecretKey)> {
+    retire_after_ms: Option<i64>,
+) -> Result<Rotation> {
     if registry.device(device_id).await?.is_none() {
         return Err(Error::UnknownDevice(device_id.to_owned()));
     }
-    let (key_id, key) = keys.add_key(device_id).await?;
-    registry.add_key(device_id, key_id).await?;
-    Ok((key_id, key))
+    if retire_after_ms.is_some_and(|ms| !(1000..=MAX_COMMAND_TTL_MS).contains(&ms)) {
+        return Err(Error::Invalid("older keys retire from 1 s to 30 days after a rotation".into()));
+    }
+    let added = keys.add_key(device_id).await?;
+    registry.add_key(device_id, added.id).await?;
+    let Some((current_id, current_key)) = &added.previous else {
+        return Ok(Rotation { key_id: added.id, key: added.key, command: None, retire_at: None });
+    };
+    let sealed = seal_key(device_id, (*current_id, current_key), (added.id, &added.key), rand::random());
+    let args = key_transfer::command_args(added.id, &sealed);
+    let ttl = retire_after_ms.unwrap_or(MAX_COMMAND_TTL_MS);
+    let command = registry.queue_command(device_id, ROTATE_KEY_COMMAND, &args, ttl).await?;
+    let retire_at = retire_after_ms.map(|ms| now_ms() + ms);
+    if let Some(at) = retire_at {
+        registry.retire_keys_below(device_id, added.id, at, None).await?;
+    }
+    Ok(Rotation { key_id: added.id, key: added.key, command: Some(command), retire_at })
 }
 
 /// Stops a key from decrypting: what a device sealed with it and that

@@ -40,6 +40,13 @@ impl KeySource for RegistryKeys {
         if let Some(keyring) = keyring {
             self.keys = keyring;
         }
+        // The registry decides when a key retires (by hand, on the device's
+        // confirmation, after a grace period); the keyring holds the keys.
+        let mut keys = self.keys.clone();
+        for retirement in self.registry.key_retirements().await.map_err(|e| e.to_string())? {
+            // A key the keyring does not hold decrypts nothing anyway.
+            let _ = keys.retire(&retirement.device_id, retirement.key_id, retirement.at);
+        }
         let devices = self.registry.list_devices(None).await.map_err(|e| e.to_string())?;
         let directory = Directory::new(devices.into_iter().map(|d| {
             (
@@ -55,7 +62,7 @@ impl KeySource for RegistryKeys {
         }));
         tracing::debug!(devices = directory.len(), revision, "keys and devices reloaded");
         self.revision = Some(revision);
-        Ok(Some((self.keys.clone(), directory)))
+        Ok(Some((keys, directory)))
     }
 }
 

@@ -52,7 +52,70 @@ on_both!(
     alarm_rules_and_webhooks,
     devices_may_have_their_own_publish_quota,
     desired_configs_commands_and_device_state,
+    rotated_keys_travel_sealed_and_retire_on_confirmation_or_after_grace,
 );
+
+async fn rotated_keys_travel_sealed_and_retire_on_confirmation_or_after_grace(registry: Registry) {
+    use wenu_core::key_transfer::{open_key, parse_command_args};
+    use wenu_decrypt::KeySource;
+    let dir = tempfile::tempdir().unwrap();
+    let keyring_path = dir.path().join("keyring.json");
+    let mut keys = KeyringFile::new(&keyring_path);
+    let fleet = provision_into(&registry, &mut keys, "acme", 2).await.unwrap();
+    let (d1, d2) = (&fleet[0].device_id, &fleet[1].device_id);
+    let device_keyring = |device: &wenu_core::fleet::FleetDevice| {
+        let mut ring = Keyring::default();
+        ring.import_key(&device.device_id, device.key_id, device.key.clone());
+        ring
+    };
+
+    // The new key travels as a rotate_key command, sealed under the key the device holds.
+    let rotation = rotate_key(&registry, &mut keys, d1, None).await.unwrap();
+    let command = rotation.command.expect("a device with a key gets the new one over the downlink");
+    assert_eq!((command.name.as_str(), command.status), ("rotate_key", CommandStatus::Pending));
+    let (announced, sealed) = parse_command_args(&command.args).unwrap();
+    let (opened_id, opened_key) = open_key(d1, &sealed, &device_keyring(&fleet[0])).unwrap();
+    assert_eq!((announced, opened_id, opened_key.as_bytes()), (2, 2, rotation.key.as_bytes()));
+    assert!(open_key(d2, &sealed, &device_keyring(&fleet[1])).is_err(), "only its device opens it");
+    assert!(!serde_json::to_string(&command.args).unwrap().contains(&rotation.key.to_base64()));
+
+    // Without a grace period the old key stays until the device confirms.
+    assert_eq!(registry.device(d1).await.unwrap().unwrap().live_key_ids, [1, 2]);
+    assert!(registry.key_retirements().await.unwrap().is_empty());
+    let done = CommandResult { id: command.id.clone(), status: CommandStatus::Done, detail: None };
+    assert!(!registry.record_command_result(d2, &done).await.unwrap(), "another device cannot confirm it");
+    assert_eq!(registry.device(d1).await.unwrap().unwrap().live_key_ids, [1, 2]);
+    let before = registry.revision().await.unwrap();
+    assert!(registry.record_command_result(d1, &done).await.unwrap());
+    assert!(registry.revision().await.unwrap() > before, "the stages reload the keys");
+    assert_eq!(registry.device(d1).await.unwrap().unwrap().live_key_ids, [2]);
+    let audit = registry.audit_log(Some("acme"), None, 5).await.unwrap();
+    let retire = audit.iter().find(|e| e.action == "key.retire").expect("the retirement is audited");
+    assert_eq!(retire.detail["confirmed_by"], json!(command.id));
+
+    // With one, a device that never confirms loses its old key when it ends.
+    let rotation = rotate_key(&registry, &mut keys, d2, Some(60_000)).await.unwrap();
+    let retire_at = rotation.retire_at.expect("a grace period schedules the retirement");
+    assert_eq!(registry.device(d2).await.unwrap().unwrap().live_key_ids, [1, 2], "until then both decrypt");
+    let rejected = CommandResult {
+        id: rotation.command.unwrap().id,
+        status: CommandStatus::Rejected,
+        detail: Some("no room for a key".into()),
+    };
+    assert!(registry.record_command_result(d2, &rejected).await.unwrap());
+    let mut source =
+        wenu_registry::RegistryKeys::new(Box::new(KeyringFile::new(&keyring_path)), registry.clone());
+    let (snapshot, _) = source.refresh().await.unwrap().unwrap();
+    assert!(snapshot.decryption_key_at(d2, 1, retire_at - 1).is_ok());
+    assert!(snapshot.decryption_key_at(d2, 1, retire_at).is_err(), "retired when the grace period ends");
+    assert!(snapshot.decryption_key_at(d1, 1, retire_at - 1).is_err(), "confirmed: retired already");
+    assert!(snapshot.decryption_key_at(d1, 2, i64::MAX).is_ok());
+
+    // Retiring by hand brings a scheduled retirement forward.
+    registry.retire_key(d2, 1).await.unwrap();
+    assert_eq!(registry.device(d2).await.unwrap().unwrap().live_key_ids, [2]);
+    assert!(rotate_key(&registry, &mut keys, d2, Some(10)).await.is_err(), "a grace period of 10 ms");
+}
 
 async fn desired_configs_commands_and_device_state(registry: Registry) {
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +297,8 @@ async fn devices_authenticate_and_rotate_keys(registry: Registry) {
     assert_eq!(registry.device(&fleet[1].device_id).await.unwrap().unwrap().seq_reset_at, Some(reset_at));
     assert!(!registry.device(&dev.device_id).await.unwrap().unwrap().enabled);
 
-    let (key_id, key) = rotate_key(&registry, &mut keyring, &dev.device_id).await.unwrap();
+    let rotation = rotate_key(&registry, &mut keyring, &dev.device_id, None).await.unwrap();
+    let (key_id, key) = (rotation.key_id, rotation.key);
     assert_eq!(key_id, 2);
     assert_eq!(registry.device(&dev.device_id).await.unwrap().unwrap().live_key_ids, [1, 2]);
     let stored = keyring.changed().await.unwrap().unwrap();
@@ -245,7 +309,7 @@ async fn devices_authenticate_and_rotate_keys(registry: Registry) {
     let listed = registry.list_devices(None).await.unwrap();
     assert_eq!(listed.iter().find(|d| d.id == dev.device_id).unwrap().live_key_ids, [2]);
     assert_eq!(listed.iter().find(|d| d.id == fleet[1].device_id).unwrap().live_key_ids, [1]);
-    assert!(rotate_key(&registry, &mut keyring, "nobody").await.is_err());
+    assert!(rotate_key(&registry, &mut keyring, "nobody", None).await.is_err());
     assert!(matches!(registry.add_device("acme", "acme-00001", "h").await, Err(Error::DeviceExists(_))));
     assert!(matches!(registry.add_device("nope", "x-1", "h").await, Err(Error::UnknownCompany(_))));
     assert!(matches!(registry.add_device("acme", "bad id", "h").await, Err(Error::InvalidId(_))));

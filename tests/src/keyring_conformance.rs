@@ -10,15 +10,21 @@ pub async fn provisioned_and_rotated_keys_reach_a_reader(
     writer: &mut dyn KeyringStore,
     reader: &mut dyn KeyringStore,
 ) {
-    let (one, key_one) = writer.add_key("dev-1").await.unwrap();
-    let (two, key_two) = writer.add_key("dev-2").await.unwrap();
+    let first = writer.add_key("dev-1").await.unwrap();
+    let (one, key_one) = (first.id, first.key);
+    assert!(first.previous.is_none(), "a first key follows none");
+    let second = writer.add_key("dev-2").await.unwrap();
+    let (two, key_two) = (second.id, second.key);
     assert_eq!((one, two), (1, 1), "a device's first key has id 1");
     let keyring = reader.changed().await.unwrap().expect("the first call loads the keyring");
     assert_eq!(keyring.decryption_key("dev-1", 1).unwrap(), &key_one);
     assert_eq!(keyring.decryption_key("dev-2", 1).unwrap(), &key_two);
     assert!(reader.changed().await.unwrap().is_none(), "nothing changed since");
 
-    let (rotated, key_rotated) = writer.add_key("dev-1").await.unwrap();
+    let rotated = writer.add_key("dev-1").await.unwrap();
+    let (previous_id, previous_key) = rotated.previous.expect("a rotation follows the current key");
+    assert_eq!((previous_id, &previous_key), (1, &key_one), "the key a new one is sealed under");
+    let (rotated, key_rotated) = (rotated.id, rotated.key);
     assert_eq!(rotated, 2);
     let keyring = reader.changed().await.unwrap().expect("a rotation is a change");
     assert_eq!(keyring.decryption_key("dev-1", 2).unwrap(), &key_rotated);
@@ -34,7 +40,7 @@ pub async fn an_imported_fleet_reaches_a_reader(
     reader: &mut dyn KeyringStore,
 ) {
     use wenu_core::keyring::Keyring;
-    let (_, before) = writer.add_key("old-1").await.unwrap();
+    let before = writer.add_key("old-1").await.unwrap().key;
     let mut fleet = Keyring::default();
     let ids: Vec<String> = (0..300).map(|n| format!("fleet-{n:04}")).collect();
     let keys: Vec<_> = ids.iter().map(|id| fleet.add_key(id).1).collect();
@@ -49,7 +55,7 @@ pub async fn an_imported_fleet_reaches_a_reader(
     let mut again = Keyring::default();
     let (_, replaced) = again.add_key("fleet-0007");
     writer.import(again).await.unwrap();
-    let (next, _) = writer.add_key("fleet-0008").await.unwrap();
+    let next = writer.add_key("fleet-0008").await.unwrap().id;
     assert_eq!(next, 2);
     let keyring = reader.changed().await.unwrap().expect("an import is a change");
     assert_eq!(keyring.device_count(), 301);
@@ -82,7 +88,8 @@ pub async fn concurrent_writers_lose_no_key(
     ) -> Vec<(String, (u32, wenu_core::keyring::SecretKey))> {
         let mut added = Vec::new();
         for round in 0..ROUNDS {
-            added.push(("shared".to_owned(), store.add_key("shared").await.unwrap()));
+            let shared = store.add_key("shared").await.unwrap();
+            added.push(("shared".to_owned(), (shared.id, shared.key)));
             let own = format!("{writer}-{round}");
             let mut fleet = wenu_core::keyring::Keyring::default();
             let key = fleet.add_key(&own);

@@ -268,8 +268,8 @@ async fn device_keys_spread_over_secrets_and_are_fetched_when_changed() {
     let mut reader = SecretsKeyring::new(client.clone(), &prefix, Duration::from_secs(3600));
     let keyring = reader.changed().await.unwrap().expect("the first call loads everything");
     assert_eq!(keyring.device_count(), 30);
-    for (i, (id, key)) in keys.iter().enumerate() {
-        assert_eq!(keyring.decryption_key(&format!("dev-{i}"), *id).unwrap(), key);
+    for (i, added) in keys.iter().enumerate() {
+        assert_eq!(keyring.decryption_key(&format!("dev-{i}"), added.id).unwrap(), &added.key);
     }
     writer.add_key("dev-3").await.unwrap();
     assert!(reader.changed().await.unwrap().is_none(), "nothing is listed again before refresh_every");

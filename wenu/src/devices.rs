@@ -46,9 +46,15 @@ pub enum DevicesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Give a device a new key; older keys keep decrypting until retired.
+    /// Give a device a new key and send it to the device over the downlink
+    /// (a `rotate_key` command, sealed under its current key); older keys
+    /// keep decrypting until the device confirms it, or `--retire-after-secs`.
     RotateKey {
         device: String,
+        /// Retire the older keys this long after the rotation even if the
+        /// device never confirms (default: only on its confirmation).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2_592_000))]
+        retire_after_secs: Option<u32>,
         /// Fleet file to update with the new key (so the simulator uses it).
         #[arg(long)]
         fleet: Option<PathBuf>,
@@ -170,8 +176,11 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
                 }
             }
         }
-        DevicesCommand::RotateKey { device, fleet } => {
-            let (key_id, key) = rotate_key(&registry, key_store(&config).await?.as_mut(), &device).await?;
+        DevicesCommand::RotateKey { device, retire_after_secs, fleet } => {
+            let retire_after_ms = retire_after_secs.map(|s| i64::from(s) * 1000);
+            let rotation =
+                rotate_key(&registry, key_store(&config).await?.as_mut(), &device, retire_after_ms).await?;
+            let (key_id, key) = (rotation.key_id, rotation.key);
             if let Some(path) = fleet {
                 let mut fleet = Fleet::load(&path)?;
                 let entry = fleet
@@ -188,7 +197,17 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
                 });
                 fleet.save(&path)?;
             }
-            eprintln!("{device} now encrypts with key {key_id}");
+            match (&rotation.command, rotation.retire_at) {
+                (Some(command), Some(at)) => eprintln!(
+                    "{device}: key {key_id} sent as command {}; older keys retire on its confirmation or at {at} (unix ms)",
+                    command.id
+                ),
+                (Some(command), None) => eprintln!(
+                    "{device}: key {key_id} sent as command {}; older keys retire on its confirmation",
+                    command.id
+                ),
+                (None, _) => eprintln!("{device} now encrypts with key {key_id}"),
+            }
         }
         DevicesCommand::RetireKey { device, key_id } => {
             let mut locked = KeyringFile::new(&keyring_path).lock()?;
