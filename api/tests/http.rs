@@ -301,6 +301,12 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
         (Method::PATCH, format!("/api/v1/devices/{d}"), Some(json!({ "enabled": false }))),
         (Method::POST, format!("/api/v1/devices/{d}/rotate-key"), None),
         (Method::GET, format!("/api/v1/devices/{d}/sensors"), None),
+        (Method::GET, "/api/v1/fleet?company=globex".into(), None),
+        (Method::GET, format!("/api/v1/devices/{d}/state"), None),
+        (Method::GET, format!("/api/v1/devices/{d}/config"), None),
+        (Method::PUT, format!("/api/v1/devices/{d}/config"), Some(json!({ "interval_s": 1 }))),
+        (Method::GET, format!("/api/v1/devices/{d}/commands"), None),
+        (Method::POST, format!("/api/v1/devices/{d}/commands"), Some(json!({ "name": "reboot" }))),
         (
             Method::PUT,
             format!("/api/v1/devices/{d}/sensors/temp-1"),
@@ -351,6 +357,7 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
     for path in [
         "/api/v1/series",
         "/api/v1/devices",
+        "/api/v1/fleet",
         "/api/v1/latest",
         "/api/v1/completeness",
         "/api/v1/sites",
@@ -504,10 +511,11 @@ async fn the_registry_is_managed_over_http_and_every_change_is_audited() {
             "company.settings",
             "sensor.delete",
             "sensor.upsert",
+            "device.command",
             "key.add",
-            "device.set_enabled",
-            "device.set_site"
-        ]
+            "device.set_enabled"
+        ],
+        "a rotation adds the key and queues the command that carries it"
     );
     let admin_id = server.registry.verify_token(admin_bearer).await.unwrap().unwrap().id;
     assert!(items(&audit)[..8].iter().all(|e| e["actor"].as_str().unwrap().contains(&admin_id)));
@@ -755,4 +763,117 @@ async fn remembered_registry_answers_never_cross_companies_or_outlive_a_revocati
     let admin = &server.tokens.acme_admin;
     assert_eq!(server.call(Method::DELETE, &revoke, Some(admin), None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(server.get(&stats(ACME_DEVICES[0]), &wall.bearer).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// The fleet view and each device's downlink: presence from the edge's
+/// connect and disconnect, silence, configuration staleness, commands.
+#[tokio::test]
+async fn the_fleet_view_and_the_downlink_through_the_api() {
+    let server = Server::start(ApiLimits::default()).await;
+    let (viewer, admin) = (&server.tokens.acme_viewer, &server.tokens.acme_admin);
+    let [d1, d2] = ACME_DEVICES;
+    let (status, fleet) = server.get("/api/v1/fleet", viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fleet["counts"]["never_seen"], 2, "{fleet}");
+
+    // A configuration set while the device is away waits for it, stale.
+    let (status, config) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{d1}/config"),
+            Some(admin),
+            Some(json!({ "interval_s": 30 })),
+        )
+        .await;
+    assert_eq!((status, config["version"].as_i64()), (StatusCode::OK, Some(1)), "{config}");
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{d1}/config"),
+            Some(viewer),
+            Some(json!({ "interval_s": 5 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "viewers read, they do not change");
+    let (status, body) = server
+        .call(Method::PUT, &format!("/api/v1/devices/{d1}/config"), Some(admin), Some(json!([1])))
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let (_, got) = server.get(&format!("/api/v1/devices/{d1}/config"), viewer).await;
+    assert_eq!(got["document"], json!({ "interval_s": 30 }));
+    let (status, _) = server.get(&format!("/api/v1/devices/{d2}/config"), viewer).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "d2 has none");
+
+    // The edge records d1 connecting, then what it reports; d2 connects and stays quiet.
+    let now = now_ms();
+    server.registry.record_presence(d1, true, now).await.unwrap();
+    server.registry.record_last_seen(&[(d1.to_owned(), now)]).await.unwrap();
+    server.registry.record_presence(d2, true, now - 600_000).await.unwrap();
+    let (_, fleet) = server.get("/api/v1/fleet", viewer).await;
+    let entry = |fleet: &Value, d: &str| items(fleet).iter().find(|e| e["device_id"] == d).unwrap().clone();
+    assert_eq!(entry(&fleet, d1)["presence"], "online");
+    assert_eq!(entry(&fleet, d1)["config_stale"], true);
+    assert_eq!(entry(&fleet, d2)["presence"], "silent", "connected ten minutes and nothing sent");
+    let (_, wider) = server.get("/api/v1/fleet?silent_after_secs=3600", viewer).await;
+    assert_eq!(entry(&wider, d2)["presence"], "online");
+    let report =
+        wenu_registry::Report { firmware: Some("2.0.1".into()), boot: Some(7), config_version: Some(1) };
+    server.registry.record_report(d1, &report).await.unwrap();
+    let (_, state) = server.get(&format!("/api/v1/devices/{d1}/state"), viewer).await;
+    assert_eq!(state["config_stale"], false, "{state}");
+    assert_eq!(
+        (state["state"]["firmware"].as_str(), state["state"]["boot"].as_i64()),
+        (Some("2.0.1"), Some(7))
+    );
+    server.registry.record_presence(d2, false, now).await.unwrap();
+    let (_, fleet) = server.get("/api/v1/fleet", viewer).await;
+    assert_eq!(entry(&fleet, d2)["presence"], "offline");
+    assert_eq!(
+        fleet["counts"],
+        json!({
+            "devices": 2, "online": 1, "silent": 0, "offline": 1, "never_seen": 0, "config_stale": 0
+        })
+    );
+
+    // Commands: queued by an admin, listed with their status; rotate_key is not for hand use.
+    let commands = format!("/api/v1/devices/{d1}/commands");
+    let (status, command) = server
+        .call(
+            Method::POST,
+            &commands,
+            Some(admin),
+            Some(json!({ "name": "set_interval", "args": { "s": 60 } })),
+        )
+        .await;
+    assert_eq!((status, command["status"].as_str()), (StatusCode::CREATED, Some("pending")), "{command}");
+    for bad in [
+        json!({ "name": "rotate_key" }),
+        json!({ "name": "Bad Name" }),
+        json!({ "name": "x", "ttl_secs": 0 }),
+    ] {
+        let (status, body) = server.call(Method::POST, &commands, Some(admin), Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} answered {body}");
+    }
+    let (_, listed) = server.get(&commands, viewer).await;
+    assert_eq!(items(&listed).len(), 1);
+    assert_eq!(items(&listed)[0]["args"], json!({ "s": 60 }));
+
+    // A key rotation over the API queues the sealed key for the device.
+    let (status, rotated) = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{d1}/rotate-key?retire_after_secs=600"),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert!(rotated["retire_at"].as_i64().is_some_and(|at| at >= now + 600_000));
+    let (_, listed) = server.get(&commands, viewer).await;
+    assert_eq!(items(&listed)[0]["name"], "rotate_key");
+    assert_eq!(items(&listed)[0]["id"], rotated["command_id"]);
+    assert!(
+        !listed.to_string().contains(rotated["key"].as_str().unwrap()),
+        "the key itself never travels in clear"
+    );
 }
