@@ -13,7 +13,10 @@ It also follows the downlink: it subscribes to its configuration and
 command topics after every connection, applies a newer configuration
 version and reports it with its firmware and boot counter, and answers each
 command once (reboot, sample_now and set_interval are done, anything else
-rejected).
+rejected). A rotate_key command carries a new key sealed under the current
+one: the device opens it, seals with it from then on, keeps it in
+--key-file, and confirms once everything it sealed under older keys is
+acknowledged (the confirmation retires those keys).
 
 The readings it sends are made up but predictable, so tests can check them:
 sensor temp-1 (temperature, degC) = 20 + (seq % 10) / 4 and sensor hum-1
@@ -45,6 +48,17 @@ def seal(device_id: str, key_id: int, key: bytes, nonce: bytes, plaintext: bytes
     header = struct.pack(">BI", VERSION, key_id) + nonce
     aad = struct.pack(">BI", VERSION, key_id) + device_id.encode("utf-8")
     return header + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def open_envelope(device_id: str, keys: dict, envelope: bytes) -> bytes:
+    """Opens an envelope with whichever of `keys` (key id -> key) it names."""
+    if len(envelope) < 33 or envelope[0] != VERSION:
+        raise ValueError("not an envelope")
+    key_id = struct.unpack(">I", envelope[1:5])[0]
+    if key_id not in keys:
+        raise ValueError(f"sealed under key {key_id}, which this device does not hold")
+    aad = envelope[:5] + device_id.encode("utf-8")
+    return AESGCM(keys[key_id]).decrypt(envelope[5:17], envelope[17:], aad)
 
 
 def check_vectors(path: str) -> int:
@@ -97,8 +111,16 @@ class Device:
 
     def __init__(self, args, device):
         self.device_id = device["device_id"]
+        self.key_file = args.key_file
+        if self.key_file and os.path.exists(self.key_file):
+            with open(self.key_file, encoding="utf-8") as f:
+                device = dict(device, **json.load(f))
         self.key_id = device["key_id"]
         self.key = base64.b64decode(device["key"])
+        self.keys = {self.key_id: self.key}
+        # (key id, result): results that wait until nothing sealed under an older key is unacknowledged.
+        self.held_results = []
+        self.results_in_flight = set()  # mids of results without a PUBACK yet
         self.topic = f"wenu/{self.device_id}/telemetry"
         # seq -> envelope, oldest first: what has no PUBACK yet.
         self.unacked = OrderedDict()
@@ -152,11 +174,43 @@ class Device:
             if message["id"] in self.commands_run:
                 return
             self.commands_run.add(message["id"])
+            if message["name"] == "rotate_key":
+                self.take_key(message["id"], message["args"])
+                return
             known = message["name"] in ("reboot", "sample_now", "set_interval")
             result = {"id": message["id"], "status": "done" if known else "rejected"}
             if not known:
                 result["detail"] = f"unknown command {message['name']}"
-            self.client.publish(f"wenu/{self.device_id}/results", json.dumps(result), qos=1)
+            self.answer(result)
+
+    def answer(self, result):
+        info = self.client.publish(f"wenu/{self.device_id}/results", json.dumps(result), qos=1)
+        self.results_in_flight.add(info.mid)
+
+    def take_key(self, command_id, args):
+        """Opens the new key (key id | key, sealed under a key this device holds) and seals with it from now on."""
+        try:
+            plaintext = open_envelope(self.device_id, self.keys, bytes.fromhex(args["sealed"]))
+            if len(plaintext) != 36:
+                raise ValueError(f"a sealed key is 36 bytes, not {len(plaintext)}")
+            key_id = struct.unpack(">I", plaintext[:4])[0]
+            if key_id != args["key_id"]:
+                raise ValueError(f"the sealed key is {key_id}, the command says {args['key_id']}")
+        except Exception as err:  # a tampered or foreign key: refuse it, keep the old one
+            self.answer({"id": command_id, "status": "failed", "detail": str(err)})
+            return
+        self.keys[key_id] = plaintext[4:]
+        self.key_id, self.key = key_id, plaintext[4:]
+        if self.key_file:
+            tmp = self.key_file + ".tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"key_id": key_id, "key": base64.b64encode(self.key).decode()}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.key_file)
+        print(f"took key {key_id} from the downlink", file=sys.stderr)
+        self.held_results.append((key_id, {"id": command_id, "status": "done"}))
 
     def send(self, seq, envelope):
         # Sent even while disconnected: paho queues it, and a reconnect sends all again anyway.
@@ -174,12 +228,20 @@ class Device:
                 self.send(seq, envelope)
         while not self.downlink.empty():
             self.handle_downlink(*self.downlink.get_nowait())
+        # Confirming a key retires the older ones: wait until nothing sealed under them awaits its PUBACK.
+        oldest = min((struct.unpack(">I", e[1:5])[0] for e in self.unacked.values()), default=None)
+        for held in list(self.held_results):
+            if oldest is None or oldest >= held[0]:
+                self.held_results.remove(held)
+                self.answer(held[1])
         while True:
             try:
                 mid, refused, reason = self.acks.get_nowait()
             except queue.Empty:
                 return
             seq = self.in_flight.pop(mid, None)
+            if not refused:
+                self.results_in_flight.discard(mid)
             if refused:
                 # An MQTT 5 refusal: the message stays, and goes again on the next connection.
                 print(f"seq {seq} refused: {reason}", file=sys.stderr)
@@ -203,7 +265,7 @@ class Device:
             self.pump()
             time.sleep(args.interval)
         deadline = time.monotonic() + args.timeout
-        while self.unacked and time.monotonic() < deadline:
+        while (self.unacked or self.held_results or self.results_in_flight) and time.monotonic() < deadline:
             time.sleep(0.05)
             self.pump()
         self.client.disconnect()
@@ -225,6 +287,7 @@ def main():
     parser.add_argument("--count", type=int, default=10, help="messages to send")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between messages")
     parser.add_argument("--seq-file", help="where the next sequence number is kept across runs")
+    parser.add_argument("--key-file", help="where a key received over the downlink is kept across runs")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the last PUBACKs")
     parser.add_argument("--firmware", default="reference-python/1.0", help="firmware version to report")
     parser.add_argument("--boot", type=int, default=1, help="boot counter to report")

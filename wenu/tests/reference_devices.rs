@@ -79,6 +79,8 @@ fn start_python(device: &FleetDevice, fleet: &Path, port: u16, count: u64, seq_f
         .args(["--device", &device.device_id, "--port", &port.to_string()])
         .args(["--count", &count.to_string(), "--interval", "0.02", "--seq-file"])
         .arg(seq_file)
+        .arg("--key-file")
+        .arg(seq_file.with_extension("key"))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
@@ -91,6 +93,8 @@ fn start_c(device: &FleetDevice, port: u16, count: u64, seq_file: &Path) -> Chil
         .args(["--port", &port.to_string(), "--count", &count.to_string(), "--interval-ms", "20"])
         .arg("--seq-file")
         .arg(seq_file)
+        .arg("--key-file")
+        .arg(seq_file.with_extension("key"))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
@@ -118,12 +122,19 @@ async fn what_the_reference_devices_send_reaches_the_lake_and_the_stats_once_acr
         serde_json::json!([1, 10])
     );
     assert_eq!(finished(start_c(c, port, 10, &c_seq))["seqs"], serde_json::json!([1, 10]));
-    // The Python device follows the downlink too: a configuration and a command wait for it.
-    ok(wenu(&data)
-        .args(["devices", "config", &py.device_id, "--set", r#"{"interval_s":30}"#])
-        .output()
-        .unwrap());
-    let sample = ok(wenu(&data).args(["devices", "command", &py.device_id, "sample_now"]).output().unwrap());
+    // Both follow the downlink too: a configuration (whose keys the device
+    // must not take for the message's own), a command and a new key wait for
+    // them, the key sealed under the one each holds. Without a grace period
+    // the old key retires only when the device confirms.
+    let mut samples = Vec::new();
+    for device in [py, c] {
+        let config = r#"{"interval_s":30,"version":"not the message's","id":"nor this"}"#;
+        ok(wenu(&data).args(["devices", "config", &device.device_id, "--set", config]).output().unwrap());
+        let sample =
+            ok(wenu(&data).args(["devices", "command", &device.device_id, "sample_now"]).output().unwrap());
+        samples.push(sample.trim().to_owned());
+        ok(wenu(&data).args(["devices", "rotate-key", &device.device_id]).output().unwrap());
+    }
     let python_run = start_python(py, &fleet_path, port, 150, &py_seq);
     let c_run = start_c(c, port, 150, &c_seq);
 
@@ -149,17 +160,28 @@ async fn what_the_reference_devices_send_reaches_the_lake_and_the_stats_once_acr
     wait_for_lake(&data).await;
     wait_for_stats(&data).await;
 
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(wenu(&data).args(["devices", "show", &py.device_id]).output().unwrap()))
-            .unwrap();
-    assert_eq!(shown["state"]["applied_config_version"], 1, "{shown}");
-    assert_eq!(shown["state"]["firmware"], "reference-python/1.0");
-    let command = &shown["commands"][0];
-    assert_eq!(
-        (command["id"].as_str(), command["status"].as_str()),
-        (Some(sample.trim()), Some("done")),
-        "{shown}"
-    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(wenu(&data).args(["devices", "list", "--json"]).output().unwrap())).unwrap();
+    for ((device, firmware), sample) in
+        [(py, "reference-python/1.0"), (c, "reference-c/1.0")].into_iter().zip(&samples)
+    {
+        let id = &device.device_id;
+        let shown: serde_json::Value =
+            serde_json::from_str(&ok(wenu(&data).args(["devices", "show", id]).output().unwrap())).unwrap();
+        assert_eq!(shown["state"]["applied_config_version"], 1, "{shown}");
+        assert_eq!(shown["state"]["firmware"], firmware);
+        let command = |name: &str| {
+            shown["commands"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
+        };
+        assert_eq!(
+            (command("sample_now")["id"].as_str(), command("sample_now")["status"].as_str()),
+            (Some(sample.as_str()), Some("done")),
+            "{shown}"
+        );
+        assert_eq!(command("rotate_key")["status"], "done", "{shown}");
+        let entry = listed.as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap();
+        assert_eq!(entry["live_key_ids"], serde_json::json!([2]), "{id}: confirmed, the old key is retired");
+    }
 
     for device in [py, c] {
         let id = &device.device_id;
