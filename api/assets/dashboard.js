@@ -1,5 +1,5 @@
 // The company dashboard: active alarms (acknowledged from here by admins),
-// sites → devices → sensors, one chart per sensor (uPlot), resolution and
+// the fleet's state (fleet.js), sites → devices → sensors, one chart per sensor (uPlot), resolution and
 // range pickers, completeness per device, live updates from /api/v1/live.
 "use strict";
 
@@ -174,7 +174,8 @@
     const options = {
       width,
       height: 220,
-      scales: { x: { time: true } },
+      // The range asked for, not just the buckets' span (one bucket alone would spread over years).
+      scales: { x: { time: true, range: () => [(Date.now() - RANGE_MS[rangePicker.value]) / 1000, Date.now() / 1000] } },
       axes: [{}, { label: series.unit, size: 60 }],
       series: [
         {},
@@ -268,14 +269,20 @@
   });
 
   loadAlarms().catch((error) => showError(alarmRows, error));
+  const fleetLoaded = WenuFleet.start(scope, (device) => selectDevice(device)).catch((error) =>
+    showError(document.getElementById("fleet-rows"), error),
+  );
   setInterval(() => loadAlarms().catch(() => {}), 30000);
   try {
     const devices = await loadTree();
     const wanted = new URLSearchParams(location.hash.slice(1)).get("device");
     const first = devices.find((d) => d.id === wanted) || devices[0];
     if (first) selectDevice(first.id);
+    // The tree's presence marks come with the fleet panel.
+    fleetLoaded.then(WenuFleet.markTree);
     // Completeness and new devices, once a minute.
-    setInterval(() => loadTree().then(markSelected).catch(() => {}), 60000);
+    const refresh = () => loadTree().then(markSelected).then(WenuFleet.markTree);
+    setInterval(() => refresh().catch(() => {}), 60000);
   } catch (error) {
     showError(charts, error);
   }

@@ -17,10 +17,6 @@ use crate::error::{ApiError, Result};
 use crate::params::{Body, Params, page_size};
 use crate::state::ApiState;
 
-/// A device connected but silent this long is shown as `silent`, unless
-/// the request says otherwise.
-const DEFAULT_SILENT_AFTER_SECS: u32 = 300;
-
 #[derive(Deserialize)]
 pub(crate) struct FleetParams {
     company: Option<String>,
@@ -47,7 +43,10 @@ pub(crate) async fn fleet(
     Params(params): Params<FleetParams>,
 ) -> Result<Json<Value>> {
     let company = caller.company(params.company.as_deref())?;
-    let silent_after_ms = i64::from(params.silent_after_secs.unwrap_or(DEFAULT_SILENT_AFTER_SECS)) * 1000;
+    let silent_after_ms = match params.silent_after_secs {
+        Some(secs) => i64::from(secs) * 1000,
+        None => state.0.limits.silent_after.as_millis() as i64,
+    };
     let now = wenu_core::clock::now_ms();
     let devices = state.0.registry.list_devices(Some(&company)).await?;
     let mut states = state.0.registry.device_states(Some(&company)).await?.into_iter();
@@ -96,7 +95,7 @@ pub(crate) async fn device_state(
     own_device(&state, &company, &id).await?;
     let device_state = state.0.registry.device_state(&id).await?;
     let now = wenu_core::clock::now_ms();
-    let silent_after_ms = i64::from(DEFAULT_SILENT_AFTER_SECS) * 1000;
+    let silent_after_ms = state.0.limits.silent_after.as_millis() as i64;
     Ok(Json(json!({
         "presence": device_state.presence(now, silent_after_ms),
         "config_stale": device_state.config_stale(),

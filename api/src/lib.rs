@@ -93,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/backoffice", get(pages::backoffice))
         .route("/assets/common.js", get(pages::common_js))
         .route("/assets/dashboard.js", get(pages::dashboard_js))
+        .route("/assets/fleet.js", get(pages::fleet_js))
         .route("/assets/backoffice.js", get(pages::backoffice_js))
         .route("/assets/style.css", get(pages::style_css))
         .route("/assets/uPlot.iife.min.js", get(pages::uplot_js))

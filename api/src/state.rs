@@ -93,6 +93,9 @@ pub struct ApiLimits {
     /// How often an open live stream checks that its token is still valid;
     /// a revoked token's streams end at the next check.
     pub live_token_check: std::time::Duration,
+    /// A connected device that had nothing accepted for this long is
+    /// `silent` in the fleet view (unless a request asks otherwise).
+    pub silent_after: std::time::Duration,
 }
 
 impl Default for ApiLimits {
@@ -106,6 +109,7 @@ impl Default for ApiLimits {
             max_live_streams: 256,
             max_live_streams_per_token: 4,
             live_token_check: std::time::Duration::from_secs(5),
+            silent_after: std::time::Duration::from_secs(300),
         }
     }
 }

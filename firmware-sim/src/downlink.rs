@@ -60,7 +60,9 @@ impl Downlink {
 
     /// What the device reports after it connects.
     pub(crate) fn report(&self) -> Value {
-        json!({ "firmware": self.firmware, "boot": self.boot, "config_version": self.config_version })
+        // No configuration applied yet: nothing to say about it.
+        let config_version = (self.config_version > 0).then_some(self.config_version);
+        json!({ "firmware": self.firmware, "boot": self.boot, "config_version": config_version })
     }
 
     /// Handles one message the device received on one of its downlink topics.

@@ -167,6 +167,9 @@ pub struct HttpConfig {
     pub rate_per_second: u32,
     /// ...and how many it may make at once above that rate.
     pub burst: u32,
+    /// A connected device that had nothing accepted for this long shows as
+    /// silent in the fleet view.
+    pub silent_after_secs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -232,6 +235,7 @@ impl Default for Config {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
                 rate_per_second: 50,
                 burst: 100,
+                silent_after_secs: 300,
             },
             alarms: AlarmsConfig {
                 history_days: 90,
@@ -384,6 +388,8 @@ impl Config {
             "requests per second per token",
         )?;
         check("http.burst", self.http.burst, 1, 1_000_000, "requests at once per token")?;
+        // The edge records when a device was last heard from every 5 s.
+        check("http.silent_after_secs", self.http.silent_after_secs, 10, 30 * 86_400, "10 s to 30 days")?;
         check("alarms.max_attempts", self.alarms.max_attempts, 1, 1000, "sends per notification")?;
         check("alarms.max_backoff_secs", self.alarms.max_backoff_secs, 1, 86_400, "at most a day")?;
         check(
@@ -480,6 +486,7 @@ impl Config {
         wenu_api::ApiLimits {
             rate_per_second: self.http.rate_per_second,
             burst: self.http.burst,
+            silent_after: Duration::from_secs(self.http.silent_after_secs.into()),
             ..wenu_api::ApiLimits::default()
         }
     }
@@ -586,6 +593,7 @@ mod tests {
         "http.listen",
         "http.rate_per_second",
         "http.burst",
+        "http.silent_after_secs",
         "alarms.history_days",
         "alarms.max_attempts",
         "alarms.first_backoff_millis",
