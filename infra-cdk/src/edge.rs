@@ -1,6 +1,7 @@
 //! Where devices come in: IoT Core. Each device is a thing with its own
 //! certificate (`wenu devices provision --aws`); the policy lets it connect
-//! only as itself and publish only to its own telemetry topic; a topic rule
+//! only as itself, publish only to its own telemetry and report topics and
+//! subscribe only to its own downlink topics; a topic rule
 //! puts every telemetry message on the stream with the device id as
 //! partition key, and what the rule cannot deliver in the lake bucket under
 //! `errors/`.
@@ -88,12 +89,17 @@ pub fn edge(stack: &mut Stack, stream: &Stream, bucket: &LakeBucket) {
 
 /// The device policy: connect only with the client id of the certificate's
 /// thing (and only while the thing is attached), publish only to that
-/// thing's telemetry topic, through the broker or by Basic Ingest.
+/// thing's telemetry topic (through the broker or by Basic Ingest) and its
+/// `reported` and `results` topics, and subscribe to and receive only its
+/// own `config` and `commands` topics (no wildcards: a filter is allowed
+/// only when it is exactly one of them).
 pub fn device_policy(topic_prefix: Option<&str>, basic_ingest: &str) -> Value {
-    let topic = match topic_prefix {
-        None => "wenu/${iot:Connection.Thing.ThingName}/telemetry".to_owned(),
-        Some(prefix) => format!("{prefix}/wenu/${{iot:Connection.Thing.ThingName}}/telemetry"),
+    let own = |kind: &str| match topic_prefix {
+        None => format!("wenu/${{iot:Connection.Thing.ThingName}}/{kind}"),
+        Some(prefix) => format!("{prefix}/wenu/${{iot:Connection.Thing.ThingName}}/{kind}"),
     };
+    let topic = own("telemetry");
+    let downlink = [own("config"), own("commands")];
     json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -109,7 +115,19 @@ pub fn device_policy(topic_prefix: Option<&str>, basic_ingest: &str) -> Value {
                 "Resource": [
                     value_arn(&format!("topic/{topic}")),
                     value_arn(&format!("topic/{basic_ingest}/{topic}")),
+                    value_arn(&format!("topic/{}", own("reported"))),
+                    value_arn(&format!("topic/{}", own("results"))),
                 ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": downlink.iter().map(|t| value_arn(&format!("topicfilter/{t}"))).collect::<Vec<_>>(),
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": downlink.iter().map(|t| value_arn(&format!("topic/{t}"))).collect::<Vec<_>>(),
             },
         ],
     })

@@ -77,6 +77,29 @@ fn the_stream_keeps_a_day_encrypted_and_the_edge_feeds_it_by_device() {
         "{policy}"
     );
     assert_eq!(rule_name(&dev), "wenu_dev_telemetry");
+    // Its own downlink and report topics, and nothing wider.
+    let statements = &properties(&dev, "DevicePolicy")["PolicyDocument"]["Statement"];
+    let resources = |action: &str| -> Vec<String> {
+        let statement = statements.as_array().unwrap().iter().find(|s| s["Action"] == action).unwrap();
+        statement["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Fn::Sub"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let own = |kind: &str| format!("dev/wenu/${{!iot:Connection.Thing.ThingName}}/{kind}");
+    assert!(resources("iot:Subscribe").iter().all(|r| r.contains(":topicfilter/")), "{statements}");
+    for kind in ["config", "commands"] {
+        assert!(
+            resources("iot:Subscribe").iter().any(|r| r.ends_with(&format!(":topicfilter/{}", own(kind))))
+        );
+        assert!(resources("iot:Receive").iter().any(|r| r.ends_with(&format!(":topic/{}", own(kind)))));
+    }
+    for kind in ["reported", "results"] {
+        assert!(resources("iot:Publish").iter().any(|r| r.ends_with(&format!(":topic/{}", own(kind)))));
+    }
+    assert!(!policy.contains('+') && !policy.contains('#'), "no wildcard in a device's policy: {policy}");
 }
 
 #[test]
