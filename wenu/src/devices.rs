@@ -39,7 +39,8 @@ pub enum DevicesCommand {
         #[arg(long, requires = "aws")]
         certs: Option<PathBuf>,
     },
-    /// List devices.
+    /// List devices with their presence (online, silent, offline, never
+    /// seen), last contact, firmware and configuration (applied→desired).
     List {
         #[arg(long)]
         company: Option<String>,
@@ -167,12 +168,51 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
         }
         DevicesCommand::List { company, json } => {
             let devices = registry.list_devices(company.as_deref()).await?;
+            let states = registry.device_states(company.as_deref()).await?;
+            let silent_after_ms = i64::from(config.http.silent_after_secs) * 1000;
+            let now = wenu_core::clock::now_ms();
+            // Both are ordered by device id, one state per device.
+            let listed = devices.into_iter().zip(states).map(|(device, state)| {
+                let presence = state.presence(now, silent_after_ms);
+                (device, state, presence)
+            });
             if json {
-                println!("{}", serde_json::to_string_pretty(&devices)?);
+                let rows: Vec<_> = listed
+                    .map(|(device, state, presence)| {
+                        let mut row = serde_json::to_value(&device).expect("a device serializes");
+                        row["presence"] = serde_json::to_value(presence).expect("a presence serializes");
+                        row["config_stale"] = state.config_stale().into();
+                        row["state"] = serde_json::to_value(&state).expect("a state serializes");
+                        row
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<24} {:<16} {:<8} keys", "device", "company", "enabled");
-                for d in devices {
-                    println!("{:<24} {:<16} {:<8} {:?}", d.id, d.company, d.enabled, d.live_key_ids);
+                println!(
+                    "{:<20} {:<12} {:<8} {:<11} {:<19} {:<20} {:<10} keys",
+                    "device", "company", "enabled", "presence", "last heard (UTC)", "firmware", "config"
+                );
+                for (d, state, presence) in listed {
+                    let heard = state.last_seen_at.max(state.connected_at).map_or("never".to_owned(), utc);
+                    let presence = serde_json::to_value(presence)?.as_str().unwrap_or_default().to_owned();
+                    let config = match (state.applied_config_version, state.desired_config_version) {
+                        (applied, Some(desired)) if applied != Some(desired) => {
+                            format!("{}→v{desired}", applied.map_or("none".into(), |a| format!("v{a}")))
+                        }
+                        (Some(applied), _) => format!("v{applied}"),
+                        _ => "-".to_owned(),
+                    };
+                    println!(
+                        "{:<20} {:<12} {:<8} {:<11} {:<19} {:<20} {:<10} {:?}",
+                        d.id,
+                        d.company,
+                        d.enabled,
+                        presence,
+                        heard,
+                        state.firmware.as_deref().unwrap_or("-"),
+                        config,
+                        d.live_key_ids
+                    );
                 }
             }
         }
@@ -273,6 +313,12 @@ pub async fn run(mut config: Config, command: DevicesCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// Unix ms as `2026-12-07 21:04:05`.
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 /// `wenu devices seal`: checks the body is a reading batch (a typo would

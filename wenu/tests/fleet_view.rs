@@ -100,6 +100,22 @@ async fn the_fleet_view_follows_connects_silences_and_disconnects() {
         "the quiet device has not applied its configuration: {fleet}"
     );
 
+    // So does `wenu devices list`.
+    let listed = wenu(&data)
+        .args(["devices", "list", "--json"])
+        .env("WENU_HTTP_SILENT_AFTER_SECS", "10")
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_str(&ok(listed)).unwrap();
+    let listed_presence = |device: &str| {
+        listed.as_array().unwrap().iter().find(|d| d["id"] == device).unwrap()["presence"].clone()
+    };
+    assert_eq!(listed_presence(quiet), "silent");
+    assert_eq!(listed_presence(gone), "offline");
+    assert_eq!(listed_presence(never), "never_seen");
+    let table = ok(wenu(&data).args(["devices", "list"]).output().unwrap());
+    assert!(table.lines().any(|l| l.starts_with(quiet.as_str()) && l.contains("none→v1")), "{table}");
+
     // The dashboard shows the same.
     let out_dir = pipeline.dir.path().join("screenshots");
     std::fs::create_dir_all(&out_dir).unwrap();
