@@ -1,5 +1,6 @@
-// The backoffice: the registry (companies, sites, devices, sensors), API
-// tokens and the audit log, for admin and operator tokens.
+// The backoffice: the registry (companies, sites, devices, sensors), each
+// device's presence, desired configuration and commands, API tokens and the
+// audit log, for admin and operator tokens.
 "use strict";
 
 (async () => {
@@ -20,7 +21,9 @@
 
   // Runs a form's action, shows its outcome next to it, then refreshes.
   function onSubmit(form, action) {
-    const result = form.parentElement.querySelector(".result");
+    // The outcome line right after the form (a section may hold several forms).
+    const next = form.nextElementSibling;
+    const result = next && next.classList.contains("result") ? next : form.parentElement.querySelector(".result");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const values = Object.fromEntries(new FormData(form).entries());
@@ -93,16 +96,27 @@
   }
 
   async function loadDevices() {
-    const devices = (await api("/devices" + query(scope()))).items;
+    const [devices, fleet] = await Promise.all([
+      api("/devices" + query(scope())).then((r) => r.items),
+      api("/fleet" + query(scope())),
+    ]);
+    const stateOf = new Map(fleet.items.map((f) => [f.device_id, f]));
+    const configOf = (f) =>
+      !f || f.desired_config_version == null
+        ? (f && f.applied_config_version != null ? "v" + f.applied_config_version : "–")
+        : `${f.applied_config_version == null ? "none" : "v" + f.applied_config_version}${f.config_stale ? " → v" + f.desired_config_version : ""}`;
     $("device-rows").replaceChildren(
       ...devices.map((d) =>
         el(
           "tr",
-          { "data-device": d.id },
+          { "data-device": d.id, "data-presence": stateOf.get(d.id)?.presence || "" },
           el("td", {}, d.id),
           el("td", {}, d.site || "–"),
           el("td", {}, d.live_key_ids.join(", ")),
           el("td", {}, d.enabled ? "enabled" : "disabled"),
+          el("td", {}, el("span", { class: "presence presence-" + (stateOf.get(d.id)?.presence || "") }, (stateOf.get(d.id)?.presence || "–").replace("_", " "))),
+          el("td", {}, stateOf.get(d.id)?.firmware || "–"),
+          el("td", {}, configOf(stateOf.get(d.id))),
           el(
             "td",
             {},
@@ -113,11 +127,43 @@
         ),
       ),
     );
-    const picker = $("sensor-device");
-    const previous = picker.value;
-    picker.replaceChildren(...devices.map((d) => el("option", { value: d.id }, d.id)));
-    if (devices.some((d) => d.id === previous)) picker.value = previous;
+    for (const picker of [$("sensor-device"), $("downlink-device")]) {
+      const previous = picker.value;
+      picker.replaceChildren(...devices.map((d) => el("option", { value: d.id }, d.id)));
+      if (devices.some((d) => d.id === previous)) picker.value = previous;
+    }
     return devices;
+  }
+
+  // The picked device's desired configuration and its latest commands.
+  async function loadDownlink() {
+    const device = $("downlink-device").value;
+    if (!device) return;
+    const [state, commands] = await Promise.all([
+      api(`/devices/${device}/state` + query(scope())),
+      api(`/devices/${device}/commands` + query({ ...scope(), limit: 20 })),
+    ]);
+    // A device without a desired configuration has none to fetch (the API would answer 404).
+    const config = state.state.desired_config_version == null ? null : await api(`/devices/${device}/config` + query(scope()));
+    const s = state.state;
+    $("downlink-state").textContent =
+      `${state.presence.replace("_", " ")}; firmware ${s.firmware || "unknown"}, boot ${s.boot ?? "–"}; ` +
+      (config ? `desired configuration v${config.version}, applied ${s.applied_config_version == null ? "none" : "v" + s.applied_config_version}` : "no desired configuration");
+    const editor = $("config-form").elements.document;
+    if (document.activeElement !== editor) editor.value = JSON.stringify(config ? config.document : {}, null, 1);
+    $("command-rows").replaceChildren(
+      ...commands.items.map((c) =>
+        el(
+          "tr",
+          { "data-command": c.id, "data-status": c.status },
+          el("td", {}, new Date(c.created_at).toISOString().replace("T", " ").slice(0, 19)),
+          el("td", {}, c.name),
+          el("td", { class: "detail" }, c.name === "rotate_key" ? "(sealed key)" : JSON.stringify(c.args)),
+          el("td", {}, c.status),
+          el("td", {}, c.detail || ""),
+        ),
+      ),
+    );
   }
 
   async function loadSensors() {
@@ -206,7 +252,7 @@
       if (!company) return;
       await loadSites();
       await loadDevices();
-      await Promise.all([loadSensors(), loadTokens(), loadAudit()]);
+      await Promise.all([loadSensors(), loadDownlink(), loadTokens(), loadAudit()]);
     } catch (error) {
       showError($("audit-rows"), error);
     }
@@ -249,7 +295,31 @@
     $("new-token").textContent = "Token (shown once):\n" + created.bearer;
     return `Token ${created.token.id} created.`;
   });
+  onSubmit($("config-form"), async ({ document: text }) => {
+    const device = $("downlink-device").value;
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new Error("The configuration is not JSON.");
+    }
+    const saved = await api(`/devices/${device}/config` + query(scope()), { method: "PUT", body });
+    return `Configuration v${saved.version} of ${device} saved.`;
+  });
+  onSubmit($("command-form"), async ({ name, args, ttl_secs }) => {
+    const device = $("downlink-device").value;
+    let parsed;
+    try {
+      parsed = JSON.parse(args || "{}");
+    } catch {
+      throw new Error("The arguments are not JSON.");
+    }
+    const body = { name, args: parsed, ttl_secs: numberOrNull(ttl_secs) };
+    const sent = await api(`/devices/${device}/commands` + query(scope()), { method: "POST", body });
+    return `Command ${sent.name} queued for ${device} (${sent.id}).`;
+  });
   $("sensor-device").addEventListener("change", () => loadSensors().catch((e) => alert(e.message)));
+  $("downlink-device").addEventListener("change", () => loadDownlink().catch((e) => alert(e.message)));
 
   await refresh();
   document.body.dataset.ready = "true";

@@ -178,6 +178,11 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
     assert_eq!(seen["sensorFormResult"]["ok"], true, "{seen}");
     assert_eq!(seen["sensorRowShown"], true);
     assert_eq!(seen["auditFirstAction"], "sensor.upsert");
+    // The devices sent and left: offline; a configuration and a command wait for them.
+    assert_eq!(seen["presenceColumn"], "offline", "{seen}");
+    assert!(seen["configResult"].as_str().unwrap().starts_with("Configuration v1 of"), "{seen}");
+    assert_eq!(seen["commands"], serde_json::json!(["sample_now"]), "{seen}");
+    assert!(seen["downlinkState"].as_str().unwrap().contains("desired configuration v1, applied none"), "{seen}");
     assert_eq!(seen["consoleErrors"], Value::Array(vec![]), "no errors in the pages");
     assert_eq!(seen["externalRequests"], Value::Array(vec![]), "the pages need no external network");
     assert!(out_dir.join("dashboard.png").exists() && out_dir.join("backoffice.png").exists());
@@ -190,4 +195,8 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
     .unwrap();
     let created = specs.iter().find(|s| s.sensor == "co2-1").expect("the backoffice form created the sensor");
     assert_eq!((created.unit.as_str(), created.valid_max), ("ppm", Some(5000.0)));
+    let shown: Value =
+        serde_json::from_str(&ok(wenu(&data).args(["devices", "show", &device]).output().unwrap())).unwrap();
+    assert_eq!(shown["desired_config"]["document"], serde_json::json!({ "interval_s": 15 }), "{shown}");
+    assert_eq!(shown["commands"][0]["name"], "sample_now");
 }

@@ -83,6 +83,24 @@ async function main() {
     await backoffice.waitForSelector(`#sensor-rows tr[data-sensor="${env.SENSOR}"]`, { timeout: 15000 });
     seen.sensorRowShown = true;
     seen.auditFirstAction = await backoffice.$eval("#audit-rows tr td:nth-child(3)", (td) => td.textContent);
+
+    // The device's desired configuration and a command, from their forms.
+    await backoffice.selectOption("#downlink-device", env.DEVICE);
+    await backoffice.waitForFunction(() => document.getElementById("downlink-state").textContent !== "", null, {
+      timeout: 15000,
+    });
+    seen.presenceColumn = await backoffice.$eval(`#device-rows tr[data-device="${env.DEVICE}"]`, (tr) => tr.dataset.presence);
+    await backoffice.locator("#config-form textarea").fill('{"interval_s": 15}');
+    await backoffice.locator("#config-form button[type=submit]").click();
+    await backoffice.waitForFunction(() => /^Configuration v1 /.test(document.querySelector("#config-form + .result").textContent), null, {
+      timeout: 15000,
+    });
+    seen.configResult = await backoffice.$eval("#config-form + .result", (p) => p.textContent);
+    await backoffice.locator("#command-form [name=name]").fill("sample_now");
+    await backoffice.locator("#command-form button[type=submit]").click();
+    await backoffice.waitForSelector("#command-rows tr[data-status=pending]", { timeout: 15000 });
+    seen.commands = await backoffice.$$eval("#command-rows tr", (rows) => rows.map((r) => r.children[1].textContent));
+    seen.downlinkState = await backoffice.$eval("#downlink-state", (p) => p.textContent);
     await backoffice.screenshot({ path: `${env.OUT_DIR}/backoffice.png`, fullPage: true });
   } finally {
     await browser.close();
