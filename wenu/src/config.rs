@@ -559,7 +559,7 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 53] = [
+    const KEYS: [&str; 54] = [
         "backend",
         "data_dir",
         "mqtt.listen",

@@ -182,7 +182,10 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
     assert_eq!(seen["presenceColumn"], "offline", "{seen}");
     assert!(seen["configResult"].as_str().unwrap().starts_with("Configuration v1 of"), "{seen}");
     assert_eq!(seen["commands"], serde_json::json!(["sample_now"]), "{seen}");
-    assert!(seen["downlinkState"].as_str().unwrap().contains("desired configuration v1, applied none"), "{seen}");
+    assert!(
+        seen["downlinkState"].as_str().unwrap().contains("desired configuration v1, applied none"),
+        "{seen}"
+    );
     assert_eq!(seen["consoleErrors"], Value::Array(vec![]), "no errors in the pages");
     assert_eq!(seen["externalRequests"], Value::Array(vec![]), "the pages need no external network");
     assert!(out_dir.join("dashboard.png").exists() && out_dir.join("backoffice.png").exists());
