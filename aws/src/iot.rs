@@ -1,9 +1,9 @@
 //! Devices on AWS IoT Core: each device is a thing with an X.509
 //! certificate IoT Core issues, and every certificate carries the one
 //! device policy, whose policy variables let a device connect only as its
-//! own thing and publish only to its own telemetry topic
-//! (`wenu/{thing name}/telemetry`), where the topic rule picks it up for
-//! Kinesis. The device's payload key goes to Secrets Manager beside it
+//! own thing, publish only to its own telemetry topic
+//! (`wenu/{thing name}/telemetry`, where the topic rule picks it up for
+//! Kinesis) and report topics, and subscribe only to its own downlink. The device's payload key goes to Secrets Manager beside it
 //! (`SecretsKeyring`): the certificate authenticates the connection, the
 //! key seals the readings end to end.
 
@@ -38,9 +38,14 @@ pub struct IotDevices {
 }
 
 /// The device policy: connect as the thing the certificate is attached to,
-/// publish to that thing's telemetry topic, nothing else.
+/// publish to that thing's telemetry, `reported` and `results` topics,
+/// subscribe to and receive its own `config` and `commands`, nothing else.
+/// (The deployment template holds the same policy, with the stage's prefix.)
 pub fn device_policy_document(region: &str, account: &str) -> String {
     let arn = |kind: &str, rest: &str| format!("arn:aws:iot:{region}:{account}:{kind}/{rest}");
+    let own = |kind: &str, topics: &[&str]| -> Vec<String> {
+        topics.iter().map(|t| arn(kind, &format!("wenu/${{iot:Connection.Thing.ThingName}}/{t}"))).collect()
+    };
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -53,7 +58,17 @@ pub fn device_policy_document(region: &str, account: &str) -> String {
             {
                 "Effect": "Allow",
                 "Action": "iot:Publish",
-                "Resource": arn("topic", "wenu/${iot:Connection.Thing.ThingName}/telemetry")
+                "Resource": own("topic", &["telemetry", "reported", "results"])
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": own("topicfilter", &["config", "commands"])
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": own("topic", &["config", "commands"])
             }
         ]
     })

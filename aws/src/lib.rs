@@ -11,7 +11,8 @@
 //! * [`SqsQueue`]: the jobs queue on an SQS FIFO queue with a dead-letter
 //!   queue;
 //! * [`IotDevices`]: devices registered with AWS IoT Core (thing,
-//!   certificate, the device policy);
+//!   certificate, the device policy), and [`IotDataPublisher`]: the
+//!   downlink to them through IoT Core's data plane;
 //! * [`DynamoTable`]: the table store (stats rollups, alarm state) on
 //!   DynamoDB with its TTL attribute.
 //!
@@ -26,6 +27,7 @@ pub mod config;
 mod dynamodb;
 pub mod error;
 mod iot;
+mod iot_data;
 mod kinesis;
 pub mod retry;
 mod s3;
@@ -35,6 +37,7 @@ mod sqs;
 
 pub use dynamodb::{DynamoTable, TTL_ATTRIBUTE};
 pub use iot::{DEVICE_POLICY, DeviceCertificate, IotDevices, device_policy_document};
+pub use iot_data::IotDataPublisher;
 pub use kinesis::KinesisStream;
 pub use s3::s3_store;
 pub use secrets::SecretsKeyring;

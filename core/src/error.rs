@@ -57,6 +57,10 @@ pub enum Error {
     /// thing, certificate, policy) failed.
     #[error("device registration: {message}")]
     Provisioning { message: String, retryable: bool },
+    /// Publishing to a device's downlink topic (IoT Core's data plane on
+    /// AWS) failed; `retryable` as for `Stream`.
+    #[error("downlink: {message}")]
+    Downlink { message: String, retryable: bool },
     /// A conditional write found the item not in the expected state: someone
     /// else wrote it first. Read it again and retry.
     #[error("condition failed: {0}")]
@@ -93,6 +97,7 @@ impl Error {
             Error::Table { .. } => "table",
             Error::Keyring { .. } => "keyring",
             Error::Provisioning { .. } => "provisioning",
+            Error::Downlink { .. } => "downlink",
             Error::ConditionFailed(_) => "condition_failed",
             Error::Io { .. } => "io",
         }
@@ -107,7 +112,8 @@ impl Error {
             | Error::Queue { retryable, .. }
             | Error::Table { retryable, .. }
             | Error::Keyring { retryable, .. }
-            | Error::Provisioning { retryable, .. } => *retryable,
+            | Error::Provisioning { retryable, .. }
+            | Error::Downlink { retryable, .. } => *retryable,
             Error::ConditionFailed(_) => true,
             _ => false,
         }

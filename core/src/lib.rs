@@ -22,6 +22,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod downlink;
 pub mod durable;
 pub mod envelope;
 pub mod error;

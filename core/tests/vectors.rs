@@ -15,6 +15,20 @@ const GUIDE: &str = include_str!("../../docs/devices.md");
 #[derive(Deserialize)]
 struct Vectors {
     vectors: Vec<Vector>,
+    key_transfers: Vec<KeyTransfer>,
+}
+
+#[derive(Deserialize)]
+struct KeyTransfer {
+    name: String,
+    device_id: String,
+    key_id: u32,
+    key_hex: String,
+    nonce_hex: String,
+    new_key_id: u32,
+    new_key_hex: String,
+    plaintext_hex: String,
+    command_args: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -80,5 +94,31 @@ fn the_guide_prints_the_first_vector_as_it_is() {
         ("envelope", first.envelope_hex.as_str()),
     ] {
         assert!(GUIDE.contains(value), "docs/devices.md does not show the first vector's {what}: {value}");
+    }
+}
+
+/// A rotate_key command's arguments, made by the independent implementation,
+/// are what Wenu seals, and open to the documented 36 bytes.
+#[test]
+fn the_key_transfer_vector_seals_and_opens_byte_for_byte() {
+    use wenu_core::key_transfer::{command_args, open_key, parse_command_args, seal_key};
+    use wenu_core::keyring::Keyring;
+    let transfers = serde_json::from_str::<Vectors>(VECTORS).unwrap().key_transfers;
+    assert!(!transfers.is_empty());
+    for t in transfers {
+        let key = SecretKey::from_bytes(unhex(&t.key_hex).try_into().unwrap());
+        let new_key = SecretKey::from_bytes(unhex(&t.new_key_hex).try_into().unwrap());
+        let nonce: [u8; 12] = unhex(&t.nonce_hex).try_into().unwrap();
+        let sealed = seal_key(&t.device_id, (t.key_id, &key), (t.new_key_id, &new_key), nonce);
+        assert_eq!(command_args(t.new_key_id, &sealed), t.command_args, "{}", t.name);
+        let (announced, sealed) = parse_command_args(&t.command_args).unwrap();
+        assert_eq!(open(&t.device_id, &sealed, &key).unwrap(), unhex(&t.plaintext_hex), "{}", t.name);
+        let mut ring = Keyring::default();
+        ring.import_key(&t.device_id, t.key_id, key.clone());
+        let (opened_id, opened_key) = open_key(&t.device_id, &sealed, &ring).unwrap();
+        assert_eq!(
+            (announced, opened_id, opened_key.as_bytes()),
+            (t.new_key_id, t.new_key_id, new_key.as_bytes())
+        );
     }
 }

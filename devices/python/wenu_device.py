@@ -70,7 +70,14 @@ def check_vectors(path: str) -> int:
         if sealed.hex() != v["envelope_hex"]:
             print(f"vector {v['name']!r}: sealed {sealed.hex()}, expected {v['envelope_hex']}", file=sys.stderr)
             return 1
-    print(f"{len(vectors)} vectors match")
+    transfers = json.load(open(path, encoding="utf-8")).get("key_transfers", [])
+    for t in transfers:
+        keys = {t["key_id"]: bytes.fromhex(t["key_hex"])}
+        opened = open_envelope(t["device_id"], keys, bytes.fromhex(t["command_args"]["sealed"]))
+        if opened.hex() != t["plaintext_hex"]:
+            print(f"key transfer {t['name']!r}: opened {opened.hex()}, expected {t['plaintext_hex']}", file=sys.stderr)
+            return 1
+    print(f"{len(vectors)} vectors and {len(transfers)} key transfers match")
     return 0
 
 

@@ -11,11 +11,13 @@ use stratosphere::value::ExpString;
 use crate::stack::{Stack, sub, value};
 
 /// Actions whose authorization AWS checks against `*` only (the service
-/// authorization reference lists no resource type for them), or that
-/// Lambda needs on `*` to attach a function to a VPC.
-pub const WITHOUT_RESOURCE_TYPES: [&str; 6] = [
+/// authorization reference lists no resource type for them: X-Ray's,
+/// IoT Core's `DescribeEndpoint`), or that Lambda needs on `*` to attach a
+/// function to a VPC.
+pub const WITHOUT_RESOURCE_TYPES: [&str; 7] = [
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    "iot:DescribeEndpoint",
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
     // The keyring lists its secrets by name prefix, then reads them in

@@ -13,6 +13,7 @@
 //! | [`registry`] | RDS PostgreSQL, its credentials and the device keys in Secrets Manager |
 //! | [`lake`] | the S3 bucket, Glue table (partition projection), Athena workgroup, Firehose with the decrypt function |
 //! | [`alarms`] | the alarms function on the stream, its table and SNS topic |
+//! | [`devices`] | the devices function: presence, reports and results from IoT Core; the downlink to devices |
 //! | [`processing`] | the enrich function, the FIFO jobs queue and its dead-letter queue |
 //! | [`stats`] | the stats function on the queue and the TTL'd stats table |
 //! | [`api`] | the API function behind an HTTP API |
@@ -22,6 +23,7 @@
 
 pub mod alarms;
 pub mod api;
+pub mod devices;
 pub mod edge;
 pub mod functions;
 pub mod iam;
@@ -67,6 +69,7 @@ pub fn synth(stage: Stage) -> Value {
     let lake = lake::lake(&mut stack, &platform, &stream, &bucket, &registry);
     let stream_failures = processing::stream_failures(&mut stack);
     let alarms = alarms::alarms(&mut stack, &platform, &stream, &registry, &stream_failures);
+    devices::devices(&mut stack, &platform, &registry);
     let processing =
         processing::processing(&mut stack, &platform, &stream, &bucket, &registry, stream_failures);
     let stats = stats::stats(&mut stack, &platform, &processing);

@@ -21,6 +21,12 @@ fn every_part_of_the_pipeline_is_there() {
         ("ReadingsTable", "AWS::Glue::Table"),
         ("AthenaWorkGroup", "AWS::Athena::WorkGroup"),
         ("AlarmsFunction", "AWS::Lambda::Function"),
+        ("DevicesFunction", "AWS::Lambda::Function"),
+        ("ReportsRule", "AWS::IoT::TopicRule"),
+        ("ResultsRule", "AWS::IoT::TopicRule"),
+        ("PresenceRule", "AWS::IoT::TopicRule"),
+        ("SubscriptionsRule", "AWS::IoT::TopicRule"),
+        ("DevicesDownlinkSweep", "AWS::Events::Rule"),
         ("AlarmsStreamMapping", "AWS::Lambda::EventSourceMapping"),
         ("AlarmsTable", "AWS::DynamoDB::Table"),
         ("AlarmsTopic", "AWS::SNS::Topic"),
@@ -296,7 +302,7 @@ fn the_registry_is_private_encrypted_and_its_credentials_are_a_secret() {
 fn every_function_is_graviton_al2023_traced_with_its_own_role_and_log_group() {
     let dev = template("dev");
     let functions = of_type(&dev, "AWS::Lambda::Function");
-    assert_eq!(functions.len(), 5);
+    assert_eq!(functions.len(), 6);
     let mut roles = Vec::new();
     for (logical, function) in functions {
         let function = &function["Properties"];
@@ -312,7 +318,7 @@ fn every_function_is_graviton_al2023_traced_with_its_own_role_and_log_group() {
     }
     roles.sort();
     roles.dedup();
-    assert_eq!(roles.len(), 5, "one role per function");
+    assert_eq!(roles.len(), 6, "one role per function");
     let api = properties(&dev, "HttpApi");
     assert_eq!(api["ProtocolType"], "HTTP");
     assert_eq!(api["Target"], get_att("ApiFunction", "Arn"));
@@ -429,4 +435,43 @@ fn production_keeps_its_data_and_runs_the_database_in_two_zones() {
 fn a_bad_stage_name_is_refused() {
     assert!(infra_cdk::Stage::new("Prod").is_err());
     assert!(infra_cdk::Stage::new("this-is-too-long").is_err());
+}
+
+#[test]
+fn devices_reports_presence_and_downlink_go_through_the_devices_function() {
+    let dev = template("dev");
+    let rule = |logical: &str| properties(&dev, logical)["TopicRulePayload"].clone();
+    assert_eq!(
+        rule("ReportsRule")["Sql"],
+        "SELECT encode(*, 'base64') AS payload, topic(3) AS device_id, 'reported' AS kind FROM 'dev/wenu/+/reported'"
+    );
+    assert_eq!(
+        rule("ResultsRule")["Sql"],
+        "SELECT encode(*, 'base64') AS payload, topic(3) AS device_id, 'results' AS kind FROM 'dev/wenu/+/results'"
+    );
+    assert_eq!(rule("PresenceRule")["Sql"], "SELECT * FROM '$aws/events/presence/+/+'");
+    assert_eq!(rule("SubscriptionsRule")["Sql"], "SELECT * FROM '$aws/events/subscriptions/subscribed/+'");
+    for logical in ["ReportsRule", "ResultsRule", "PresenceRule", "SubscriptionsRule"] {
+        assert_eq!(rule(logical)["Actions"][0]["Lambda"]["FunctionArn"], get_att("DevicesFunction", "Arn"));
+        let permission = properties(&dev, &format!("{logical}InvokeDevicesFunction"));
+        assert_eq!(permission["Principal"], "iot.amazonaws.com");
+        assert_eq!(permission["SourceArn"], get_att(logical, "Arn"));
+    }
+    let prod = template("prod");
+    let prod_reports = &properties(&prod, "ReportsRule")["TopicRulePayload"]["Sql"];
+    assert_eq!(
+        *prod_reports,
+        "SELECT encode(*, 'base64') AS payload, topic(2) AS device_id, 'reported' AS kind FROM 'wenu/+/reported'"
+    );
+    let function = properties(&dev, "DevicesFunction");
+    assert_eq!(function["Environment"]["Variables"]["WENU_TOPIC_PREFIX"], "dev");
+    assert!(function["VpcConfig"].is_object(), "it writes the registry");
+    // It publishes to the stage's downlink topics, nothing else.
+    let role = properties(&dev, "DevicesRole").to_string();
+    assert!(
+        role.contains(":topic/dev/wenu/*/config") && role.contains(":topic/dev/wenu/*/commands"),
+        "{role}"
+    );
+    assert!(!role.contains("iot:Subscribe") && !role.contains(":topic/dev/wenu/*/telemetry"), "{role}");
+    assert_eq!(properties(&dev, "DevicesDownlinkSweep")["ScheduleExpression"], "rate(1 minute)");
 }

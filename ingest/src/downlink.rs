@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::json;
 use tokio::sync::mpsc;
 use wenu_core::topic::DeviceTopic;
 use wenu_registry::{Command, DesiredConfig, Registry};
@@ -30,16 +29,11 @@ pub(crate) struct Subscribed {
     pub topic: DeviceTopic,
 }
 
-/// What a device receives on its configuration topic.
-fn config_message(config: &DesiredConfig) -> Bytes {
-    Bytes::from(json!({ "version": config.version, "config": config.document }).to_string())
-}
-
 /// Sends a configuration or commands to a device, if it is subscribed.
 fn deliver(registry: &Registry, links: &Links, config: Option<&DesiredConfig>, commands: &[Command]) {
     if let Some(config) = config {
         let topic = DeviceTopic::Config.of(&config.device_id);
-        links.deliver_to(&config.device_id, &topic, config_message(config));
+        links.deliver_to(&config.device_id, &topic, Bytes::from(config.message().to_string()));
     }
     for command in commands {
         let topic = DeviceTopic::Commands.of(&command.device_id);

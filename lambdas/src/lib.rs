@@ -10,6 +10,8 @@
 //!   [`alarms`] adds the delivery of the notifications a batch raised;
 //! * [`sqs`]: the stats function on the jobs queue, reporting partial batch
 //!   failures;
+//! * [`devices`]: presence, reports and command results from IoT Core, and
+//!   the downlink to devices through its data plane;
 //! * the API (`src/bin/wenu-api.rs`): the same axum router as on one
 //!   machine, behind API Gateway through `lambda_http`.
 //!
@@ -22,6 +24,7 @@
 //! `cargo lambda build --release --arm64 -p wenu-lambdas`.
 
 pub mod alarms;
+pub mod devices;
 pub mod event_sources;
 pub mod firehose;
 pub mod kinesis;

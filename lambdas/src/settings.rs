@@ -14,6 +14,7 @@
 //! | `WENU_ALARMS_TOPIC_ARN` | alarms | the SNS topic notifications go to |
 //! | `WENU_JOBS_QUEUE_URL`, `WENU_JOBS_DLQ_URL` | enrich | the stats jobs queue and its dead-letter queue |
 //! | `WENU_LAKE_BUCKET` | enrich | where unnormalisable readings are quarantined |
+//! | `WENU_TOPIC_PREFIX` | devices | what comes before `wenu/{device}/…` on this stage (none in production) |
 
 use std::sync::Arc;
 use std::time::Duration;

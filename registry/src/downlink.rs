@@ -95,6 +95,13 @@ pub struct Command {
     pub detail: Option<String>,
 }
 
+impl DesiredConfig {
+    /// What the device receives on its configuration topic.
+    pub fn message(&self) -> Value {
+        json!({ "version": self.version, "config": self.document })
+    }
+}
+
 impl Command {
     /// What the device receives on its command topic.
     pub fn message(&self) -> Value {

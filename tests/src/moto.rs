@@ -37,8 +37,11 @@ pub fn moto() -> &'static Moto {
 fn start() -> Moto {
     let python = std::env::var("MOTO_PYTHON")
         .expect("MOTO_PYTHON must name a Python with moto[server] installed; scripts/test.sh sets it up");
+    // Where moto's request recorder writes, when a test turns it on.
+    let recording = std::env::temp_dir().join(format!("wenu-moto-recording-{}", std::process::id()));
     let mut process = Command::new(&python)
         .args(["-c", LAUNCH])
+        .env("MOTO_RECORDER_FILEPATH", recording)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -61,8 +61,10 @@ def reduce(template, models):
 
     def modelled_attribute(logical, attribute):
         resource = resources.get(logical)
-        if resource is None or logical in unmodelled:
-            return True  # moto ignores the resource; nothing to replace
+        if resource is None:
+            return True  # not a resource (a pseudo parameter): moto resolves it
+        if logical in unmodelled:
+            return False  # moto creates nothing to read it from
         return models[resource["Type"]].has_cfn_attr(attribute)
 
     def walk(value, where):
