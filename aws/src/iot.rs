@@ -170,15 +170,24 @@ mod tests {
             serde_json::from_str(&device_policy_document("eu-west-1", "123456789012")).unwrap();
         let statements = policy["Statement"].as_array().unwrap();
         let actions: Vec<&str> = statements.iter().map(|s| s["Action"].as_str().unwrap()).collect();
-        assert_eq!(actions, ["iot:Connect", "iot:Publish"], "no subscribe, no receive, no wildcard");
+        assert_eq!(actions, ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"]);
         assert_eq!(
             statements[0]["Resource"],
             "arn:aws:iot:eu-west-1:123456789012:client/${iot:Connection.Thing.ThingName}"
         );
         assert_eq!(statements[0]["Condition"]["Bool"]["iot:Connection.Thing.IsAttached"], "true");
-        assert_eq!(
-            statements[1]["Resource"],
-            "arn:aws:iot:eu-west-1:123456789012:topic/wenu/${iot:Connection.Thing.ThingName}/telemetry"
-        );
+        let own = |kind: &str, topic: &str| {
+            format!(
+                "arn:aws:iot:eu-west-1:123456789012:{kind}/wenu/${{iot:Connection.Thing.ThingName}}/{topic}"
+            )
+        };
+        let resources = |i: usize| statements[i]["Resource"].clone();
+        let expected = |kind: &str, topics: &[&str]| {
+            serde_json::json!(topics.iter().map(|t| own(kind, t)).collect::<Vec<_>>())
+        };
+        assert_eq!(resources(1), expected("topic", &["telemetry", "reported", "results"]));
+        assert_eq!(resources(2), expected("topicfilter", &["config", "commands"]), "its own downlink only");
+        assert_eq!(resources(3), expected("topic", &["config", "commands"]));
+        assert!(!policy.to_string().contains('+') && !policy.to_string().contains('#'), "no wildcard");
     }
 }

@@ -3,11 +3,11 @@
 //! alarm state and history in a DynamoDB table, notifications to an SNS
 //! topic that operators' channels subscribe to.
 
-use stratosphere::services::aws::{events, lambda, sns};
+use stratosphere::services::aws::sns;
 use stratosphere::template::LogicalResourceName;
 use stratosphere::value::ExpString;
 
-use crate::functions::{Function, FunctionSpec, Platform, function};
+use crate::functions::{Function, FunctionSpec, Platform, every_minute, function};
 use crate::iam;
 use crate::registry::Registry;
 use crate::stack::{Stack, arn};
@@ -77,24 +77,12 @@ pub fn alarms(
     );
     // A device that goes silent must raise its alarm even when no batch
     // comes to invoke the function: a schedule invokes it every minute.
-    let timers = stack.resource(
+    every_minute(
+        stack,
         "AlarmsTimers",
-        events::Rule! {
-            name: stack.name("alarms-timers").as_str(),
-            description: "Invokes the alarms function every minute for the missing-data timers",
-            schedule_expression: "rate(1 minute)",
-            state: "ENABLED",
-            targets: vec![events::rule::Target! { id: "alarms-function", arn: function.arn() }],
-        },
-    );
-    stack.resource(
-        "AlarmsTimersInvokeAlarmsFunction",
-        lambda::Permission! {
-            action: "lambda:InvokeFunction",
-            function_name: function.arn(),
-            principal: "events.amazonaws.com",
-            source_arn: arn(&timers),
-        },
+        "alarms-timers",
+        "Invokes the alarms function every minute for the missing-data timers",
+        &function,
     );
     stack.output(
         "AlarmsTopicArn",

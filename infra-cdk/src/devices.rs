@@ -5,9 +5,9 @@
 //! publishes each device's desired configuration and commands to its own
 //! downlink topics through IoT Core's data plane.
 
-use stratosphere::services::aws::{events, iot, lambda};
+use stratosphere::services::aws::{iot, lambda};
 
-use crate::functions::{Function, FunctionSpec, Platform, function};
+use crate::functions::{Function, FunctionSpec, Platform, every_minute, function};
 use crate::iam;
 use crate::registry::Registry;
 use crate::stack::{Stack, arn};
@@ -95,24 +95,12 @@ pub fn devices(stack: &mut Stack, platform: &Platform, registry: &Registry) -> F
         );
     }
     // What changes while a device is connected reaches it at the next sweep.
-    let sweep = stack.resource(
+    every_minute(
+        stack,
         "DevicesDownlinkSweep",
-        events::Rule! {
-            name: stack.name("devices-downlink").as_str(),
-            description: "Invokes the devices function every minute to send changed configurations and new commands",
-            schedule_expression: "rate(1 minute)",
-            state: "ENABLED",
-            targets: vec![events::rule::Target! { id: "devices-function", arn: function.arn() }],
-        },
-    );
-    stack.resource(
-        "DevicesDownlinkSweepInvokeDevicesFunction",
-        lambda::Permission! {
-            action: "lambda:InvokeFunction",
-            function_name: function.arn(),
-            principal: "events.amazonaws.com",
-            source_arn: arn(&sweep),
-        },
+        "devices-downlink",
+        "Invokes the devices function every minute to send changed configurations and new commands",
+        &function,
     );
     function
 }

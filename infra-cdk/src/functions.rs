@@ -5,7 +5,7 @@
 //! it talks to the database.
 
 use serde_json::{Value, json};
-use stratosphere::services::aws::{lambda, logs};
+use stratosphere::services::aws::{events, lambda, logs};
 use stratosphere::template::LogicalResourceName;
 use stratosphere::value::ExpString;
 
@@ -132,4 +132,31 @@ pub fn function(stack: &mut Stack, platform: &Platform, spec: FunctionSpec) -> F
 /// Every optional property of a function unset.
 fn lambda_defaults() -> lambda::Function_ {
     lambda::Function! { code: lambda::function::Code! {}, role: "" }
+}
+
+/// Invokes `function` every minute through an EventBridge rule `logical`
+/// (`{stage}-{name}`): work that must happen even when no event comes.
+pub fn every_minute(stack: &mut Stack, logical: &str, name: &str, description: &str, function: &Function) {
+    let rule = stack.resource(
+        logical,
+        events::Rule! {
+            name: stack.name(name).as_str(),
+            description: description,
+            schedule_expression: "rate(1 minute)",
+            state: "ENABLED",
+            targets: vec![events::rule::Target! {
+                id: format!("{}-function", function.id.to_lowercase()).as_str(),
+                arn: function.arn(),
+            }],
+        },
+    );
+    stack.resource(
+        &format!("{logical}Invoke{}Function", function.id),
+        lambda::Permission! {
+            action: "lambda:InvokeFunction",
+            function_name: function.arn(),
+            principal: "events.amazonaws.com",
+            source_arn: arn(&rule),
+        },
+    );
 }
