@@ -146,8 +146,10 @@
     // A device without a desired configuration has none to fetch (the API would answer 404).
     const config = state.state.desired_config_version == null ? null : await api(`/devices/${device}/config` + query(scope()));
     const s = state.state;
+    const last = state.last_reading;
     $("downlink-state").textContent =
       `${state.presence.replace("_", " ")}; firmware ${s.firmware || "unknown"}, boot ${s.boot ?? "–"}; ` +
+      (last ? `newest reading seq ${last.seq} at ${new Date(last.ts).toISOString().replace("T", " ").slice(0, 19)}; ` : "") +
       (config ? `desired configuration v${config.version}, applied ${s.applied_config_version == null ? "none" : "v" + s.applied_config_version}` : "no desired configuration");
     const editor = $("config-form").elements.document;
     if (document.activeElement !== editor) editor.value = JSON.stringify(config ? config.document : {}, null, 1);

@@ -218,7 +218,7 @@ pub(crate) async fn latest(
 
 /// The newest reading of a series: the 1-minute buckets of the last two
 /// hours, else the hourly ones of the last two weeks, else the daily ones.
-async fn latest_of(
+pub(crate) async fn latest_of(
     state: &ApiState,
     series: &SeriesKey,
     now: i64,

@@ -10,9 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wenu_registry::{DeviceState, MAX_COMMAND_TTL_MS, Presence};
+use wenu_stats::SeriesKey;
+use wenu_stats::rollup::Last;
 
 use crate::auth::Caller;
-use crate::data::own_device;
+use crate::data::{latest_of, own_device};
 use crate::error::{ApiError, Result};
 use crate::params::{Body, Params, page_size};
 use crate::state::ApiState;
@@ -84,7 +86,8 @@ pub(crate) struct CompanyParam {
     company: Option<String>,
 }
 
-/// `GET /api/v1/devices/{id}/state`.
+/// `GET /api/v1/devices/{id}/state`: presence, what the device reported,
+/// and its newest reading's sequence number and time.
 pub(crate) async fn device_state(
     caller: Caller,
     State(state): State<ApiState>,
@@ -96,9 +99,23 @@ pub(crate) async fn device_state(
     let device_state = state.0.registry.device_state(&id).await?;
     let now = wenu_core::clock::now_ms();
     let silent_after_ms = state.0.limits.silent_after.as_millis() as i64;
+    // Its newest reading, from the stats: the sequence number it has reached
+    // (the edge cannot see it; the payload is sealed).
+    let mut newest: Option<(String, Last)> = None;
+    for spec in state.0.registry.sensors(Some(&id)).await? {
+        let series = SeriesKey { company: company.clone(), device: id.clone(), sensor: spec.sensor.clone() };
+        if let Some(last) = latest_of(&state, &series, now).await?
+            && newest.as_ref().is_none_or(|(_, n)| (last.ts, last.seq) > (n.ts, n.seq))
+        {
+            newest = Some((spec.sensor, last));
+        }
+    }
+    let last_reading =
+        newest.map(|(sensor, last)| json!({ "seq": last.seq, "ts": last.ts, "sensor": sensor }));
     Ok(Json(json!({
         "presence": device_state.presence(now, silent_after_ms),
         "config_stale": device_state.config_stale(),
+        "last_reading": last_reading,
         "state": device_state,
     })))
 }

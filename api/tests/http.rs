@@ -821,6 +821,9 @@ async fn the_fleet_view_and_the_downlink_through_the_api() {
     server.registry.record_report(d1, &report).await.unwrap();
     let (_, state) = server.get(&format!("/api/v1/devices/{d1}/state"), viewer).await;
     assert_eq!(state["config_stale"], false, "{state}");
+    assert_eq!(state["last_reading"]["seq"], 120, "its newest reading, from the stats: {state}");
+    let (_, quiet) = server.get(&format!("/api/v1/devices/{d2}/state"), viewer).await;
+    assert_eq!(quiet["last_reading"]["seq"], 120, "{quiet}");
     assert_eq!(
         (state["state"]["firmware"].as_str(), state["state"]["boot"].as_i64()),
         (Some("2.0.1"), Some(7))
