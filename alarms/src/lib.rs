@@ -20,8 +20,10 @@
 //! * [`notify`]: the notifier port and the dispatcher that delivers each
 //!   transition once per channel, with retries and dead letters;
 //! * [`webhook`]: signed webhooks, one notifier, reaching only what
-//!   [`egress`] allows.
+//!   [`egress`] allows, with bodies as Wenu's JSON or as Slack's and
+//!   Teams' messages ([`chat`]).
 
+pub mod chat;
 pub mod clock;
 pub mod detector;
 pub mod egress;
@@ -34,6 +36,7 @@ pub mod stage;
 pub mod store;
 pub mod webhook;
 
+pub use chat::WebhookFormat;
 pub use clock::Clock;
 pub use egress::WebhookPolicy;
 pub use engine::{RuleSet, SeriesState, Transition, apply_message, apply_reading, check_silence};

@@ -1,5 +1,6 @@
 //! Webhooks: notifications POSTed as JSON to each of a company's
-//! endpoints, signed so the receiver can tell they come from Wenu.
+//! endpoints (Wenu's notification, or a Slack or Teams message: [`WebhookFormat`]),
+//! signed so the receiver can tell they come from Wenu.
 //!
 //! Headers: `X-Wenu-Delivery` (the notification id; the same on a resend),
 //! `X-Wenu-Timestamp` (unix seconds) and `X-Wenu-Signature: sha256=<hex>`,
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::chat::WebhookFormat;
 use crate::egress::{WebhookPolicy, endpoint, refused_address};
 use crate::notify::{Notifier, NotifyError};
 use crate::store::Notification;
@@ -27,6 +29,8 @@ pub struct WebhookTarget {
     pub company: String,
     pub url: String,
     pub secret: String,
+    /// What the body looks like.
+    pub format: WebhookFormat,
 }
 
 /// Where the webhooks come from (the registry), looked up per notification.
@@ -81,7 +85,7 @@ impl Notifier for WebhookNotifier {
         };
         let url = self.policy.check_url(&hook.url).map_err(NotifyError::permanent)?;
         let to = endpoint(&url);
-        let body = serde_json::to_vec(notification).expect("a notification serializes");
+        let body = serde_json::to_vec(&hook.format.body(notification)).expect("JSON serializes");
         let timestamp = notification_clock();
         let response = self
             .client

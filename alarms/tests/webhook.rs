@@ -27,6 +27,7 @@ fn hook(url: &str) -> Arc<Hooks> {
         company: "acme".into(),
         url: url.into(),
         secret: "secret".into(),
+        format: wenu_alarms::WebhookFormat::Wenu,
     }]))
 }
 
@@ -126,4 +127,47 @@ async fn a_redirect_is_final_and_not_followed() {
     assert!(!text.contains("s3cr3t"), "the path stays out of errors: {text}");
     let nothing = tokio::time::timeout(std::time::Duration::from_millis(200), target.accept()).await;
     assert!(nothing.is_err(), "the redirect's target was never contacted");
+}
+
+/// A Slack or Teams channel's incoming webhook gets a message it can show,
+/// signed like every webhook.
+#[tokio::test]
+async fn chat_webhooks_get_slack_and_teams_messages() {
+    use wenu_alarms::WebhookFormat;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/chat", listener.local_addr().unwrap());
+    let (requests, mut received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            requests.send(answer(socket, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await).unwrap();
+        }
+    });
+    for format in [WebhookFormat::Slack, WebhookFormat::Teams] {
+        let hooks = Arc::new(Hooks(vec![WebhookTarget {
+            id: "chat".into(),
+            company: "acme".into(),
+            url: url.clone(),
+            secret: "secret".into(),
+            format,
+        }]));
+        let notifier = WebhookNotifier::new(hooks, WebhookPolicy::private_networks()).unwrap();
+        notifier.send("chat", &notification()).await.unwrap();
+        let request = received.recv().await.unwrap();
+        assert!(request.to_ascii_lowercase().contains("x-wenu-signature: sha256="), "{request}");
+        let body: serde_json::Value =
+            serde_json::from_str(request.split_once("\r\n\r\n").unwrap().1).unwrap();
+        match format {
+            WebhookFormat::Slack => {
+                let text = body["text"].as_str().unwrap();
+                assert!(text.starts_with("*CRITICAL raised: Hot on acme-00001 · temp-1*"), "{text}");
+                assert!(text.contains("too hot") && text.contains("Value: 99"), "{text}");
+            }
+            _ => {
+                let card = &body["attachments"][0];
+                assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+                assert_eq!(card["content"]["body"][0]["text"], "CRITICAL raised: Hot on acme-00001 · temp-1");
+            }
+        }
+    }
 }

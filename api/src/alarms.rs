@@ -215,6 +215,9 @@ pub(crate) async fn webhooks(
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
     url: String,
+    /// `wenu` (the default), `slack` or `teams`.
+    #[serde(default)]
+    format: wenu_alarms::WebhookFormat,
 }
 
 /// `POST /api/v1/webhooks` (admin, operator): the answer holds the signing
@@ -226,8 +229,16 @@ pub(crate) async fn add_webhook(
     Body(body): Body<WebhookBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let company = caller.company_to_manage(params.company.as_deref())?;
-    let hook = state.0.registry.acting_as(&caller.actor()).add_webhook(&company, body.url.trim()).await?;
-    let body = json!({ "id": hook.id, "company": hook.company, "url": hook.url, "secret": hook.secret, "created_at": hook.created_at });
+    let hook = state
+        .0
+        .registry
+        .acting_as(&caller.actor())
+        .add_webhook(&company, body.url.trim(), body.format)
+        .await?;
+    let body = json!({
+        "id": hook.id, "company": hook.company, "url": hook.url, "format": hook.format,
+        "secret": hook.secret, "created_at": hook.created_at,
+    });
     Ok((StatusCode::CREATED, Json(body)))
 }
 

@@ -205,7 +205,7 @@ async fn alarms_function_delivers_what_a_batch_raised_before_it_returns() {
     };
     fleet.registry.put_rule(&rule).await.unwrap();
     let (url, mut deliveries) = webhook_receiver().await;
-    fleet.registry.add_webhook("acme", &url).await.unwrap();
+    fleet.registry.add_webhook("acme", &url, Default::default()).await.unwrap();
 
     let table = SqliteTable::open(&fleet.dir.path().join("alarms.db")).unwrap();
     let store = AlarmStore::new(Arc::new(table), 90);

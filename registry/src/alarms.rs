@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use wenu_alarms::{Condition, Rule, Severity};
+use wenu_alarms::{Condition, Rule, Severity, WebhookFormat};
 
 use crate::devices::device_company;
 use crate::store::{Change, now_ms, require_company};
@@ -24,6 +24,8 @@ pub struct Webhook {
     /// Shared with the receiver once, when the webhook is created; never logged.
     #[serde(skip_serializing)]
     pub secret: String,
+    /// The body it receives: Wenu's notification, or a Slack or Teams message.
+    pub format: WebhookFormat,
     pub created_at: i64,
 }
 
@@ -99,8 +101,9 @@ impl Registry {
         self.delete_owned(Owned::Rule, company, id).await
     }
 
-    /// Adds a webhook for `company`; the returned webhook holds its new secret.
-    pub async fn add_webhook(&self, company: &str, url: &str) -> Result<Webhook> {
+    /// Adds a webhook for `company` receiving `format`; the returned
+    /// webhook holds its new secret.
+    pub async fn add_webhook(&self, company: &str, url: &str, format: WebhookFormat) -> Result<Webhook> {
         let valid = (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2000;
         if !valid {
             return Err(Error::Invalid(format!("webhook URL {url:?} must be http:// or https://")));
@@ -112,25 +115,28 @@ impl Registry {
             company: company.to_owned(),
             url: url.to_owned(),
             secret: hex::encode(&bytes[8..]),
+            format,
             created_at: now_ms(),
         };
         let mut tx = self.write_tx().await?;
         require_company(&mut tx, company).await?;
         sqlx::query(
-            "INSERT INTO webhooks (id, company_id, url, secret, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO webhooks (id, company_id, url, secret, created_at, format)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&webhook.id)
         .bind(company)
         .bind(url)
         .bind(&webhook.secret)
         .bind(webhook.created_at)
+        .bind(format.as_str())
         .execute(&mut *tx)
         .await?;
         let change = Change {
             action: "webhook.add",
             company: Some(company),
             target: &webhook.id,
-            detail: json!({ "url": url }),
+            detail: json!({ "url": url, "format": format }),
         };
         self.record_change(&mut tx, change).await?;
         tx.commit().await?;
@@ -139,7 +145,7 @@ impl Registry {
 
     /// A company's webhooks, or every company's (for the notifier).
     pub async fn webhooks(&self, company: Option<&str>) -> Result<Vec<Webhook>> {
-        let columns = "id, company_id, url, secret, created_at";
+        let columns = "id, company_id, url, secret, created_at, format";
         let rows = match company {
             Some(company) => {
                 let sql = format!("SELECT {columns} FROM webhooks WHERE company_id = $1 ORDER BY id");
@@ -158,6 +164,7 @@ impl Registry {
                     url: row.try_get(2)?,
                     secret: row.try_get(3)?,
                     created_at: row.try_get(4)?,
+                    format: WebhookFormat::parse(&row.try_get::<String, _>(5)?).unwrap_or_default(),
                 })
             })
             .collect()

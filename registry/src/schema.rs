@@ -182,6 +182,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
             reported_at            BIGINT
         );",
     ),
+    (
+        8,
+        "webhook formats",
+        // `wenu` (signed notification JSON), `slack` or `teams`.
+        "ALTER TABLE webhooks ADD COLUMN format TEXT NOT NULL DEFAULT 'wenu';",
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -157,7 +157,13 @@ impl WebhookDirectory for RegistryWebhooks {
                     .await
                     .map_err(|e| e.to_string())?
                     .into_iter()
-                    .map(|h| WebhookTarget { id: h.id, company: h.company, url: h.url, secret: h.secret })
+                    .map(|h| WebhookTarget {
+                        id: h.id,
+                        company: h.company,
+                        url: h.url,
+                        secret: h.secret,
+                        format: h.format,
+                    })
                     .collect(),
             };
             *cache = Some((std::time::Instant::now(), revision, targets));

@@ -561,9 +561,12 @@ async fn alarm_rules_and_webhooks(registry: Registry) {
     registry.delete_rule("acme", "too-hot").await.unwrap();
     assert!(matches!(registry.delete_rule("acme", "too-hot").await, Err(Error::UnknownRule(_))));
 
-    let hook = registry.add_webhook("acme", "http://127.0.0.1:9/alarms").await.unwrap();
+    let hook = registry.add_webhook("acme", "http://127.0.0.1:9/alarms", Default::default()).await.unwrap();
     assert_eq!(hook.secret.len(), 64);
-    assert!(matches!(registry.add_webhook("acme", "ftp://x").await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        registry.add_webhook("acme", "ftp://x", Default::default()).await,
+        Err(Error::Invalid(_))
+    ));
     assert_eq!(registry.webhooks(None).await.unwrap(), std::slice::from_ref(&hook));
     assert!(serde_json::to_string(&hook).unwrap().find(&hook.secret).is_none(), "secret never serialized");
     assert!(matches!(registry.delete_webhook("globex", &hook.id).await, Err(Error::UnknownWebhook(_))));
@@ -571,4 +574,12 @@ async fn alarm_rules_and_webhooks(registry: Registry) {
     let actions: Vec<String> =
         registry.audit_log(Some("acme"), None, 10).await.unwrap().into_iter().map(|e| e.action).collect();
     assert_eq!(actions[..5], ["webhook.delete", "webhook.add", "rule.delete", "rule.put", "rule.put"]);
+
+    // A chat webhook keeps its format.
+    let slack = registry
+        .add_webhook("acme", "https://hooks.slack.example/T0/B0/x", wenu_alarms::WebhookFormat::Slack)
+        .await
+        .unwrap();
+    let listed = registry.webhooks(Some("acme")).await.unwrap();
+    assert_eq!(listed.iter().find(|h| h.id == slack.id).unwrap().format, wenu_alarms::WebhookFormat::Slack);
 }

@@ -60,6 +60,7 @@ impl Receiver {
             company: "acme".into(),
             url: self.url.clone(),
             secret: self.secret.lock().unwrap().clone(),
+            format: wenu_alarms::WebhookFormat::Wenu,
         }
     }
 

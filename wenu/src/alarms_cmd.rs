@@ -89,6 +89,10 @@ pub enum WebhooksCommand {
         #[arg(long)]
         company: String,
         url: String,
+        /// The body it receives: `wenu` (the signed notification JSON),
+        /// `slack` (an incoming webhook's message) or `teams` (an Adaptive Card).
+        #[arg(long, default_value = "wenu", value_parser = ["wenu", "slack", "teams"])]
+        format: String,
     },
     Delete {
         #[arg(long)]
@@ -181,11 +185,12 @@ pub async fn run_webhooks(config: Config, command: WebhooksCommand) -> anyhow::R
     match command {
         WebhooksCommand::List { company } => {
             for hook in registry.webhooks(Some(&company)).await? {
-                println!("{:<18} {}", hook.id, hook.url);
+                println!("{:<18} {:<6} {}", hook.id, hook.format.as_str(), hook.url);
             }
         }
-        WebhooksCommand::Add { company, url } => {
-            let hook = registry.add_webhook(&company, &url).await?;
+        WebhooksCommand::Add { company, url, format } => {
+            let format = wenu_alarms::WebhookFormat::parse(&format).expect("clap checked the format");
+            let hook = registry.add_webhook(&company, &url, format).await?;
             println!("{}", serde_json::json!({ "id": hook.id, "url": hook.url, "secret": hook.secret }));
             eprintln!("webhook {} added; keep the secret, it is not shown again", hook.id);
         }

@@ -121,7 +121,11 @@ impl Server {
         let raised = apply_reading(&rule, &mut state, GLOBEX_DEVICE, "temp-1", end, 95.0).unwrap();
         let notified = alarms.record(&[raised], &[], end).await.unwrap();
         let globex_alarm = notified[0].alarm.clone();
-        let globex_webhook = registry.add_webhook("globex", "https://globex.example/hook").await.unwrap().id;
+        let globex_webhook = registry
+            .add_webhook("globex", "https://globex.example/hook", Default::default())
+            .await
+            .unwrap()
+            .id;
         let live = LiveHub::default();
         let state = ApiState::new(registry.clone(), table.clone(), live.clone(), limits)
             .with_device_keys(keys)
