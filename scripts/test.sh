@@ -28,19 +28,21 @@ fi
 # that the files are standard Parquet. Prometheus' own client parses
 # /metrics. paho-mqtt is a second MQTT client nobody here wrote (Eclipse
 # Paho), for the edge's reason codes and the Python reference device (with
-# `cryptography` for its AES-GCM). moto is the AWS emulator the AWS adapters and the deployment
+# `cryptography` for its AES-GCM). aiosmtpd is the SMTP server alarm e-mails
+# and reports are sent to. moto is the AWS emulator the AWS adapters and the deployment
 # template are tested against; cfn-lint is AWS's template linter.
 # Kept outside the clone and reused.
 venv="$HOME/.cache/wenu-venv"
-if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client, paho.mqtt, cryptography, moto.server, cfnlint' 2>/dev/null \
+if ! "$venv/bin/python" -c 'import duckdb, pyarrow, prometheus_client, paho.mqtt, cryptography, moto.server, cfnlint, aiosmtpd' 2>/dev/null \
   || [ "$("$venv/bin/cfn-lint" --version 2>/dev/null)" != "cfn-lint 1.58.0" ]; then
   command -v python3 >/dev/null || { echo "python3 is needed for the lake and AWS tests" >&2; exit 1; }
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client 'paho-mqtt==2.1.0' cryptography 'moto[server]==5.2.5' 'cfn-lint==1.58.0'
+  "$venv/bin/pip" install --quiet duckdb pyarrow prometheus-client 'paho-mqtt==2.1.0' cryptography 'moto[server]==5.2.5' 'cfn-lint==1.58.0' 'aiosmtpd==1.4.6'
 fi
 export DUCKDB_PYTHON="$venv/bin/python"
 export MOTO_PYTHON="$venv/bin/python"
 export PAHO_PYTHON="$venv/bin/python"
+export SMTP_PYTHON="$venv/bin/python"
 export CFN_LINT="$venv/bin/cfn-lint"
 
 # The browser test drives Debian's Chromium with playwright-core (no browser

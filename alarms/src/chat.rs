@@ -69,18 +69,35 @@ impl WebhookFormat {
     }
 }
 
-/// `CRITICAL raised: Boiler too hot on acme-00001 · temp-1`.
-fn headline(n: &Notification) -> String {
+/// `CRITICAL raised: Boiler too hot on acme-00001 · temp-1`; an escalation
+/// says `CRITICAL unacknowledged for 15 min: …`.
+pub(crate) fn headline(n: &Notification) -> String {
     let t = &n.transition;
     let at = match &t.sensor {
         Some(sensor) => format!("{} · {sensor}", t.device),
         None => t.device.clone(),
     };
-    format!("{} {}: {} on {at}", t.severity.as_str().to_uppercase(), t.change.as_str(), t.rule_name)
+    let what = match n.escalation {
+        Some(secs) => format!("unacknowledged for {}", duration(secs)),
+        None => t.change.as_str().to_owned(),
+    };
+    format!("{} {what}: {} on {at}", t.severity.as_str().to_uppercase(), t.rule_name)
+}
+
+/// `90 s`, `15 min`, `2 h`, `1 h 30 min`.
+fn duration(secs: u32) -> String {
+    let (hours, minutes) = (secs / 3600, secs % 3600 / 60);
+    match (hours, minutes, secs % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (h, 0, 0) => format!("{h} h"),
+        (h, m, 0) => format!("{h} h {m} min"),
+        _ => format!("{secs} s"),
+    }
 }
 
 /// What happened, the value, when, and who acknowledged it.
-fn details(n: &Notification) -> String {
+pub(crate) fn details(n: &Notification) -> String {
     let t = &n.transition;
     let mut lines = vec![t.detail.clone()];
     if let Some(value) = t.value {
@@ -133,6 +150,8 @@ mod tests {
                 by: "token abc (ops)".into(),
                 comment: "on it".into(),
             }),
+            escalation: None,
+            escalated: Vec::new(),
         }
     }
 
@@ -147,6 +166,15 @@ mod tests {
         );
         let acked = WebhookFormat::Slack.body(&notification(Change::Acknowledged));
         assert!(acked["text"].as_str().unwrap().ends_with("Acknowledged by token abc (ops): on it"));
+    }
+
+    #[test]
+    fn an_escalation_says_how_long_it_went_unacknowledged() {
+        let n = Notification { escalation: Some(900), ..notification(Change::Raised) };
+        assert_eq!(headline(&n), "CRITICAL unacknowledged for 15 min: Boiler too hot on acme-00001 · temp-1");
+        assert_eq!(duration(5400), "1 h 30 min");
+        assert_eq!(duration(7200), "2 h");
+        assert_eq!(duration(61), "61 s");
     }
 
     #[test]

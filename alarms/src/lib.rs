@@ -19,31 +19,48 @@
 //! * [`stage`]: the stream consumer (its own checkpoint) that runs the rules;
 //! * [`notify`]: the notifier port and the dispatcher that delivers each
 //!   transition once per channel, with retries and dead letters;
+//! * [`channel`]: a company's channels (`https://` webhooks, `mailto:`
+//!   addresses), each with its [`route`] (severities, rules, escalation
+//!   delay), quiet while a [`silence`] covers the alarm;
 //! * [`webhook`]: signed webhooks, one notifier, reaching only what
 //!   [`egress`] allows, with bodies as Wenu's JSON or as Slack's and
-//!   Teams' messages ([`chat`]).
+//!   Teams' messages ([`chat`]);
+//! * [`email`]: e-mails through an SMTP relay;
+//! * [`escalate`]: raised alarms nobody acknowledged, sent on to the
+//!   channels that wait for them.
 
+pub mod channel;
 pub mod chat;
 pub mod clock;
 pub mod detector;
 pub mod egress;
+pub mod email;
 pub mod engine;
 pub mod error;
+pub mod escalate;
 pub mod lifecycle;
 pub mod notify;
+pub mod route;
 pub mod rule;
+pub mod silence;
 pub mod stage;
 pub mod store;
 pub mod webhook;
 
+pub use channel::{Channel, ChannelDirectory, ChannelKind, ChannelNotifier, FixedChannels};
 pub use chat::WebhookFormat;
 pub use clock::Clock;
 pub use egress::WebhookPolicy;
+pub use email::{Attachment, EmailNotifier, MailSender, SmtpSender};
 pub use engine::{RuleSet, SeriesState, Transition, apply_message, apply_reading, check_silence};
 pub use error::{Error, Result};
+pub use escalate::Escalator;
+pub use lettre::message::Mailbox;
 pub use lifecycle::{Change, Phase};
 pub use notify::{DispatchOptions, Dispatcher, Notifier, NotifyError};
+pub use route::Route;
 pub use rule::{Condition, Direction, Rule, Severity};
+pub use silence::Silence;
 pub use stage::{AlarmStage, AlarmTotals, FixedRules, RuleSource};
 pub use store::{AckOutcome, Acknowledgement, Alarm, AlarmStore, DeadLetter, Notification, StateKey};
-pub use webhook::{WebhookDirectory, WebhookNotifier, WebhookTarget};
+pub use webhook::WebhookNotifier;

@@ -25,6 +25,7 @@ use wenu_core::table::ItemKey;
 
 use crate::Result;
 use crate::clock::Clock;
+use crate::escalate::Escalator;
 use crate::store::{AlarmStore, ChannelProgress, DeadLetter, Notification};
 
 /// Longest the dispatcher goes without looking at the outbox.
@@ -108,6 +109,7 @@ struct Inner {
     /// Channels with a delivery task running.
     busy: Mutex<HashSet<String>>,
     clock: Clock,
+    escalator: Option<Escalator>,
 }
 
 impl Dispatcher {
@@ -119,7 +121,15 @@ impl Dispatcher {
             wake: Arc::new(Notify::new()),
             busy: Mutex::new(HashSet::new()),
             clock: Clock::start(),
+            escalator: None,
         };
+        Dispatcher { inner: Arc::new(inner) }
+    }
+
+    /// Also escalates unacknowledged alarms before each delivery pass.
+    pub fn with_escalation(self, escalator: Escalator) -> Self {
+        let mut inner = Arc::into_inner(self.inner).expect("set up before it is shared");
+        inner.escalator = Some(escalator);
         Dispatcher { inner: Arc::new(inner) }
     }
 
@@ -169,6 +179,11 @@ impl Dispatcher {
     async fn pass_then(&self, wait: bool) -> Result<Option<i64>> {
         let inner = &self.inner;
         let now = inner.clock.now_ms();
+        if let Some(escalator) = &inner.escalator
+            && let Err(err) = escalator.sweep(now).await
+        {
+            tracing::warn!(error = %err, "escalations not checked; trying again");
+        }
         let mut queues: BTreeMap<String, Vec<(ItemKey, Channels)>> = BTreeMap::new();
         let mut next_due: Option<i64> = None;
         for (key, entry, _) in inner.store.outbox().await? {

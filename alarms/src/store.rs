@@ -99,6 +99,9 @@ pub struct Alarm {
     pub value: Option<f64>,
     pub detail: String,
     pub acknowledged: Option<Acknowledgement>,
+    /// Escalation delays (seconds) it went through while raised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalated: Vec<u32>,
 }
 
 /// One transition as notified and kept in the history.
@@ -112,6 +115,42 @@ pub struct Notification {
     pub transition: Transition,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub acknowledged: Option<Acknowledgement>,
+    /// Set on an escalation: the raised alarm went unacknowledged this many
+    /// seconds, and goes to the channels that escalate after that long.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub escalation: Option<u32>,
+    /// The escalations the alarm went through before this transition (their
+    /// channels hear how it ends).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub escalated: Vec<u32>,
+}
+
+impl Notification {
+    /// A channel's test message: an info-level raise of no rule, sent to
+    /// that channel only.
+    pub fn test(company: &str, actor: &str, now_ms: i64) -> Notification {
+        Notification {
+            id: format!("{company}-test-{now_ms:x}"),
+            alarm: "test".into(),
+            transition: Transition {
+                company: company.to_owned(),
+                rule: "test".into(),
+                rule_name: "Test message".into(),
+                severity: Severity::Info,
+                condition: "test".into(),
+                device: "-".into(),
+                sensor: None,
+                change: Change::Raised,
+                ts: now_ms,
+                raised_at: now_ms,
+                value: None,
+                detail: format!("A test message from Wenu, sent by {actor}: this channel works."),
+            },
+            acknowledged: None,
+            escalation: None,
+            escalated: Vec::new(),
+        }
+    }
 }
 
 /// Where one notification stands on one channel.
@@ -266,6 +305,8 @@ impl AlarmStore {
                     alarm: next.id.clone(),
                     transition: transition.clone(),
                     acknowledged: next.acknowledged.clone(),
+                    escalation: None,
+                    escalated: next.escalated.clone(),
                 };
                 *alarm = Some(next);
                 writes.push(Write {
@@ -367,20 +408,7 @@ impl AlarmStore {
             let ack = Acknowledgement { at: now_ms, by: by.to_owned(), comment: comment.to_owned() };
             alarm.status = Change::Acknowledged;
             alarm.acknowledged = Some(ack.clone());
-            let transition = Transition {
-                company: alarm.company.clone(),
-                rule: alarm.rule.clone(),
-                rule_name: alarm.rule_name.clone(),
-                severity: alarm.severity,
-                condition: alarm.condition.clone(),
-                device: alarm.device.clone(),
-                sensor: alarm.sensor.clone(),
-                change: Change::Acknowledged,
-                ts: now_ms,
-                raised_at: alarm.raised_at,
-                value: alarm.value,
-                detail: comment.to_owned(),
-            };
+            let transition = alarm.transition(Change::Acknowledged, now_ms, comment);
             let Some(history) = self.history_keys(std::slice::from_ref(&transition)).await?.pop().flatten()
             else {
                 continue;
@@ -390,6 +418,8 @@ impl AlarmStore {
                 alarm: alarm.id.clone(),
                 transition,
                 acknowledged: Some(ack),
+                escalation: None,
+                escalated: alarm.escalated.clone(),
             };
             let expires_at = Some(now_ms / 1000 + self.history_days * DAY_SECS);
             let outbox = ItemKey { partition: OUTBOX.into(), sort: history.sort };
@@ -408,6 +438,62 @@ impl AlarmStore {
                 Ok(()) => return Ok(AckOutcome::Acknowledged(notification)),
                 // The alarm changed under us (cleared, or acknowledged by someone else): look again.
                 Err(wenu_core::Error::ConditionFailed(_)) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Queues the escalation of a raised, unacknowledged alarm to the
+    /// channels that wait `after_secs`: once per alarm and delay, however
+    /// often it is asked (the alarm records it in the same transaction), and
+    /// never once the alarm is acknowledged or cleared.
+    pub async fn escalate(
+        &self,
+        company: &str,
+        id: &str,
+        after_secs: u32,
+        now_ms: i64,
+    ) -> Result<Option<Notification>> {
+        let Some(key) = alarm_item_key(company, id) else { return Ok(None) };
+        let mut probe = 0;
+        loop {
+            let Some(item) = self.table.get(&key).await? else { return Ok(None) };
+            let mut alarm: Alarm = from_item(&item)?;
+            if alarm.status != Change::Raised || alarm.escalated.contains(&after_secs) {
+                return Ok(None);
+            }
+            let detail = format!("{} (still raised, not acknowledged)", alarm.detail);
+            let transition = alarm.transition(Change::Raised, now_ms, &detail);
+            let hash = hash63(&[&alarm.id, &after_secs.to_string()]) & 0xF_FFFF;
+            let sort = (time_key(now_ms) | hash) + probe;
+            let notification = Notification {
+                id: format!("{company}-{sort:x}"),
+                alarm: alarm.id.clone(),
+                transition,
+                acknowledged: None,
+                escalation: Some(after_secs),
+                escalated: alarm.escalated.clone(),
+            };
+            alarm.escalated.push(after_secs);
+            let outbox = ItemKey { partition: OUTBOX.into(), sort };
+            let entry = OutboxEntry { notification: notification.clone(), channels: None };
+            let writes = vec![
+                Write { key: outbox, value: to_bytes(&entry), expires_at: None, expect: Expect::Absent },
+                Write {
+                    key: key.clone(),
+                    value: to_bytes(&alarm),
+                    expires_at: None,
+                    expect: Expect::Version(item.version),
+                },
+            ];
+            match self.table.transact(writes).await {
+                Ok(()) => return Ok(Some(notification)),
+                Err(wenu_core::Error::ConditionFailed(_)) => {
+                    // The alarm changed (look again), or another entry has the key (the next one).
+                    if self.table.get(&key).await?.is_some_and(|now| now.version == item.version) {
+                        probe += 1;
+                    }
+                }
                 Err(err) => return Err(err.into()),
             }
         }
@@ -472,6 +558,27 @@ impl AlarmStore {
     }
 }
 
+impl Alarm {
+    /// A transition of this alarm at `ts`, outside the stream (an
+    /// operator's acknowledgement, an escalation).
+    fn transition(&self, change: Change, ts: i64, detail: &str) -> Transition {
+        Transition {
+            company: self.company.clone(),
+            rule: self.rule.clone(),
+            rule_name: self.rule_name.clone(),
+            severity: self.severity,
+            condition: self.condition.clone(),
+            device: self.device.clone(),
+            sensor: self.sensor.clone(),
+            change,
+            ts,
+            raised_at: self.raised_at,
+            value: self.value,
+            detail: detail.to_owned(),
+        }
+    }
+}
+
 fn alarm_item_key(company: &str, id: &str) -> Option<ItemKey> {
     let sort = i64::from_str_radix(id, 16).ok().filter(|s| *s >= 0)?;
     Some(ItemKey { partition: format!("alarm-active#{company}"), sort })
@@ -514,6 +621,7 @@ fn apply_to_alarm(alarm: Option<Alarm>, t: &Transition, key: &ItemKey) -> Alarm 
             value: t.value,
             detail: t.detail.clone(),
             acknowledged: None,
+            escalated: Vec::new(),
         },
     }
 }

@@ -1,5 +1,5 @@
 //! Webhooks: notifications POSTed as JSON to each of a company's
-//! endpoints (Wenu's notification, or a Slack or Teams message: [`WebhookFormat`]),
+//! endpoints (Wenu's notification, or a Slack or Teams message: [`WebhookFormat`](crate::WebhookFormat)),
 //! signed so the receiver can tell they come from Wenu.
 //!
 //! Headers: `X-Wenu-Delivery` (the notification id; the same on a resend),
@@ -10,34 +10,16 @@
 //! (a redirect included: they are not followed) is final and ends in a dead
 //! letter. Where a webhook may connect is [`WebhookPolicy`]'s to say.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::chat::WebhookFormat;
+use crate::channel::{Channel, ChannelDirectory, ChannelKind, ChannelNotifier, channel, routed};
 use crate::egress::{WebhookPolicy, endpoint, refused_address};
 use crate::notify::{Notifier, NotifyError};
 use crate::store::Notification;
-
-/// One endpoint of a company.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookTarget {
-    pub id: String,
-    pub company: String,
-    pub url: String,
-    pub secret: String,
-    /// What the body looks like.
-    pub format: WebhookFormat,
-}
-
-/// Where the webhooks come from (the registry), looked up per notification.
-#[async_trait]
-pub trait WebhookDirectory: Send + Sync + 'static {
-    async fn webhooks(&self, company: &str) -> Result<Vec<WebhookTarget>, String>;
-}
 
 /// The signature header's value for `body` sent at `timestamp`.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -51,12 +33,12 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 pub struct WebhookNotifier {
     client: reqwest::Client,
     policy: WebhookPolicy,
-    directory: Arc<dyn WebhookDirectory>,
+    directory: Arc<dyn ChannelDirectory>,
 }
 
 impl WebhookNotifier {
-    /// Delivers to the webhooks of `directory` as `policy` allows.
-    pub fn new(directory: Arc<dyn WebhookDirectory>, policy: WebhookPolicy) -> Result<Self, String> {
+    /// Delivers to the webhook channels of `directory` as `policy` allows.
+    pub fn new(directory: Arc<dyn ChannelDirectory>, policy: WebhookPolicy) -> Result<Self, String> {
         Ok(WebhookNotifier { client: policy.client()?, policy, directory })
     }
 }
@@ -68,21 +50,23 @@ impl Notifier for WebhookNotifier {
     }
 
     async fn targets(&self, notification: &Notification) -> Result<Vec<String>, NotifyError> {
-        let hooks = self
-            .directory
-            .webhooks(&notification.transition.company)
-            .await
-            .map_err(NotifyError::retryable)?;
-        Ok(hooks.into_iter().map(|h| h.id).collect())
+        let channels = routed(self.directory.as_ref(), ChannelKind::Webhook, notification).await?;
+        Ok(channels.into_iter().map(|c| c.id).collect())
     }
 
     async fn send(&self, target: &str, notification: &Notification) -> Result<(), NotifyError> {
-        let company = &notification.transition.company;
-        let hooks = self.directory.webhooks(company).await.map_err(NotifyError::retryable)?;
-        let by_id: HashMap<&str, &WebhookTarget> = hooks.iter().map(|h| (h.id.as_str(), h)).collect();
-        let Some(hook) = by_id.get(target) else {
-            return Err(NotifyError::permanent(format!("webhook {target} was deleted")));
-        };
+        let hook = channel(self.directory.as_ref(), &notification.transition.company, target).await?;
+        self.deliver(&hook, notification).await
+    }
+}
+
+#[async_trait]
+impl ChannelNotifier for WebhookNotifier {
+    fn channel_kind(&self) -> ChannelKind {
+        ChannelKind::Webhook
+    }
+
+    async fn deliver(&self, hook: &Channel, notification: &Notification) -> Result<(), NotifyError> {
         let url = self.policy.check_url(&hook.url).map_err(NotifyError::permanent)?;
         let to = endpoint(&url);
         let body = serde_json::to_vec(&hook.format.body(notification)).expect("JSON serializes");

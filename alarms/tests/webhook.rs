@@ -4,30 +4,21 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use wenu_alarms::store::Notification;
-use wenu_alarms::{Notifier, WebhookDirectory, WebhookNotifier, WebhookPolicy, WebhookTarget};
+use wenu_alarms::{Channel, FixedChannels, Notifier, WebhookNotifier, WebhookPolicy};
 
-struct Hooks(Vec<WebhookTarget>);
-
-#[async_trait]
-impl WebhookDirectory for Hooks {
-    async fn webhooks(&self, _company: &str) -> Result<Vec<WebhookTarget>, String> {
-        Ok(self.0.clone())
-    }
-}
-
-fn hook(url: &str) -> Arc<Hooks> {
-    Arc::new(Hooks(vec![WebhookTarget {
+fn hook(url: &str) -> Arc<FixedChannels> {
+    Arc::new(FixedChannels::new(vec![Channel {
         id: "h1".into(),
         company: "acme".into(),
         url: url.into(),
         secret: "secret".into(),
         format: wenu_alarms::WebhookFormat::Wenu,
+        route: Default::default(),
     }]))
 }
 
@@ -144,12 +135,13 @@ async fn chat_webhooks_get_slack_and_teams_messages() {
         }
     });
     for format in [WebhookFormat::Slack, WebhookFormat::Teams] {
-        let hooks = Arc::new(Hooks(vec![WebhookTarget {
+        let hooks = Arc::new(FixedChannels::new(vec![Channel {
             id: "chat".into(),
             company: "acme".into(),
             url: url.clone(),
             secret: "secret".into(),
             format,
+            route: Default::default(),
         }]));
         let notifier = WebhookNotifier::new(hooks, WebhookPolicy::private_networks()).unwrap();
         notifier.send("chat", &notification()).await.unwrap();

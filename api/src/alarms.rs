@@ -1,7 +1,7 @@
-//! Alarm rules, alarms, their history and webhooks: `/api/v1/rules`,
-//! `/api/v1/alarms`, `/api/v1/webhooks`. Everyone of a company may look at
-//! rules and alarms; admins (and operators) change rules and webhooks,
-//! acknowledge alarms, and alone see webhooks and their dead letters.
+//! Alarm rules, alarms and their history: `/api/v1/rules`,
+//! `/api/v1/alarms`. Everyone of a company may look at rules and alarms;
+//! admins (and operators) change rules, acknowledge alarms, and alone see
+//! dead letters. Where notifications go is [`crate::channels`]'.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -19,10 +19,10 @@ use crate::state::ApiState;
 
 #[derive(Deserialize)]
 pub(crate) struct CompanyParam {
-    company: Option<String>,
+    pub(crate) company: Option<String>,
 }
 
-fn store(state: &ApiState) -> Result<&AlarmStore> {
+pub(crate) fn store(state: &ApiState) -> Result<&AlarmStore> {
     state.0.alarms.as_ref().ok_or(ApiError::Unavailable("alarms are not configured"))
 }
 
@@ -198,58 +198,4 @@ pub(crate) async fn dead_letters(
 ) -> Result<Json<Vec<DeadLetter>>> {
     let company = caller.company_to_administer(params.company.as_deref())?;
     Ok(Json(store(&state)?.dead_letters(&company).await?))
-}
-
-/// `GET /api/v1/webhooks` (admin, operator): URLs, never secrets.
-pub(crate) async fn webhooks(
-    caller: Caller,
-    State(state): State<ApiState>,
-    Params(params): Params<CompanyParam>,
-) -> Result<Json<Value>> {
-    let company = caller.company_to_manage(params.company.as_deref())?;
-    let hooks = state.0.registry.webhooks(Some(&company)).await?;
-    Ok(Json(json!(hooks)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WebhookBody {
-    url: String,
-    /// `wenu` (the default), `slack` or `teams`.
-    #[serde(default)]
-    format: wenu_alarms::WebhookFormat,
-}
-
-/// `POST /api/v1/webhooks` (admin, operator): the answer holds the signing
-/// secret, shown this once.
-pub(crate) async fn add_webhook(
-    caller: Caller,
-    State(state): State<ApiState>,
-    Params(params): Params<CompanyParam>,
-    Body(body): Body<WebhookBody>,
-) -> Result<(StatusCode, Json<Value>)> {
-    let company = caller.company_to_manage(params.company.as_deref())?;
-    let hook = state
-        .0
-        .registry
-        .acting_as(&caller.actor())
-        .add_webhook(&company, body.url.trim(), body.format)
-        .await?;
-    let body = json!({
-        "id": hook.id, "company": hook.company, "url": hook.url, "format": hook.format,
-        "secret": hook.secret, "created_at": hook.created_at,
-    });
-    Ok((StatusCode::CREATED, Json(body)))
-}
-
-/// `DELETE /api/v1/webhooks/{id}` (admin, operator).
-pub(crate) async fn delete_webhook(
-    caller: Caller,
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Params(params): Params<CompanyParam>,
-) -> Result<StatusCode> {
-    let company = caller.company_to_manage(params.company.as_deref())?;
-    state.0.registry.acting_as(&caller.actor()).delete_webhook(&company, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
 }

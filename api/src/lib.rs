@@ -16,6 +16,7 @@
 
 mod alarms;
 pub mod auth;
+mod channels;
 mod data;
 mod downlink;
 pub mod error;
@@ -82,8 +83,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/alarms/dead-letters", get(alarms::dead_letters))
         .route("/alarms/{id}", get(alarms::alarm))
         .route("/alarms/{id}/ack", post(alarms::acknowledge))
-        .route("/webhooks", get(alarms::webhooks).post(alarms::add_webhook))
-        .route("/webhooks/{id}", axum::routing::delete(alarms::delete_webhook))
+        .route("/channels", get(channels::channels).post(channels::add_channel))
+        .route("/channels/{id}", axum::routing::delete(channels::delete_channel))
+        .route("/channels/{id}/test", post(channels::test_channel))
+        // The name channels had when they were webhooks only.
+        .route("/webhooks", get(channels::channels).post(channels::add_channel))
+        .route("/webhooks/{id}", axum::routing::delete(channels::delete_channel))
+        .route("/silences", get(channels::silences).post(channels::add_silence))
+        .route("/silences/{id}/end", post(channels::end_silence))
         .fallback(|| async { ApiError::NotFound("endpoint".into()) });
     Router::new()
         .nest("/api/v1", api)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::Notify;
-use wenu_alarms::AlarmStore;
+use wenu_alarms::{AlarmStore, ChannelNotifier};
 use wenu_core::fleet::FleetDevice;
 use wenu_core::table::TableStore;
 use wenu_registry::{Registry, Rotation};
@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     pub alarms: Option<AlarmStore>,
     /// Wakes the alarm notifier after an acknowledgement.
     pub alarm_wake: Option<Arc<Notify>>,
+    /// The notifiers of companies' channels, for test messages.
+    pub channel_notifiers: Vec<Arc<dyn ChannelNotifier>>,
     pub limits: ApiLimits,
     pub rate_limits: RateLimits,
     pub live_slots: Arc<LiveSlots>,
@@ -146,6 +148,7 @@ impl ApiState {
             live,
             alarms: None,
             alarm_wake: None,
+            channel_notifiers: Vec::new(),
             limits,
             rate_limits: RateLimits::new(limits.rate_per_second, limits.burst),
             live_slots: Arc::new(LiveSlots::new(limits.max_live_streams, limits.max_live_streams_per_token)),
@@ -171,6 +174,11 @@ impl ApiState {
             inner.alarms = Some(store);
             inner.alarm_wake = Some(wake);
         })
+    }
+
+    /// Sends channels' test messages through these notifiers.
+    pub fn with_channel_notifiers(self, notifiers: Vec<Arc<dyn ChannelNotifier>>) -> Self {
+        self.map(|inner| inner.channel_notifiers = notifiers)
     }
 
     /// Reports these consumers in `/health`, which is not ok while one fails.

@@ -71,7 +71,7 @@ pub async fn run(mut config: Config, args: AlarmsArgs) -> anyhow::Result<serde_j
         registry.put_rule(&rule).await?;
     }
     let (webhook_url, mut hooks) = webhook_receiver().await?;
-    registry.add_webhook("bench", &webhook_url, Default::default()).await?;
+    registry.add_channel("bench", &wenu_registry::NewChannel::url(&webhook_url)).await?;
 
     let server = Server::start(&config).await?;
     let port = server.edge.tcp_addr().expect("listening").port();

@@ -12,6 +12,7 @@
 //! | `WENU_ALARMS_TABLE` | alarms, api | alarm states, history and outbox (DynamoDB) |
 //! | `WENU_ALARMS_HISTORY_DAYS` | alarms, api | how long closed alarms are kept (90) |
 //! | `WENU_ALARMS_TOPIC_ARN` | alarms | the SNS topic notifications go to |
+//! | `WENU_SMTP_URL`, `WENU_EMAIL_FROM` | alarms | the SMTP relay and sender of e-mail channels |
 //! | `WENU_JOBS_QUEUE_URL`, `WENU_JOBS_DLQ_URL` | enrich | the stats jobs queue and its dead-letter queue |
 //! | `WENU_LAKE_BUCKET` | enrich | where unnormalisable readings are quarantined |
 //! | `WENU_TOPIC_PREFIX` | devices | what comes before `wenu/{device}/…` on this stage (none in production) |
@@ -22,9 +23,10 @@ use std::time::Duration;
 use anyhow::Context;
 use aws_config::SdkConfig;
 use object_store::ObjectStore;
-use wenu_alarms::AlarmStore;
+use wenu_alarms::email::NoRelay;
+use wenu_alarms::{AlarmStore, EmailNotifier, MailSender, SmtpSender, WebhookNotifier, WebhookPolicy};
 use wenu_aws::{DynamoTable, SecretsKeyring, SnsNotifier, SqsQueue};
-use wenu_registry::{Registry, RegistryKeys};
+use wenu_registry::{Registry, RegistryChannels, RegistryKeys};
 
 /// A required environment variable.
 pub fn required(name: &str) -> anyhow::Result<String> {
@@ -116,6 +118,24 @@ pub fn alarm_store(config: &SdkConfig) -> anyhow::Result<AlarmStore> {
 
 pub fn alarm_topic(config: &SdkConfig) -> anyhow::Result<SnsNotifier> {
     Ok(SnsNotifier::new(aws_sdk_sns::Client::new(config), required("WENU_ALARMS_TOPIC_ARN")?))
+}
+
+/// The notifiers of companies' channels: webhooks, and e-mail through the
+/// SMTP relay `WENU_SMTP_URL` (SES's SMTP interface, say) from
+/// `WENU_EMAIL_FROM`; without a relay e-mails end as dead letters saying so.
+pub fn channel_notifiers(registry: &Registry) -> anyhow::Result<Vec<Arc<dyn wenu_alarms::ChannelNotifier>>> {
+    let directory = Arc::new(RegistryChannels::new(registry.clone()));
+    let webhooks =
+        WebhookNotifier::new(directory.clone(), WebhookPolicy::default()).map_err(anyhow::Error::msg)?;
+    let sender: Arc<dyn MailSender> = match std::env::var("WENU_SMTP_URL") {
+        Ok(url) => {
+            Arc::new(SmtpSender::new(&url, None, Duration::from_secs(20)).map_err(anyhow::Error::msg)?)
+        }
+        Err(_) => Arc::new(NoRelay("WENU_SMTP_URL is not set")),
+    };
+    let from = std::env::var("WENU_EMAIL_FROM").unwrap_or_else(|_| "Wenu alarms <wenu@localhost>".into());
+    let from = from.parse().map_err(|e| anyhow::anyhow!("WENU_EMAIL_FROM: {e}"))?;
+    Ok(vec![Arc::new(webhooks), Arc::new(EmailNotifier::new(directory, sender, from))])
 }
 
 pub fn jobs_queue(config: &SdkConfig) -> anyhow::Result<SqsQueue> {

@@ -27,7 +27,7 @@ use wenu_enrich::EnrichStage;
 use wenu_lambdas::alarms::AlarmsFunction;
 use wenu_lambdas::kinesis::StageFunction;
 use wenu_local::{QueueOptions, SqliteQueue, SqliteTable};
-use wenu_registry::{Registry, RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
+use wenu_registry::{Registry, RegistryCatalog, RegistryChannels, RegistryKeys, RegistryRules};
 use wenu_stats::Job;
 
 fn now_ms() -> i64 {
@@ -205,13 +205,13 @@ async fn alarms_function_delivers_what_a_batch_raised_before_it_returns() {
     };
     fleet.registry.put_rule(&rule).await.unwrap();
     let (url, mut deliveries) = webhook_receiver().await;
-    fleet.registry.add_webhook("acme", &url, Default::default()).await.unwrap();
+    fleet.registry.add_channel("acme", &wenu_registry::NewChannel::url(&url)).await.unwrap();
 
     let table = SqliteTable::open(&fleet.dir.path().join("alarms.db")).unwrap();
     let store = AlarmStore::new(Arc::new(table), 90);
     let webhooks: Arc<dyn Notifier> = Arc::new(
         WebhookNotifier::new(
-            Arc::new(RegistryWebhooks::new(fleet.registry.clone())),
+            Arc::new(RegistryChannels::new(fleet.registry.clone())),
             WebhookPolicy::private_networks(),
         )
         .unwrap(),

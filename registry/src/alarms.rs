@@ -1,33 +1,15 @@
-//! Alarm rules and webhooks: what the alarms stage watches and where it
-//! sends notifications. Rules are validated by `wenu_alarms` before they
+//! Alarm rules: what the alarms stage watches. Rules are validated by `wenu_alarms` before they
 //! are stored; a rule's version is the time of its last change, so the
 //! alarms stage resets detectors built under an older definition.
 
-use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use wenu_alarms::{Condition, Rule, Severity, WebhookFormat};
+use wenu_alarms::{Condition, Rule, Severity};
 
 use crate::devices::device_company;
 use crate::store::{Change, now_ms, require_company};
 use crate::{Error, Registry, Result};
-
-/// An endpoint that receives a company's alarm notifications, signed with
-/// HMAC-SHA256 under `secret`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Webhook {
-    pub id: String,
-    pub company: String,
-    pub url: String,
-    /// Shared with the receiver once, when the webhook is created; never logged.
-    #[serde(skip_serializing)]
-    pub secret: String,
-    /// The body it receives: Wenu's notification, or a Slack or Teams message.
-    pub format: WebhookFormat,
-    pub created_at: i64,
-}
 
 const RULE_COLUMNS: &str = "company_id, id, name, device_id, sensor, condition, severity, \
      CASE WHEN enabled THEN 1 ELSE 0 END, updated_at";
@@ -98,108 +80,26 @@ impl Registry {
     }
 
     pub async fn delete_rule(&self, company: &str, id: &str) -> Result<()> {
-        self.delete_owned(Owned::Rule, company, id).await
+        self.delete_rule_of(company, id).await
     }
 
-    /// Adds a webhook for `company` receiving `format`; the returned
-    /// webhook holds its new secret.
-    pub async fn add_webhook(&self, company: &str, url: &str, format: WebhookFormat) -> Result<Webhook> {
-        let valid = (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2000;
-        if !valid {
-            return Err(Error::Invalid(format!("webhook URL {url:?} must be http:// or https://")));
-        }
-        let mut bytes = [0u8; 40];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let webhook = Webhook {
-            id: hex::encode(&bytes[..8]),
-            company: company.to_owned(),
-            url: url.to_owned(),
-            secret: hex::encode(&bytes[8..]),
-            format,
-            created_at: now_ms(),
-        };
+    /// Deletes one of a company's rules, audited; another company's is
+    /// unknown, exactly like a missing one.
+    async fn delete_rule_of(&self, company: &str, id: &str) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        require_company(&mut tx, company).await?;
-        sqlx::query(
-            "INSERT INTO webhooks (id, company_id, url, secret, created_at, format)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&webhook.id)
-        .bind(company)
-        .bind(url)
-        .bind(&webhook.secret)
-        .bind(webhook.created_at)
-        .bind(format.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let change = Change {
-            action: "webhook.add",
-            company: Some(company),
-            target: &webhook.id,
-            detail: json!({ "url": url, "format": format }),
-        };
-        self.record_change(&mut tx, change).await?;
-        tx.commit().await?;
-        Ok(webhook)
-    }
-
-    /// A company's webhooks, or every company's (for the notifier).
-    pub async fn webhooks(&self, company: Option<&str>) -> Result<Vec<Webhook>> {
-        let columns = "id, company_id, url, secret, created_at, format";
-        let rows = match company {
-            Some(company) => {
-                let sql = format!("SELECT {columns} FROM webhooks WHERE company_id = $1 ORDER BY id");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(company).fetch_all(&self.pool).await?
-            }
-            None => {
-                let sql = format!("SELECT {columns} FROM webhooks ORDER BY company_id, id");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?
-            }
-        };
-        rows.iter()
-            .map(|row| {
-                Ok(Webhook {
-                    id: row.try_get(0)?,
-                    company: row.try_get(1)?,
-                    url: row.try_get(2)?,
-                    secret: row.try_get(3)?,
-                    created_at: row.try_get(4)?,
-                    format: WebhookFormat::parse(&row.try_get::<String, _>(5)?).unwrap_or_default(),
-                })
-            })
-            .collect()
-    }
-
-    pub async fn delete_webhook(&self, company: &str, id: &str) -> Result<()> {
-        self.delete_owned(Owned::Webhook, company, id).await
-    }
-
-    /// Deletes one of a company's rules or webhooks, audited; another
-    /// company's is unknown, exactly like a missing one.
-    async fn delete_owned(&self, what: Owned, company: &str, id: &str) -> Result<()> {
-        let (sql, action) = match what {
-            Owned::Rule => ("DELETE FROM alarm_rules WHERE company_id = $1 AND id = $2", "rule.delete"),
-            Owned::Webhook => ("DELETE FROM webhooks WHERE company_id = $1 AND id = $2", "webhook.delete"),
-        };
-        let mut tx = self.write_tx().await?;
-        let deleted = sqlx::query(sql).bind(company).bind(id).execute(&mut *tx).await?.rows_affected();
+        let deleted = sqlx::query("DELETE FROM alarm_rules WHERE company_id = $1 AND id = $2")
+            .bind(company)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if deleted == 0 {
-            return Err(match what {
-                Owned::Rule => Error::UnknownRule(id.to_owned()),
-                Owned::Webhook => Error::UnknownWebhook(id.to_owned()),
-            });
+            return Err(Error::UnknownRule(id.to_owned()));
         }
-        let change = Change { action, company: Some(company), target: id, detail: json!({}) };
+        let change = Change { action: "rule.delete", company: Some(company), target: id, detail: json!({}) };
         self.record_change(&mut tx, change).await?;
         Ok(tx.commit().await?)
     }
-}
-
-/// What a company owns here.
-#[derive(Clone, Copy)]
-enum Owned {
-    Rule,
-    Webhook,
 }
 
 fn rule_from_row(row: &AnyRow) -> Result<Rule> {

@@ -16,8 +16,10 @@ pub enum Error {
     UnknownToken(String),
     #[error("unknown rule {0}")]
     UnknownRule(String),
-    #[error("unknown webhook {0}")]
-    UnknownWebhook(String),
+    #[error("unknown channel {0}")]
+    UnknownChannel(String),
+    #[error("unknown silence {0}")]
+    UnknownSilence(String),
     #[error("unknown site {0}")]
     UnknownSite(String),
     #[error("invalid: {0}")]

@@ -8,12 +8,13 @@
 //! revision number, which is how stages holding a [`Snapshot`] learn that they
 //! should reload, and writes an [`AuditEntry`] in the same transaction. API
 //! tokens ([`ApiToken`]) are stored here too, hashed, and so are alarm
-//! rules, the webhooks alarms are sent to, and each device's downlink
+//! rules, the channels alarms are sent to (and their silences), and each device's downlink
 //! (desired configuration, commands) and state ([`downlink`]).
 
 mod alarms;
 mod audit;
 mod catalog;
+mod channels;
 mod credentials;
 mod devices;
 mod downlink;
@@ -26,9 +27,9 @@ pub mod sources;
 mod store;
 mod tokens;
 
-pub use alarms::Webhook;
 pub use audit::AuditEntry;
 pub use catalog::Snapshot;
+pub use channels::{Channel, MAX_CHANNELS_PER_COMPANY, NewChannel, NewSilence};
 pub use credentials::{Revoked, certificate_fingerprint, normalise_fingerprint};
 pub use devices::{AuthOutcome, Device, DeviceQuota};
 pub use downlink::{
@@ -39,6 +40,6 @@ pub use error::{Error, Result};
 pub use key_retirement::KeyRetirement;
 pub use password::{generate_password, hash_password, verify_password};
 pub use provision::{Rotation, provision_fleet, provision_into, retire_key, rotate_key};
-pub use sources::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
+pub use sources::{RegistryCatalog, RegistryChannels, RegistryKeys, RegistryRules};
 pub use store::Registry;
 pub use tokens::{ApiToken, MAX_RATE_PER_SECOND, MAX_TOKENS_PER_COMPANY, NewToken, Role};

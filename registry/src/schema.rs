@@ -188,6 +188,29 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // `wenu` (signed notification JSON), `slack` or `teams`.
         "ALTER TABLE webhooks ADD COLUMN format TEXT NOT NULL DEFAULT 'wenu';",
     ),
+    (
+        9,
+        "notification channels and silences",
+        // Webhooks become channels (`mailto:` URLs are e-mail channels); a
+        // channel's routing is JSON (`wenu_alarms::Route`). A silence names
+        // any of a device, a site and a rule; it is ended early by moving
+        // `ends_at`, never deleted, so the record of it stays.
+        "ALTER TABLE webhooks RENAME TO channels;
+        ALTER TABLE channels ADD COLUMN route TEXT NOT NULL DEFAULT '{}';
+        CREATE TABLE silences (
+            id         TEXT   PRIMARY KEY,
+            company_id TEXT   NOT NULL REFERENCES companies (id),
+            device_id  TEXT,
+            site       TEXT,
+            rule_id    TEXT,
+            starts_at  BIGINT NOT NULL,
+            ends_at    BIGINT NOT NULL,
+            reason     TEXT   NOT NULL,
+            created_by TEXT   NOT NULL,
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX silences_by_company ON silences (company_id, ends_at);",
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -1,5 +1,5 @@
 //! The registry (and the keyring) as the snapshot sources of the stages
-//! (keys, devices, sensors, alarm rules, webhooks): reloaded when the
+//! (keys, devices, sensors, alarm rules, channels and silences): reloaded when the
 //! registry's revision or the keyring changes, so provisioning a device,
 //! rotating a key or defining a sensor takes effect without a restart. The
 //! same sources serve the embedded pipeline (SQLite registry, keyring file)
@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use crate::Registry;
+use crate::store::now_ms;
 use async_trait::async_trait;
-use wenu_alarms::{Rule, RuleSource, WebhookDirectory, WebhookTarget};
+use wenu_alarms::{Channel, ChannelDirectory, Notification, Rule, RuleSource, Silence};
 use wenu_core::keyring::{Keyring, KeyringStore};
 use wenu_decrypt::{DeviceEntry, Directory, KeySource};
 use wenu_enrich::{Catalog, CatalogSource, DevicePlacement};
@@ -127,49 +128,84 @@ impl RuleSource for RegistryRules {
     }
 }
 
-/// Companies' webhooks for the notifier, reloaded when the registry changes
-/// (looked at no more than once a second: a notification must not wait on
-/// registry queries).
-pub struct RegistryWebhooks {
+/// Companies' channels and silences for the notifiers, reloaded when the
+/// registry changes (looked at no more than once a second: a notification
+/// must not wait on registry queries).
+pub struct RegistryChannels {
     registry: Registry,
-    /// When the revision was last checked, the revision, the webhooks.
-    cache: tokio::sync::Mutex<Option<(std::time::Instant, i64, Vec<WebhookTarget>)>>,
+    cache: tokio::sync::Mutex<Option<ChannelCache>>,
 }
 
-impl RegistryWebhooks {
+struct ChannelCache {
+    checked: std::time::Instant,
+    revision: i64,
+    channels: Vec<Channel>,
+    /// Those not over when loaded; whether one is in force is asked per notification.
+    silences: Vec<Silence>,
+}
+
+impl RegistryChannels {
     pub fn new(registry: Registry) -> Self {
-        RegistryWebhooks { registry, cache: tokio::sync::Mutex::new(None) }
+        RegistryChannels { registry, cache: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Runs `read` on a fresh enough copy.
+    async fn with_cache<T>(&self, read: impl FnOnce(&ChannelCache) -> T) -> Result<T, String> {
+        let mut cache = self.cache.lock().await;
+        let fresh = cache.as_ref().is_some_and(|c| c.checked.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
+            let reloaded = match cache.take() {
+                Some(c) if c.revision == revision => ChannelCache { checked: std::time::Instant::now(), ..c },
+                _ => ChannelCache {
+                    checked: std::time::Instant::now(),
+                    revision,
+                    channels: self
+                        .registry
+                        .channels(None)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .into_iter()
+                        .map(crate::Channel::target)
+                        .collect(),
+                    silences: self.registry.silences(None, now_ms()).await.map_err(|e| e.to_string())?,
+                },
+            };
+            *cache = Some(reloaded);
+        }
+        Ok(read(cache.as_ref().expect("filled above")))
     }
 }
 
 #[async_trait]
-impl WebhookDirectory for RegistryWebhooks {
-    async fn webhooks(&self, company: &str) -> Result<Vec<WebhookTarget>, String> {
-        let mut cache = self.cache.lock().await;
-        let fresh = cache.as_ref().is_some_and(|(checked, ..)| checked.elapsed() < Duration::from_secs(1));
-        if !fresh {
-            let revision = self.registry.revision().await.map_err(|e| e.to_string())?;
-            let targets = match cache.take() {
-                Some((_, seen, targets)) if seen == revision => targets,
-                _ => self
-                    .registry
-                    .webhooks(None)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(|h| WebhookTarget {
-                        id: h.id,
-                        company: h.company,
-                        url: h.url,
-                        secret: h.secret,
-                        format: h.format,
-                    })
-                    .collect(),
-            };
-            *cache = Some((std::time::Instant::now(), revision, targets));
-        }
-        let (_, _, targets) = cache.as_ref().expect("filled above");
-        Ok(targets.iter().filter(|t| t.company == company).cloned().collect())
+impl ChannelDirectory for RegistryChannels {
+    async fn channels(&self, company: Option<&str>) -> Result<Vec<Channel>, String> {
+        self.with_cache(|c| {
+            c.channels
+                .iter()
+                .filter(|ch| company.is_none_or(|company| ch.company == company))
+                .cloned()
+                .collect()
+        })
+        .await
+    }
+
+    async fn silence(&self, notification: &Notification) -> Result<Option<Silence>, String> {
+        let transition = &notification.transition;
+        // Everything but the site first (each taken at its own site)…
+        let candidates: Vec<Silence> = self
+            .with_cache(|c| {
+                c.silences.iter().filter(|s| s.covers(transition, s.site.as_deref())).cloned().collect()
+            })
+            .await?;
+        // …then the device's site, looked up only when a candidate names one.
+        let site = if candidates.iter().any(|s| s.site.is_some()) {
+            let device = self.registry.device(&transition.device).await.map_err(|e| e.to_string())?;
+            device.and_then(|d| d.site)
+        } else {
+            None
+        };
+        Ok(candidates.into_iter().find(|s| s.covers(transition, site.as_deref())))
     }
 }
 

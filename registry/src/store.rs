@@ -65,6 +65,11 @@ impl Registry {
         Ok(Registry { pool, actor: Arc::from("local"), sqlite })
     }
 
+    /// Who this handle's changes are recorded as made by.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
     /// The same registry, recording changes in the audit log as made by `actor`
     /// (an API token id, `cli`, …).
     pub fn acting_as(&self, actor: &str) -> Registry {

@@ -8,8 +8,8 @@ use wenu_core::catalog::{CompanySettings, SensorSpec, StatsRetentionDays};
 use wenu_core::keyring::{Keyring, KeyringStore};
 use wenu_local::KeyringFile;
 use wenu_registry::{
-    AuthOutcome, CommandResult, CommandStatus, DeviceQuota, Error, Registry, Report, Role, generate_password,
-    hash_password, provision_fleet, provision_into, rotate_key,
+    AuthOutcome, CommandResult, CommandStatus, DeviceQuota, Error, NewChannel, Registry, Report, Role,
+    generate_password, hash_password, provision_fleet, provision_into, rotate_key,
 };
 
 async fn sqlite() -> (tempfile::TempDir, Registry) {
@@ -561,25 +561,31 @@ async fn alarm_rules_and_webhooks(registry: Registry) {
     registry.delete_rule("acme", "too-hot").await.unwrap();
     assert!(matches!(registry.delete_rule("acme", "too-hot").await, Err(Error::UnknownRule(_))));
 
-    let hook = registry.add_webhook("acme", "http://127.0.0.1:9/alarms", Default::default()).await.unwrap();
+    let hook = registry.add_channel("acme", &NewChannel::url("http://127.0.0.1:9/alarms")).await.unwrap();
     assert_eq!(hook.secret.len(), 64);
     assert!(matches!(
-        registry.add_webhook("acme", "ftp://x", Default::default()).await,
+        registry.add_channel("acme", &NewChannel::url("ftp://x")).await,
         Err(Error::Invalid(_))
     ));
-    assert_eq!(registry.webhooks(None).await.unwrap(), std::slice::from_ref(&hook));
+    assert_eq!(registry.channels(None).await.unwrap(), std::slice::from_ref(&hook));
     assert!(serde_json::to_string(&hook).unwrap().find(&hook.secret).is_none(), "secret never serialized");
-    assert!(matches!(registry.delete_webhook("globex", &hook.id).await, Err(Error::UnknownWebhook(_))));
-    registry.delete_webhook("acme", &hook.id).await.unwrap();
+    assert!(matches!(registry.delete_channel("globex", &hook.id).await, Err(Error::UnknownChannel(_))));
+    registry.delete_channel("acme", &hook.id).await.unwrap();
     let actions: Vec<String> =
         registry.audit_log(Some("acme"), None, 10).await.unwrap().into_iter().map(|e| e.action).collect();
-    assert_eq!(actions[..5], ["webhook.delete", "webhook.add", "rule.delete", "rule.put", "rule.put"]);
+    assert_eq!(actions[..5], ["channel.delete", "channel.add", "rule.delete", "rule.put", "rule.put"]);
 
     // A chat webhook keeps its format.
     let slack = registry
-        .add_webhook("acme", "https://hooks.slack.example/T0/B0/x", wenu_alarms::WebhookFormat::Slack)
+        .add_channel(
+            "acme",
+            &NewChannel {
+                format: wenu_alarms::WebhookFormat::Slack,
+                ..NewChannel::url("https://hooks.slack.example/T0/B0/x")
+            },
+        )
         .await
         .unwrap();
-    let listed = registry.webhooks(Some("acme")).await.unwrap();
+    let listed = registry.channels(Some("acme")).await.unwrap();
     assert_eq!(listed.iter().find(|h| h.id == slack.id).unwrap().format, wenu_alarms::WebhookFormat::Slack);
 }

@@ -3,11 +3,12 @@
 //! and read back what the log holds; and the ports' conformance suites,
 //! which every backend of a port must pass; the moto server the AWS
 //! backends run against, and a proxy in front of it that throttles (what
-//! moto cannot); a webhook receiver for the alarm tests.
+//! moto cannot); a webhook receiver and an SMTP server for the alarm tests.
 
 pub mod keyring_conformance;
 pub mod moto;
 pub mod queue_conformance;
+pub mod smtp_server;
 pub mod stream_conformance;
 pub mod table_conformance;
 pub mod throttling_proxy;

@@ -4,13 +4,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use wenu_alarms::webhook::signature;
-use wenu_alarms::{Notification, WebhookDirectory, WebhookTarget};
+use wenu_alarms::{Channel, Notification};
 
 /// What a webhook receiver got: the notification, and whether its signature verified.
 #[derive(Debug, Clone)]
@@ -54,13 +53,14 @@ impl Receiver {
         *self.secret.lock().unwrap() = secret.to_owned();
     }
 
-    pub fn target(&self, id: &str) -> WebhookTarget {
-        WebhookTarget {
+    pub fn target(&self, id: &str) -> Channel {
+        Channel {
             id: id.into(),
             company: "acme".into(),
             url: self.url.clone(),
             secret: self.secret.lock().unwrap().clone(),
             format: wenu_alarms::WebhookFormat::Wenu,
+            route: Default::default(),
         }
     }
 
@@ -101,14 +101,4 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
     });
     receiver.arrived.notify_waiters();
     StatusCode::NO_CONTENT
-}
-
-/// Webhooks that never change.
-pub struct FixedWebhooks(pub Vec<WebhookTarget>);
-
-#[async_trait]
-impl WebhookDirectory for FixedWebhooks {
-    async fn webhooks(&self, company: &str) -> Result<Vec<WebhookTarget>, String> {
-        Ok(self.0.iter().filter(|h| h.company == company).cloned().collect())
-    }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 use wenu_alarms::{
     AckOutcome, AlarmStage, AlarmStore, Change, Condition, Direction, DispatchOptions, Dispatcher,
-    FixedRules, Rule, Severity, WebhookNotifier, WebhookPolicy,
+    FixedChannels, FixedRules, Rule, Severity, WebhookNotifier, WebhookPolicy,
 };
 use wenu_core::catalog::SensorSpec;
 use wenu_core::clock::ManualClock;
@@ -20,7 +20,7 @@ use wenu_core::stream::{Position, Record};
 use wenu_decrypt::{DecodeLimits, DeviceEntry, Directory, FixedKeys};
 use wenu_enrich::{Catalog, DevicePlacement, FixedCatalog};
 use wenu_local::SqliteTable;
-use wenu_tests::webhook_receiver::{FixedWebhooks, Receiver};
+use wenu_tests::webhook_receiver::Receiver;
 
 /// 2026-11-26T17:30:00Z, which the alarm table takes for now: what the
 /// tests write at T0 expires after the alarm history's retention, whatever
@@ -139,7 +139,7 @@ fn fast_retries() -> DispatchOptions {
 async fn each_transition_reaches_the_webhook_once_across_redelivery_and_restart() {
     let fleet = Fleet::new(&["d1", "d2"]);
     let receiver = Receiver::start("s3cret").await;
-    let hooks = Arc::new(FixedWebhooks(vec![receiver.target("h1")]));
+    let hooks = Arc::new(FixedChannels::new(vec![receiver.target("h1")]));
     let dispatcher = Dispatcher::new(
         fleet.store(),
         vec![Arc::new(WebhookNotifier::new(hooks, WebhookPolicy::private_networks()).unwrap())],
@@ -202,7 +202,7 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_without_delaying_other_
     let down = Receiver::start("b").await;
     flaky.fail_first.store(2, std::sync::atomic::Ordering::SeqCst);
     down.fail_first.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
-    let hooks = Arc::new(FixedWebhooks(vec![flaky.target("flaky"), down.target("down")]));
+    let hooks = Arc::new(FixedChannels::new(vec![flaky.target("flaky"), down.target("down")]));
     let dispatcher = Dispatcher::new(
         fleet.store(),
         vec![Arc::new(WebhookNotifier::new(hooks, WebhookPolicy::private_networks()).unwrap())],

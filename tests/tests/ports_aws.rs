@@ -108,6 +108,8 @@ async fn sns_notifications_reach_a_subscribed_queue_with_their_attributes() {
             detail: "93.5 degC > 80".into(),
         },
         acknowledged: None,
+        escalation: None,
+        escalated: Vec::new(),
     };
     let targets = notifier.targets(&notification).await.unwrap();
     assert_eq!(targets, [notifier.topic_arn().to_owned()]);

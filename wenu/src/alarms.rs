@@ -1,7 +1,8 @@
 //! The alarms in the embedded pipeline: the stage as its own stream
-//! consumer, the dispatcher with its three channels (webhooks, the MQTT
-//! topic `wenu/alarms/{company}` on the embedded server, the API's live
-//! stream), and the state in its own table (`alarms.db`).
+//! consumer, the dispatcher with its channels (companies' webhooks and
+//! e-mail addresses, the MQTT topic `wenu/alarms/{company}` on the embedded
+//! server, the API's live stream) and escalations, and the state in its own
+//! table (`alarms.db`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wenu_alarms::{
-    AlarmStage, AlarmStore, AlarmTotals, Dispatcher, Notification, Notifier, NotifyError, WebhookNotifier,
+    AlarmStage, AlarmStore, AlarmTotals, ChannelNotifier, Dispatcher, EmailNotifier, Escalator, Notification,
+    Notifier, NotifyError, WebhookNotifier,
 };
 use wenu_api::LiveHub;
 use wenu_core::topic::alarm_topic;
@@ -21,7 +23,7 @@ use wenu_registry::Registry;
 use wenu_runtime::{BatchLimits, ConsumerOptions, Supervisor};
 
 use crate::config::Config;
-use wenu_registry::{RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
+use wenu_registry::{RegistryCatalog, RegistryChannels, RegistryKeys, RegistryRules};
 
 /// The consumer's checkpoint name.
 pub const ALARMS_CONSUMER: &str = "alarms";
@@ -46,11 +48,37 @@ impl Notifier for MqttNotifier {
     }
 }
 
+/// The notifiers of companies' own channels (webhooks, e-mail), which the
+/// API also uses for a channel's test message.
+pub fn channel_notifiers(
+    config: &Config,
+    registry: &Registry,
+) -> anyhow::Result<Vec<Arc<dyn ChannelNotifier>>> {
+    let directory = Arc::new(RegistryChannels::new(registry.clone()));
+    let webhooks =
+        WebhookNotifier::new(directory.clone(), config.webhook_policy()?).map_err(anyhow::Error::msg)?;
+    let email = EmailNotifier::new(directory, config.mail_sender()?, config.email_from()?);
+    Ok(vec![Arc::new(webhooks), Arc::new(email)])
+}
+
+/// The dispatcher of `notifiers`, escalating what companies' channels ask for.
+pub fn dispatcher(
+    config: &Config,
+    registry: &Registry,
+    store: &AlarmStore,
+    notifiers: Vec<Arc<dyn Notifier>>,
+) -> Dispatcher {
+    let escalator = Escalator::new(store.clone(), Arc::new(RegistryChannels::new(registry.clone())));
+    Dispatcher::new(store.clone(), notifiers, config.dispatch_options()).with_escalation(escalator)
+}
+
 /// What runs the alarms.
 pub struct Alarms {
     pub store: AlarmStore,
     pub table: SqliteTable,
     pub dispatcher: Dispatcher,
+    /// Those of companies' channels, for the API's test messages.
+    pub channel_notifiers: Vec<Arc<dyn ChannelNotifier>>,
     pub totals: Arc<AlarmTotals>,
 }
 
@@ -63,19 +91,13 @@ impl Alarms {
     ) -> anyhow::Result<Alarms> {
         let table = SqliteTable::open(&config.alarms_path())?;
         let store = AlarmStore::new(Arc::new(table.clone()), config.alarms.history_days);
-        let notifiers: Vec<Arc<dyn Notifier>> = vec![
-            Arc::new(
-                WebhookNotifier::new(
-                    Arc::new(RegistryWebhooks::new(registry.clone())),
-                    config.webhook_policy()?,
-                )
-                .map_err(anyhow::Error::msg)?,
-            ),
-            Arc::new(MqttNotifier(mqtt)),
-            Arc::new(live.clone()),
-        ];
-        let dispatcher = Dispatcher::new(store.clone(), notifiers, config.dispatch_options());
-        Ok(Alarms { store, table, dispatcher, totals: Arc::default() })
+        let channel_notifiers = channel_notifiers(config, registry)?;
+        let mut notifiers: Vec<Arc<dyn Notifier>> =
+            channel_notifiers.iter().map(|n| n.clone() as Arc<dyn Notifier>).collect();
+        notifiers.push(Arc::new(MqttNotifier(mqtt)));
+        notifiers.push(Arc::new(live.clone()));
+        let dispatcher = dispatcher(config, registry, &store, notifiers);
+        Ok(Alarms { store, table, dispatcher, channel_notifiers, totals: Arc::default() })
     }
 
     /// Starts the consumer and the dispatcher on a thread and runtime of

@@ -1,5 +1,5 @@
-//! `wenu rules`, `wenu alarms`, `wenu webhooks`: alarm rules, the alarms
-//! they raise, and where notifications go, from the data directory.
+//! `wenu rules`, `wenu alarms`: alarm rules and the alarms they raise,
+//! from the data directory.
 
 use clap::Subcommand;
 use wenu_alarms::{AckOutcome, AlarmStore, Condition, Rule, Severity};
@@ -78,29 +78,6 @@ pub enum AlarmsCommand {
     Outbox,
 }
 
-#[derive(Subcommand)]
-pub enum WebhooksCommand {
-    List {
-        #[arg(long)]
-        company: String,
-    },
-    /// Add an endpoint; prints its signing secret (the only time it is shown).
-    Add {
-        #[arg(long)]
-        company: String,
-        url: String,
-        /// The body it receives: `wenu` (the signed notification JSON),
-        /// `slack` (an incoming webhook's message) or `teams` (an Adaptive Card).
-        #[arg(long, default_value = "wenu", value_parser = ["wenu", "slack", "teams"])]
-        format: String,
-    },
-    Delete {
-        #[arg(long)]
-        company: String,
-        id: String,
-    },
-}
-
 pub async fn run_rules(config: Config, command: RulesCommand) -> anyhow::Result<()> {
     let registry = config.registry().await?.acting_as("cli");
     match command {
@@ -175,28 +152,6 @@ pub async fn run_alarms(config: Config, command: AlarmsCommand) -> anyhow::Resul
         }
         AlarmsCommand::DeadLetters { company } => {
             println!("{}", serde_json::to_string_pretty(&store.dead_letters(&company).await?)?)
-        }
-    }
-    Ok(())
-}
-
-pub async fn run_webhooks(config: Config, command: WebhooksCommand) -> anyhow::Result<()> {
-    let registry = config.registry().await?.acting_as("cli");
-    match command {
-        WebhooksCommand::List { company } => {
-            for hook in registry.webhooks(Some(&company)).await? {
-                println!("{:<18} {:<6} {}", hook.id, hook.format.as_str(), hook.url);
-            }
-        }
-        WebhooksCommand::Add { company, url, format } => {
-            let format = wenu_alarms::WebhookFormat::parse(&format).expect("clap checked the format");
-            let hook = registry.add_webhook(&company, &url, format).await?;
-            println!("{}", serde_json::json!({ "id": hook.id, "url": hook.url, "secret": hook.secret }));
-            eprintln!("webhook {} added; keep the secret, it is not shown again", hook.id);
-        }
-        WebhooksCommand::Delete { company, id } => {
-            registry.delete_webhook(&company, &id).await?;
-            eprintln!("webhook {id} deleted");
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -196,6 +197,23 @@ pub struct AlarmsConfig {
     /// public roots (a private CA's receivers).
     #[serde(default)]
     pub webhook_ca: Option<PathBuf>,
+    /// The SMTP relay e-mail channels go through:
+    /// `smtps://user:password@host:465`, `smtp://user:password@host:587?tls=required`
+    /// (STARTTLS), or `smtp://host:25` on a trusted network. Unset: e-mails
+    /// are retried, then kept as dead letters naming this setting. The
+    /// password is never shown or logged.
+    #[serde(default)]
+    pub smtp_url: Option<String>,
+    /// The sender of alarm e-mails and reports.
+    #[serde(default = "default_email_from")]
+    pub email_from: String,
+    /// A PEM file of a CA trusted for the SMTP relay besides the system's.
+    #[serde(default)]
+    pub smtp_ca: Option<PathBuf>,
+}
+
+fn default_email_from() -> String {
+    "Wenu alarms <wenu@localhost>".into()
 }
 
 impl Default for Config {
@@ -245,6 +263,9 @@ impl Default for Config {
                 timer_millis: 1000,
                 webhook_private_networks: false,
                 webhook_ca: None,
+                smtp_url: None,
+                email_from: default_email_from(),
+                smtp_ca: None,
             },
             aws: AwsConfig {
                 stream: "wenu-readings".into(),
@@ -320,15 +341,16 @@ impl Config {
     }
 
     /// The configuration as a `wenu.toml` would hold it; a password in
-    /// `registry.url` is masked.
+    /// `registry.url` or `alarms.smtp_url` is masked.
     pub fn to_toml(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
-        if let Some(url) = &mut shown.registry.url
-            && let Some((scheme_user, rest)) = url.split_once("://")
-            && let Some((credentials, host)) = rest.rsplit_once('@')
-            && let Some((user, _password)) = credentials.split_once(':')
-        {
-            *url = format!("{scheme_user}://{user}:***@{host}");
+        for url in [&mut shown.registry.url, &mut shown.alarms.smtp_url].into_iter().flatten() {
+            if let Some((scheme_user, rest)) = url.split_once("://")
+                && let Some((credentials, host)) = rest.rsplit_once('@')
+                && let Some((user, _password)) = credentials.split_once(':')
+            {
+                *url = format!("{scheme_user}://{user}:***@{host}");
+            }
         }
         Ok(toml::to_string(&shown)?)
     }
@@ -513,6 +535,27 @@ impl Config {
         Ok(policy)
     }
 
+    /// The SMTP relay of e-mail channels.
+    pub fn mail_sender(&self) -> anyhow::Result<Arc<dyn wenu_alarms::MailSender>> {
+        let Some(url) = &self.alarms.smtp_url else {
+            return Ok(Arc::new(wenu_alarms::email::NoRelay("alarms.smtp_url is not set")));
+        };
+        let ca = match &self.alarms.smtp_ca {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("alarms.smtp_ca {}", path.display()))?)
+            }
+            None => None,
+        };
+        let sender = wenu_alarms::SmtpSender::new(url, ca.as_deref(), Duration::from_secs(30))
+            .map_err(|e| anyhow::anyhow!("alarms.smtp_url: {e}"))?;
+        Ok(Arc::new(sender))
+    }
+
+    /// The sender of alarm e-mails.
+    pub fn email_from(&self) -> anyhow::Result<wenu_alarms::Mailbox> {
+        self.alarms.email_from.parse().map_err(|e| anyhow::anyhow!("alarms.email_from: {e}"))
+    }
+
     pub fn decode_limits(&self) -> DecodeLimits {
         let max_future_ms = (self.lake.max_future_secs as i64).saturating_mul(1000);
         DecodeLimits { max_future_ms, ..DecodeLimits::default() }
@@ -559,7 +602,7 @@ mod tests {
     }
 
     /// Every key of the file, as `section.key`.
-    const KEYS: [&str; 54] = [
+    const KEYS: [&str; 57] = [
         "backend",
         "data_dir",
         "mqtt.listen",
@@ -601,6 +644,9 @@ mod tests {
         "alarms.timer_millis",
         "alarms.webhook_private_networks",
         "alarms.webhook_ca",
+        "alarms.smtp_url",
+        "alarms.email_from",
+        "alarms.smtp_ca",
         "aws.stream",
         "aws.checkpoints_table",
         "aws.lake_bucket",
@@ -699,6 +745,8 @@ mod tests {
         config.lake.dir = Some("l".into());
         config.registry.url = Some("sqlite:r".into());
         config.alarms.webhook_ca = Some("ca.pem".into());
+        config.alarms.smtp_url = Some("smtp://relay".into());
+        config.alarms.smtp_ca = Some("ca.pem".into());
         let mut keys = Vec::new();
         leaves("", &toml::Value::try_from(&config).unwrap(), &mut keys);
         keys.sort();
@@ -710,6 +758,16 @@ mod tests {
         for key in KEYS {
             assert!(guide.contains(&format!("| `{key}` |")), "docs/operations.md does not document {key}");
         }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked_when_shown() {
+        let mut config = Config::default();
+        config.registry.url = Some("postgres://wenu:db-secret@db.internal/wenu".into());
+        config.alarms.smtp_url = Some("smtp://alarms:mail-secret@smtp.example.com:587?tls=required".into());
+        let shown = config.to_toml().unwrap();
+        assert!(!shown.contains("db-secret") && !shown.contains("mail-secret"), "{shown}");
+        assert!(shown.contains("smtp://alarms:***@smtp.example.com:587?tls=required"), "{shown}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod allocator;
 pub mod api_ports;
 pub mod bench;
 pub mod certs;
+pub mod channels_cmd;
 pub mod config;
 pub mod demo;
 pub mod devices;

@@ -8,8 +8,8 @@
 
 use clap::{Parser, Subcommand};
 use wenu::{
-    alarms_cmd, allocator, bench, certs, config, demo, devices, lake, registry_cmd, replay, serve, sim, sql,
-    stats_cmd, status, tokens_cmd,
+    alarms_cmd, allocator, bench, certs, channels_cmd, config, demo, devices, lake, registry_cmd, replay,
+    serve, sim, sql, stats_cmd, status, tokens_cmd,
 };
 
 #[derive(Parser)]
@@ -45,9 +45,12 @@ enum Command {
     /// Raised alarms: list, acknowledge, history, dead letters.
     #[command(subcommand)]
     Alarms(alarms_cmd::AlarmsCommand),
-    /// Where a company's alarm notifications are POSTed (signed).
+    /// Where a company's alarm notifications go (webhooks, Slack, Teams, e-mail), with routing.
+    #[command(subcommand, visible_alias = "webhooks")]
+    Channels(channels_cmd::ChannelsCommand),
+    /// Keep a device, site or rule from notifying anyone for a while.
     #[command(subcommand)]
-    Webhooks(alarms_cmd::WebhooksCommand),
+    Silences(channels_cmd::SilencesCommand),
     /// Query company stats (rollups per sensor at 1 min, 1 h, 1 day).
     #[command(subcommand)]
     Stats(stats_cmd::StatsCommand),
@@ -113,7 +116,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Tokens(command) => tokens_cmd::run(config, command).await,
             Command::Rules(command) => alarms_cmd::run_rules(config, command).await,
             Command::Alarms(command) => alarms_cmd::run_alarms(config, command).await,
-            Command::Webhooks(command) => alarms_cmd::run_webhooks(config, command).await,
+            Command::Channels(command) => channels_cmd::run_channels(config, command).await,
+            Command::Silences(command) => channels_cmd::run_silences(config, command).await,
             Command::Stats(command) => stats_cmd::run(config, command).await,
             Command::Queue(command) => stats_cmd::run_queue(config, command).await,
             Command::Certs(command) => certs::run(command),

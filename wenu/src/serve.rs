@@ -153,6 +153,7 @@ impl Server {
                         config.keyring_path(),
                     )))))
                     .with_alarms(alarms.store.clone(), alarms.dispatcher.waker())
+                    .with_channel_notifiers(alarms.channel_notifiers.clone())
                     .with_consumer_health(health.clone());
                 let (addr, task) = http::serve(addr, metrics, api).await?;
                 tasks.push(task);

@@ -13,7 +13,7 @@ use anyhow::Context;
 use object_store::ObjectStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wenu_alarms::{AlarmStage, AlarmStore, Dispatcher, Notifier, WebhookNotifier};
+use wenu_alarms::{AlarmStage, AlarmStore, Notifier};
 use wenu_api::{ApiState, LiveHub};
 use wenu_aws::{DynamoTable, KinesisStream, SecretsKeyring, SnsNotifier, SqsQueue};
 use wenu_core::queue::Queue;
@@ -27,7 +27,7 @@ use wenu_lambdas::event_sources::kinesis::{self as mapping, MappingOptions};
 use wenu_lambdas::event_sources::sqs::{self as queue_mapping, QueueMappingOptions};
 use wenu_lambdas::firehose::DecryptTransform;
 use wenu_lambdas::kinesis::StageFunction;
-use wenu_registry::{Registry, RegistryCatalog, RegistryKeys, RegistryRules, RegistryWebhooks};
+use wenu_registry::{Registry, RegistryCatalog, RegistryKeys, RegistryRules};
 use wenu_stats::worker::TableHandler;
 
 use crate::alarms::MqttNotifier;
@@ -182,19 +182,12 @@ impl AwsServer {
 
         // Kinesis → alarms → SNS (and webhooks, MQTT, the live stream).
         let store = AlarmStore::new(Arc::new(aws.alarms.clone()), config.alarms.history_days);
-        let notifiers: Vec<Arc<dyn Notifier>> = vec![
-            Arc::new(aws.topic.clone()),
-            Arc::new(
-                WebhookNotifier::new(
-                    Arc::new(RegistryWebhooks::new(registry.clone())),
-                    config.webhook_policy()?,
-                )
-                .map_err(anyhow::Error::msg)?,
-            ),
-            Arc::new(MqttNotifier(edge.publisher())),
-            Arc::new(live.clone()),
-        ];
-        let dispatcher = Dispatcher::new(store.clone(), notifiers, config.dispatch_options());
+        let channel_notifiers = crate::alarms::channel_notifiers(config, &registry)?;
+        let mut notifiers: Vec<Arc<dyn Notifier>> = vec![Arc::new(aws.topic.clone())];
+        notifiers.extend(channel_notifiers.iter().map(|n| n.clone() as Arc<dyn Notifier>));
+        notifiers.push(Arc::new(MqttNotifier(edge.publisher())));
+        notifiers.push(Arc::new(live.clone()));
+        let dispatcher = crate::alarms::dispatcher(config, &registry, &store, notifiers);
         let stage = AlarmStage::new(
             aws.keys(&registry),
             Box::new(RegistryCatalog::new(registry.clone())),
@@ -233,7 +226,8 @@ impl AwsServer {
             Some(addr) => {
                 let api =
                     ApiState::new(registry.clone(), Arc::new(aws.stats.clone()), live, config.api_limits())
-                        .with_alarms(store, dispatcher.waker());
+                        .with_alarms(store, dispatcher.waker())
+                        .with_channel_notifiers(channel_notifiers);
                 let (addr, task) = http::serve(addr, metrics, api).await?;
                 tasks.push(task);
                 Some(addr)

@@ -122,7 +122,7 @@ impl Server {
         let notified = alarms.record(&[raised], &[], end).await.unwrap();
         let globex_alarm = notified[0].alarm.clone();
         let globex_webhook = registry
-            .add_webhook("globex", "https://globex.example/hook", Default::default())
+            .add_channel("globex", &wenu_registry::NewChannel::url("https://globex.example/hook"))
             .await
             .unwrap()
             .id;
