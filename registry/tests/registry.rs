@@ -53,6 +53,7 @@ on_both!(
     devices_may_have_their_own_publish_quota,
     desired_configs_commands_and_device_state,
     rotated_keys_travel_sealed_and_retire_on_confirmation_or_after_grace,
+    channels_route_and_silences_quiet_them,
 );
 
 async fn rotated_keys_travel_sealed_and_retire_on_confirmation_or_after_grace(registry: Registry) {
@@ -588,4 +589,119 @@ async fn alarm_rules_and_webhooks(registry: Registry) {
         .unwrap();
     let listed = registry.channels(Some("acme")).await.unwrap();
     assert_eq!(listed.iter().find(|h| h.id == slack.id).unwrap().format, wenu_alarms::WebhookFormat::Slack);
+}
+
+async fn channels_route_and_silences_quiet_them(registry: Registry) {
+    use wenu_alarms::{ChannelDirectory, Condition, Notification, Route, Rule, Severity};
+    use wenu_registry::{NewSilence, RegistryChannels};
+    let mut keyring = Keyring::default();
+    let acme = provision_fleet(&registry, &mut keyring, "acme", 2).await.unwrap();
+    provision_fleet(&registry, &mut keyring, "globex", 1).await.unwrap();
+    let (d1, d2) = (acme[0].device_id.clone(), acme[1].device_id.clone());
+    registry.upsert_site("acme", "plant", "Plant").await.unwrap();
+    registry.set_device_site(&d2, Some("plant")).await.unwrap();
+    let rule = Rule {
+        company: "acme".into(),
+        id: "hot".into(),
+        name: "Hot".into(),
+        device: None,
+        sensor: Some("temp-1".into()),
+        condition: Condition::Flatline { window_ms: 60_000, tolerance: 0.0 },
+        severity: Severity::Warning,
+        enabled: true,
+        version: 0,
+    };
+    registry.put_rule(&rule).await.unwrap();
+
+    // An e-mail channel with routing; bad URLs, bad routes and other companies' rules are refused.
+    let on_call = NewChannel {
+        route: Route {
+            min_severity: Some(Severity::Critical),
+            rules: vec!["hot".into()],
+            escalate_after_secs: Some(900),
+        },
+        ..NewChannel::url("mailto:oncall@acme.example")
+    };
+    let channel = registry.acting_as("token:t1 (ops)").add_channel("acme", &on_call).await.unwrap();
+    assert_eq!((channel.kind.as_str(), &channel.route), ("email", &on_call.route));
+    assert_eq!(registry.channels(Some("acme")).await.unwrap(), std::slice::from_ref(&channel));
+    for bad in ["mailto:a@acme.example?bcc=b@evil.example", "mailto:nobody", "gopher://x"] {
+        assert!(
+            matches!(registry.add_channel("acme", &NewChannel::url(bad)).await, Err(Error::Invalid(_))),
+            "{bad}"
+        );
+    }
+    let too_soon = NewChannel {
+        route: Route { escalate_after_secs: Some(5), ..Route::default() },
+        ..NewChannel::url("mailto:x@acme.example")
+    };
+    assert!(matches!(registry.add_channel("acme", &too_soon).await, Err(Error::Invalid(_))));
+    let foreign_rule = NewChannel {
+        route: Route { rules: vec!["hot".into()], ..Route::default() },
+        ..NewChannel::url("mailto:x@globex.example")
+    };
+    assert!(matches!(registry.add_channel("globex", &foreign_rule).await, Err(Error::UnknownRule(_))));
+
+    // Silences: one for a device, one for a site; refused without a target,
+    // a reason, or with another company's device.
+    let now = wenu_core::clock::now_ms();
+    let hour = 3_600_000;
+    let silence = |device: Option<&str>, site: Option<&str>| NewSilence {
+        device: device.map(Into::into),
+        site: site.map(Into::into),
+        rule: None,
+        starts_at: Some(now - 1000),
+        ends_at: now + hour,
+        reason: "maintenance".into(),
+    };
+    let by_device =
+        registry.acting_as("token:t1 (ops)").add_silence("acme", &silence(Some(&d1), None)).await.unwrap();
+    assert_eq!(by_device.created_by, "token:t1 (ops)");
+    let by_site = registry.add_silence("acme", &silence(None, Some("plant"))).await.unwrap();
+    assert!(matches!(registry.add_silence("acme", &silence(None, None)).await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        registry.add_silence("acme", &NewSilence { reason: " ".into(), ..silence(Some(&d1), None) }).await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        registry.add_silence("globex", &silence(Some(&d1), None)).await,
+        Err(Error::UnknownDevice(_))
+    ));
+    assert!(matches!(
+        registry.add_silence("acme", &silence(None, Some("nowhere"))).await,
+        Err(Error::UnknownSite(_))
+    ));
+    assert_eq!(registry.silences(Some("acme"), now).await.unwrap().len(), 2);
+    assert!(registry.silences(Some("globex"), now).await.unwrap().is_empty());
+
+    // What the notifiers see: d1 silenced by device, d2 by its site, and a
+    // transition outside the window not at all.
+    let directory = RegistryChannels::new(registry.clone());
+    let notification = |device: &str, ts: i64| -> Notification {
+        serde_json::from_value(serde_json::json!({
+            "id": "n", "alarm": "a", "company": "acme", "rule": "hot", "rule_name": "Hot", "severity": "critical",
+            "condition": "flatline", "device": device, "sensor": null, "change": "raised", "ts": ts, "raised_at": ts,
+            "value": null, "detail": "",
+        }))
+        .unwrap()
+    };
+    assert_eq!(directory.silence(&notification(&d1, now)).await.unwrap().unwrap().id, by_device.id);
+    assert_eq!(directory.silence(&notification(&d2, now)).await.unwrap().unwrap().id, by_site.id);
+    assert_eq!(directory.silence(&notification(&d1, now + 2 * hour)).await.unwrap(), None);
+    assert_eq!(directory.channels(Some("acme")).await.unwrap().len(), 1);
+    assert!(directory.channels(Some("globex")).await.unwrap().is_empty());
+
+    // Ending a silence keeps it on record, ended; another company cannot end it.
+    assert!(matches!(registry.end_silence("globex", &by_device.id).await, Err(Error::UnknownSilence(_))));
+    let ended = registry.end_silence("acme", &by_device.id).await.unwrap();
+    assert!(ended.ends_at <= wenu_core::clock::now_ms());
+    assert_eq!(registry.silences(Some("acme"), wenu_core::clock::now_ms()).await.unwrap().len(), 1);
+    assert_eq!(registry.silences(Some("acme"), 0).await.unwrap().len(), 2);
+    let actions: Vec<String> =
+        registry.audit_log(Some("acme"), None, 3).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["silence.end", "silence.add", "silence.add"]);
+
+    // Deleting a channel: another company's is unknown.
+    assert!(matches!(registry.delete_channel("globex", &channel.id).await, Err(Error::UnknownChannel(_))));
+    registry.delete_channel("acme", &channel.id).await.unwrap();
 }

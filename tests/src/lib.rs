@@ -5,6 +5,7 @@
 //! backends run against, and a proxy in front of it that throttles (what
 //! moto cannot); a webhook receiver and an SMTP server for the alarm tests.
 
+pub mod alarm_fleet;
 pub mod keyring_conformance;
 pub mod moto;
 pub mod queue_conformance;
