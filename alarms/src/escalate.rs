@@ -8,25 +8,38 @@
 //! it, so a sweep repeated, or run by two processes, escalates once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::channel::ChannelDirectory;
 use crate::lifecycle::Change;
 use crate::store::{AlarmStore, Notification};
 use crate::{Error, Result};
 
+/// Sweeps closer together than this are skipped: the dispatcher passes on
+/// every batch of transitions, and a storm must not turn into queries.
+const MIN_SWEEP_GAP_MS: i64 = 1000;
+
 pub struct Escalator {
     store: AlarmStore,
     directory: Arc<dyn ChannelDirectory>,
+    last_sweep: Mutex<Option<i64>>,
 }
 
 impl Escalator {
     pub fn new(store: AlarmStore, directory: Arc<dyn ChannelDirectory>) -> Self {
-        Escalator { store, directory }
+        Escalator { store, directory, last_sweep: Mutex::new(None) }
     }
 
-    /// Queues every escalation due at `now_ms`; returns them.
+    /// Queues every escalation due at `now_ms` (unless the last sweep was
+    /// less than a second ago); returns them.
     pub async fn sweep(&self, now_ms: i64) -> Result<Vec<Notification>> {
+        {
+            let mut last = self.last_sweep.lock().expect("sweep time");
+            if last.is_some_and(|at| (at..at + MIN_SWEEP_GAP_MS).contains(&now_ms)) {
+                return Ok(Vec::new());
+            }
+            *last = Some(now_ms);
+        }
         let channels = self.directory.channels(None).await.map_err(Error::Registry)?;
         let mut delays: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
         for channel in channels {

@@ -211,6 +211,41 @@
     );
   }
 
+  // A company's alarm channels (deleted here) and its silences (ended here).
+  async function loadNotifications() {
+    const [channels, silences] = await Promise.all([
+      api("/channels" + query(scope())),
+      api("/silences" + query({ ...scope(), all: true })),
+    ]);
+    $("channel-rows").replaceChildren(
+      ...channels.items.map((c) =>
+        el(
+          "tr",
+          { "data-channel": c.id },
+          el("td", {}, el("code", {}, c.id)),
+          el("td", {}, c.kind === "webhook" && c.format !== "wenu" ? `webhook (${c.format})` : c.kind),
+          el("td", {}, c.url),
+          el("td", {}, [c.min_severity ? c.min_severity + "+" : "all", c.rules && c.rules.length ? "rules " + c.rules.join(",") : "", c.escalate_after_secs ? `escalates after ${c.escalate_after_secs} s` : ""].filter(Boolean).join("; ")),
+          el("td", {}, el("button", { class: "link", onclick: () => act(`/channels/${c.id}` + query(scope()), "DELETE") }, "delete")),
+        ),
+      ),
+    );
+    const when = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
+    $("silence-rows").replaceChildren(
+      ...silences.items.map((s) =>
+        el(
+          "tr",
+          { "data-silence": s.id, "data-active": String(s.active) },
+          el("td", {}, [s.device && "device " + s.device, s.site && "site " + s.site, s.rule && "rule " + s.rule].filter(Boolean).join(", ")),
+          el("td", {}, `${when(s.starts_at)} → ${when(s.ends_at)}`),
+          el("td", {}, s.reason),
+          el("td", {}, s.created_by),
+          el("td", {}, s.ends_at > Date.now() ? el("button", { class: "link", onclick: () => act(`/silences/${s.id}/end` + query(scope()), "POST") }, "end") : "ended"),
+        ),
+      ),
+    );
+  }
+
   async function loadAudit() {
     const entries = (await api("/audit" + query({ ...scope(), limit: 50 }))).items;
     $("audit-rows").replaceChildren(
@@ -254,7 +289,7 @@
       if (!company) return;
       await loadSites();
       await loadDevices();
-      await Promise.all([loadSensors(), loadDownlink(), loadTokens(), loadAudit()]);
+      await Promise.all([loadSensors(), loadDownlink(), loadNotifications(), loadTokens(), loadAudit()]);
     } catch (error) {
       showError($("audit-rows"), error);
     }

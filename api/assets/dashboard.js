@@ -226,7 +226,9 @@
           el("td", {}, device),
           el("td", {}, new Date(a.raised_at).toLocaleString()),
           el("td", {}, a.detail),
-          el("td", {}, status),
+          el("td", {}, status, a.escalated && a.escalated.length
+            ? el("span", { class: "muted escalated" }, ` · escalated after ${Math.round(Math.min(...a.escalated) / 60)} min`)
+            : ""),
         ]);
       }),
     );
@@ -269,6 +271,7 @@
   });
 
   loadAlarms().catch((error) => showError(alarmRows, error));
+  WenuNotify.start(scope, me.role).catch((error) => showError(document.getElementById("notify-error"), error));
   const fleetLoaded = WenuFleet.start(scope, (device) => selectDevice(device)).catch((error) =>
     showError(document.getElementById("fleet-rows"), error),
   );

@@ -24,14 +24,15 @@ use crate::state::ApiState;
 /// Longest a test message may take.
 const TEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// `GET /api/v1/channels` (admin, operator): URLs and routing, never secrets.
+/// `GET /api/v1/channels` (admin, operator): `{"items": [...]}`, URLs and
+/// routing, never secrets.
 pub(crate) async fn channels(
     caller: Caller,
     State(state): State<ApiState>,
     Params(params): Params<CompanyParam>,
 ) -> Result<Json<Value>> {
     let company = caller.company_to_manage(params.company.as_deref())?;
-    Ok(Json(json!(state.0.registry.channels(Some(&company)).await?)))
+    Ok(Json(json!({ "items": state.0.registry.channels(Some(&company)).await? })))
 }
 
 #[derive(Deserialize)]
@@ -138,7 +139,8 @@ pub(crate) async fn silences(
     let company = caller.company(params.company.as_deref())?;
     let now = now_ms();
     let silences = state.0.registry.silences(Some(&company), if params.all { 0 } else { now }).await?;
-    Ok(Json(Value::Array(silences.iter().map(|s| silence_json(s, now)).collect())))
+    let items: Vec<Value> = silences.iter().map(|s| silence_json(s, now)).collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 fn silence_json(silence: &Silence, now: i64) -> Value {

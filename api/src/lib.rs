@@ -101,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/assets/common.js", get(pages::common_js))
         .route("/assets/dashboard.js", get(pages::dashboard_js))
         .route("/assets/fleet.js", get(pages::fleet_js))
+        .route("/assets/notify.js", get(pages::notify_js))
         .route("/assets/backoffice.js", get(pages::backoffice_js))
         .route("/assets/style.css", get(pages::style_css))
         .route("/assets/uPlot.iife.min.js", get(pages::uplot_js))

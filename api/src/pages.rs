@@ -22,6 +22,7 @@ asset!(backoffice, "backoffice.html", "text/html; charset=utf-8");
 asset!(common_js, "common.js", "text/javascript; charset=utf-8");
 asset!(dashboard_js, "dashboard.js", "text/javascript; charset=utf-8");
 asset!(fleet_js, "fleet.js", "text/javascript; charset=utf-8");
+asset!(notify_js, "notify.js", "text/javascript; charset=utf-8");
 asset!(backoffice_js, "backoffice.js", "text/javascript; charset=utf-8");
 asset!(style_css, "style.css", "text/css; charset=utf-8");
 asset!(uplot_js, "vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8");

@@ -280,6 +280,7 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
     let server = Server::start(ApiLimits::default()).await;
     let globex_token_id = server.registry.list_tokens(Some("globex")).await.unwrap()[0].id.clone();
     let (globex_alarm, globex_webhook) = (server.globex_alarm.clone(), server.globex_webhook.clone());
+    let globex_silence = server.globex_silence.clone();
     let d = GLOBEX_DEVICE;
     let requests: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, "/api/v1/series?company=globex".into(), None),
@@ -338,6 +339,26 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
             Some(json!({ "url": "https://evil.example" })),
         ),
         (Method::DELETE, format!("/api/v1/webhooks/{globex_webhook}"), None),
+        (Method::GET, "/api/v1/channels?company=globex".into(), None),
+        (
+            Method::POST,
+            "/api/v1/channels?company=globex".into(),
+            Some(json!({ "url": "mailto:thief@evil.example" })),
+        ),
+        (Method::DELETE, format!("/api/v1/channels/{globex_webhook}"), None),
+        (Method::POST, format!("/api/v1/channels/{globex_webhook}/test"), None),
+        (Method::GET, "/api/v1/silences?company=globex".into(), None),
+        (
+            Method::POST,
+            "/api/v1/silences?company=globex".into(),
+            Some(json!({ "device": GLOBEX_DEVICE, "duration_secs": 60, "reason": "x" })),
+        ),
+        (
+            Method::POST,
+            "/api/v1/silences".into(),
+            Some(json!({ "device": GLOBEX_DEVICE, "duration_secs": 60, "reason": "x" })),
+        ),
+        (Method::POST, format!("/api/v1/silences/{globex_silence}/end"), None),
     ];
     let globex_before = server.registry.audit_log(Some("globex"), None, 1000).await.unwrap();
     for token in [&server.tokens.acme_viewer, &server.tokens.acme_admin] {
@@ -347,7 +368,7 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
                 [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&status),
                 "{method} {path} answered {status} {answer}"
             );
-            for secret in ["East yard", "Globex boiler", "globex.example"] {
+            for secret in ["East yard", "Globex boiler", "globex.example", "Globex boiler service"] {
                 assert!(!answer.to_string().contains(secret), "{method} {path} leaked {answer}");
             }
         }
@@ -362,6 +383,7 @@ async fn no_token_of_one_company_reaches_anything_of_another() {
         "/api/v1/completeness",
         "/api/v1/sites",
         "/api/v1/companies",
+        "/api/v1/silences",
     ] {
         let (status, body) = server.get(path, acme).await;
         assert_eq!(status, StatusCode::OK, "{path}");
@@ -710,6 +732,112 @@ async fn alarm_rules_alarms_and_webhooks_through_the_api() {
         server.call(Method::DELETE, "/api/v1/rules/too-hot", Some(admin), None).await.0,
         StatusCode::NO_CONTENT
     );
+}
+
+/// Channels (an e-mail address, a webhook with routing), their test
+/// messages through a real SMTP server and a real receiver on loopback, and
+/// silences.
+#[tokio::test]
+async fn channels_silences_and_test_messages_through_the_api() {
+    let smtp = wenu_tests::smtp_server::SmtpServer::start(Default::default());
+    let server =
+        Server::start_with_relay(ApiLimits::default(), Some(format!("smtp://127.0.0.1:{}", smtp.port))).await;
+    let (admin, viewer) = (&server.tokens.acme_admin, &server.tokens.acme_viewer);
+    let receiver = wenu_tests::webhook_receiver::Receiver::start("unknown yet").await;
+
+    let (status, mail) = server
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(admin),
+            Some(json!({ "url": "mailto:ops@acme.example" })),
+        )
+        .await;
+    assert_eq!((status, mail["kind"].as_str()), (StatusCode::CREATED, Some("email")), "{mail}");
+    let body = json!({ "url": receiver.url, "format": "wenu", "min_severity": "critical", "escalate_after_secs": 900 });
+    let (status, hook) = server.call(Method::POST, "/api/v1/channels", Some(admin), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    assert_eq!(
+        (hook["min_severity"].as_str(), hook["escalate_after_secs"].as_u64()),
+        (Some("critical"), Some(900))
+    );
+    receiver.set_secret(hook["secret"].as_str().unwrap());
+    for bad in [
+        json!({ "url": "mailto:a@acme.example?bcc=b@evil.example" }),
+        json!({ "url": "https://acme.example/h", "escalate_after_secs": 1 }),
+        json!({ "url": "https://acme.example/h", "rules": ["no-such-rule"] }),
+        json!({ "url": "https://acme.example/h", "min_severity": "loud" }),
+    ] {
+        let (status, answer) =
+            server.call(Method::POST, "/api/v1/channels", Some(admin), Some(bad.clone())).await;
+        assert!(
+            [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND].contains(&status),
+            "{bad} → {status} {answer}"
+        );
+    }
+    let (_, listed) = server.get("/api/v1/channels", admin).await;
+    assert_eq!(items(&listed).len(), 2);
+    assert!(!listed.to_string().contains(hook["secret"].as_str().unwrap()), "secrets are never listed");
+    assert_eq!(server.get("/api/v1/channels", viewer).await.0, StatusCode::FORBIDDEN);
+
+    // A test message to each, now, with the outcome in the answer.
+    let path = format!("/api/v1/channels/{}/test", mail["id"].as_str().unwrap());
+    let (status, outcome) = server.call(Method::POST, &path, Some(admin), None).await;
+    assert_eq!((status, outcome["delivered"].as_bool()), (StatusCode::OK, Some(true)), "{outcome}");
+    let received = smtp.wait_for(1).await;
+    assert_eq!(received[0].to, ["ops@acme.example"]);
+    assert!(received[0].header("Subject").unwrap().contains("Test message"), "{:?}", received[0].headers);
+    let path = format!("/api/v1/channels/{}/test", hook["id"].as_str().unwrap());
+    let (_, outcome) = server.call(Method::POST, &path, Some(admin), None).await;
+    assert_eq!(outcome["delivered"].as_bool(), Some(true), "{outcome}");
+    let delivered = receiver.wait_for(1).await;
+    assert!(delivered[0].signed && delivered[0].notification.transition.rule == "test");
+    assert_eq!(server.call(Method::POST, &path, Some(viewer), None).await.0, StatusCode::FORBIDDEN);
+
+    // A relay that refuses: the answer says so.
+    let (_, refused) = server
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(admin),
+            Some(json!({ "url": "mailto:nobody@acme.example" })),
+        )
+        .await;
+    let path = format!("/api/v1/channels/{}/test", refused["id"].as_str().unwrap());
+    let (status, outcome) = server.call(Method::POST, &path, Some(admin), None).await;
+    assert_eq!((status, outcome["delivered"].as_bool()), (StatusCode::OK, Some(false)));
+    assert!(outcome["error"].as_str().unwrap().contains("550"), "{outcome}");
+
+    // Silences: made by admins, seen by everyone of the company, ended early.
+    let silence = json!({ "site": "north", "duration_secs": 7200, "reason": "pump replaced" });
+    let (status, made) =
+        server.call(Method::POST, "/api/v1/silences", Some(admin), Some(silence.clone())).await;
+    assert_eq!((status, made["active"].as_bool()), (StatusCode::CREATED, Some(true)), "{made}");
+    assert!(made["created_by"].as_str().unwrap().starts_with("token:"), "{made}");
+    assert_eq!(
+        server.call(Method::POST, "/api/v1/silences", Some(viewer), Some(silence)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/silences",
+            Some(admin),
+            Some(json!({ "device": "acme-00001", "reason": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a silence needs an end");
+    let (_, listed) = server.get("/api/v1/silences", viewer).await;
+    assert_eq!(items(&listed).len(), 1);
+    let path = format!("/api/v1/silences/{}/end", made["id"].as_str().unwrap());
+    let (status, ended) = server.call(Method::POST, &path, Some(admin), None).await;
+    assert_eq!((status, ended["active"].as_bool()), (StatusCode::OK, Some(false)));
+    assert!(items(&server.get("/api/v1/silences", viewer).await.1).is_empty());
+    assert_eq!(items(&server.get("/api/v1/silences?all=true", viewer).await.1).len(), 1);
+    let (_, audit) = server.get("/api/v1/audit", admin).await;
+    for action in ["silence.add", "silence.end", "channel.add"] {
+        assert!(audit.to_string().contains(action), "{action} audited");
+    }
 }
 
 #[tokio::test]

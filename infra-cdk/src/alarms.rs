@@ -3,9 +3,10 @@
 //! alarm state and history in a DynamoDB table, notifications to an SNS
 //! topic that operators' channels subscribe to.
 
+use serde_json::json;
 use stratosphere::services::aws::sns;
 use stratosphere::template::LogicalResourceName;
-use stratosphere::value::ExpString;
+use stratosphere::value::{ExpBool, ExpString, equals_string};
 
 use crate::functions::{Function, FunctionSpec, Platform, every_minute, function};
 use crate::iam;
@@ -36,6 +37,23 @@ pub fn alarms(
             kms_master_key_id: "alias/aws/sns",
             tags: stack.tags(),
         },
+    );
+    // The operator's own copy of every alarm notification by e-mail (SNS
+    // asks the address to confirm first). Companies' own e-mail channels go
+    // through an SMTP relay (`WENU_SMTP_URL`), which the template does not set.
+    let email = stack.parameter(
+        "AlarmsEmail",
+        json!({
+            "Type": "String",
+            "Default": "",
+            "Description": "E-mail address subscribed to every alarm notification (empty: none)",
+        }),
+    );
+    let has_email = stack.condition("HasAlarmsEmail", ExpBool::Not(Box::new(equals_string(email.exp(), ""))));
+    stack.conditional_resource(
+        "AlarmsEmailSubscription",
+        &has_email,
+        sns::Subscription! { topic_arn: (&topic), protocol: "email", endpoint: email.exp() },
     );
     let failures = arn(stream_failures);
     let mut statements = registry.read_statements();

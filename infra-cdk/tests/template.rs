@@ -350,6 +350,18 @@ fn operators_hear_of_lag_errors_throttles_stale_lake_and_dead_letters() {
     assert_eq!(count("AWS/SQS", "ApproximateNumberOfMessagesVisible"), 2, "jobs DLQ and stream failures");
 }
 
+#[test]
+fn an_address_can_receive_every_alarm_notification_by_e_mail() {
+    let dev = template("dev");
+    assert_eq!(dev["Parameters"]["AlarmsEmail"]["Default"], "");
+    let subscription = resource(&dev, "AlarmsEmailSubscription");
+    assert_eq!(subscription["Condition"], "HasAlarmsEmail");
+    let properties = &subscription["Properties"];
+    assert_eq!(properties["Protocol"], "email");
+    assert_eq!(properties["TopicArn"], reference("AlarmsTopic"));
+    assert_eq!(properties["Endpoint"], reference("AlarmsEmail"));
+}
+
 fn rule_name(template: &Value) -> &str {
     properties(template, "TelemetryRule")["RuleName"].as_str().unwrap()
 }

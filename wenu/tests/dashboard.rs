@@ -2,14 +2,16 @@
 //! with simulated data: raw readings agree with DuckDB over the lake, stats
 //! agree with them, `/metrics` parses with Prometheus' own client parser,
 //! and headless Chromium sees charts with data points and the active alarm,
-//! and creates a sensor through the backoffice form.
+//! creates a silence and an e-mail channel (whose test message a real SMTP
+//! server receives) in the alarm panel, and creates a sensor through the
+//! backoffice form.
 
 mod support;
 
 use std::process::Command;
 
 use serde_json::Value;
-use support::{Pipeline, ok, python, start_pipeline, wait_for_lake, wait_for_stats, wenu};
+use support::{Pipeline, ok, python, start_pipeline_with, wait_for_lake, wait_for_stats, wenu};
 use tokio::sync::watch;
 use wenu_core::catalog::SensorSpec;
 use wenu_firmware_sim::{SimConfig, run_fleet};
@@ -25,7 +27,11 @@ fn token(data: &std::path::Path, role: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_api_pages_and_metrics_of_a_running_server() {
-    let Pipeline { dir, data, fleet, port, server } = start_pipeline(DEVICES);
+    // A real SMTP server for the alarm panel's channel test.
+    let smtp = wenu_tests::smtp_server::SmtpServer::start(Default::default());
+    let relay = format!("smtp://127.0.0.1:{}", smtp.port);
+    let Pipeline { dir, data, fleet, port, server } =
+        start_pipeline_with(DEVICES, &[("WENU_ALARMS_SMTP_URL", &relay)]);
     let sim = SimConfig {
         port,
         rate_per_device: 0.0,
@@ -186,6 +192,16 @@ async fn dashboard_api_pages_and_metrics_of_a_running_server() {
         seen["downlinkState"].as_str().unwrap().contains("desired configuration v1, applied none"),
         "{seen}"
     );
+    // The alarm panel of an admin: a silence and an e-mail channel made in
+    // the forms, and the channel's test message received by the relay.
+    assert_eq!(seen["silences"], serde_json::json!([format!("device {device}")]), "{seen}");
+    assert_eq!(seen["channels"], serde_json::json!(["mailto:ops@acme.example"]), "{seen}");
+    assert_eq!(seen["testOutcome"], "delivered", "{seen}");
+    assert_eq!(seen["backofficeChannels"], serde_json::json!(["mailto:ops@acme.example"]), "{seen}");
+    assert_eq!(seen["backofficeSilences"], serde_json::json!(["true"]), "{seen}");
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.to, ["ops@acme.example"]);
+    assert!(mail.header("Subject").unwrap().contains("Test message"), "{:?}", mail.headers);
     assert_eq!(seen["consoleErrors"], Value::Array(vec![]), "no errors in the pages");
     assert_eq!(seen["externalRequests"], Value::Array(vec![]), "the pages need no external network");
     assert!(out_dir.join("dashboard.png").exists() && out_dir.join("backoffice.png").exists());

@@ -18,9 +18,10 @@ pub struct Server {
     pub addr: SocketAddr,
     pub registry: Registry,
     pub alarms: AlarmStore,
-    /// A raised alarm of globex's, and the id of globex's webhook.
+    /// A raised alarm of globex's, the id of globex's webhook, and of its silence.
     pub globex_alarm: String,
     pub globex_webhook: String,
+    pub globex_silence: String,
     pub live: LiveHub,
     /// The stats table the API reads.
     pub stats: Arc<SqliteTable>,
@@ -57,6 +58,12 @@ pub fn now_ms() -> i64 {
 
 impl Server {
     pub async fn start(limits: ApiLimits) -> Server {
+        Self::start_with_relay(limits, None).await
+    }
+
+    /// Sends channels' test e-mails through the SMTP relay at `smtp_url`
+    /// (none: e-mails fail, saying so); webhooks may reach loopback.
+    pub async fn start_with_relay(limits: ApiLimits, smtp_url: Option<String>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&dir.path().join("registry.db")).await.unwrap();
         let table = Arc::new(SqliteTable::open(&dir.path().join("stats.db")).unwrap());
@@ -126,10 +133,39 @@ impl Server {
             .await
             .unwrap()
             .id;
+        let silence = wenu_registry::NewSilence {
+            device: Some(GLOBEX_DEVICE.into()),
+            ends_at: now_ms() + 3_600_000,
+            reason: "Globex boiler service".into(),
+            ..Default::default()
+        };
+        let globex_silence = registry.add_silence("globex", &silence).await.unwrap().id;
+        let directory = Arc::new(wenu_registry::RegistryChannels::new(registry.clone()));
+        let sender: Arc<dyn wenu_alarms::MailSender> = match smtp_url {
+            Some(url) => Arc::new(
+                wenu_alarms::SmtpSender::new(&url, None, std::time::Duration::from_secs(10)).unwrap(),
+            ),
+            None => Arc::new(wenu_alarms::email::NoRelay("no relay in this test")),
+        };
+        let notifiers: Vec<Arc<dyn wenu_alarms::ChannelNotifier>> = vec![
+            Arc::new(
+                wenu_alarms::WebhookNotifier::new(
+                    directory.clone(),
+                    wenu_alarms::WebhookPolicy::private_networks(),
+                )
+                .unwrap(),
+            ),
+            Arc::new(wenu_alarms::EmailNotifier::new(
+                directory,
+                sender,
+                "Wenu <wenu@test.example>".parse().unwrap(),
+            )),
+        ];
         let live = LiveHub::default();
         let state = ApiState::new(registry.clone(), table.clone(), live.clone(), limits)
             .with_device_keys(keys)
-            .with_alarms(alarms.clone(), Arc::new(tokio::sync::Notify::new()));
+            .with_alarms(alarms.clone(), Arc::new(tokio::sync::Notify::new()))
+            .with_channel_notifiers(notifiers);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, wenu_api::router(state)).await.unwrap() });
@@ -139,6 +175,7 @@ impl Server {
             alarms,
             globex_alarm,
             globex_webhook,
+            globex_silence,
             live,
             stats: table,
             client: reqwest::Client::new(),

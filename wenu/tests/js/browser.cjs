@@ -62,11 +62,37 @@ async function main() {
     seen.alarms = await dashboard.$$eval("#alarm-rows tr[data-alarm]", (rows) => rows.map((r) => r.children[1].textContent));
     await dashboard.screenshot({ path: `${env.OUT_DIR}/dashboard.png`, fullPage: true });
 
+    // The alarm panel of an admin: a silence for the device and an e-mail
+    // channel, made in its forms, and a test message sent to the channel.
+    const admin = await (await browser.newContext({ viewport: { width: 1400, height: 1200 } })).newPage();
+    watch(admin);
+    await admin.goto(`${env.WENU_URL}/dashboard#token=${env.ADMIN_TOKEN}&device=${env.DEVICE}`);
+    await admin.waitForSelector("#alarm-rows tr[data-alarm]", { timeout: 30000 });
+    await admin.locator("#notifications summary").click();
+    const silence = admin.locator("#silence-form");
+    await silence.locator("[name=device]").fill(env.DEVICE);
+    await silence.locator("[name=reason]").fill("maintenance");
+    await silence.locator("button[type=submit]").click();
+    await admin.waitForSelector("#silence-rows tr[data-silence]", { timeout: 15000 });
+    seen.silences = await admin.$$eval("#silence-rows tr", (rows) => rows.map((r) => r.children[0].textContent));
+    const channel = admin.locator("#channel-form");
+    await channel.locator("[name=url]").fill("mailto:ops@acme.example");
+    await channel.locator("button[type=submit]").click();
+    await admin.waitForSelector("#channel-rows tr[data-channel]", { timeout: 15000 });
+    seen.channels = await admin.$$eval("#channel-rows tr", (rows) => rows.map((r) => r.children[1].textContent));
+    await admin.locator("#channel-rows tr button.test-channel").click();
+    await admin.waitForFunction(() => !/^(sending…)?$/.test(document.querySelector(".test-outcome").textContent), null, {
+      timeout: 20000,
+    });
+    seen.testOutcome = await admin.$eval(".test-outcome", (s) => s.textContent);
+
     // The backoffice of an admin: the sensor form creates a sensor.
     const backoffice = await (await browser.newContext({ viewport: { width: 1300, height: 1400 } })).newPage();
     watch(backoffice);
     await backoffice.goto(`${env.WENU_URL}/backoffice#token=${env.ADMIN_TOKEN}`);
     await backoffice.waitForSelector("body[data-ready=true]", { timeout: 30000 });
+    seen.backofficeChannels = await backoffice.$$eval("#notifications #channel-rows tr", (rows) => rows.map((r) => r.children[2].textContent));
+    seen.backofficeSilences = await backoffice.$$eval("#notifications #silence-rows tr", (rows) => rows.map((r) => r.dataset.active));
     await backoffice.selectOption("#sensor-device", env.DEVICE);
     const form = backoffice.locator("#sensor-form");
     await form.locator("[name=sensor]").fill(env.SENSOR);
