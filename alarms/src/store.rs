@@ -315,14 +315,7 @@ impl AlarmStore {
                     expires_at: expires,
                     expect: Expect::Absent,
                 });
-                let entry = OutboxEntry { notification: notification.clone(), channels: None };
-                let outbox = ItemKey { partition: OUTBOX.into(), sort: key.sort };
-                writes.push(Write {
-                    key: outbox,
-                    value: to_bytes(&entry),
-                    expires_at: None,
-                    expect: Expect::Absent,
-                });
+                writes.push(outbox_write(key.sort, &notification));
                 fresh.push(notification);
             }
             for (key, (alarm, version)) in alarms {
@@ -422,17 +415,15 @@ impl AlarmStore {
                 escalated: alarm.escalated.clone(),
             };
             let expires_at = Some(now_ms / 1000 + self.history_days * DAY_SECS);
-            let outbox = ItemKey { partition: OUTBOX.into(), sort: history.sort };
-            let entry = OutboxEntry { notification: notification.clone(), channels: None };
             let writes = vec![
-                Write { key: history, value: to_bytes(&notification), expires_at, expect: Expect::Absent },
-                Write { key: outbox, value: to_bytes(&entry), expires_at: None, expect: Expect::Absent },
                 Write {
-                    key: key.clone(),
-                    value: to_bytes(&alarm),
-                    expires_at: None,
-                    expect: Expect::Version(item.version),
+                    key: history.clone(),
+                    value: to_bytes(&notification),
+                    expires_at,
+                    expect: Expect::Absent,
                 },
+                outbox_write(history.sort, &notification),
+                alarm_write(&key, &alarm, item.version),
             ];
             match self.table.transact(writes).await {
                 Ok(()) => return Ok(AckOutcome::Acknowledged(notification)),
@@ -475,17 +466,7 @@ impl AlarmStore {
                 escalated: alarm.escalated.clone(),
             };
             alarm.escalated.push(after_secs);
-            let outbox = ItemKey { partition: OUTBOX.into(), sort };
-            let entry = OutboxEntry { notification: notification.clone(), channels: None };
-            let writes = vec![
-                Write { key: outbox, value: to_bytes(&entry), expires_at: None, expect: Expect::Absent },
-                Write {
-                    key: key.clone(),
-                    value: to_bytes(&alarm),
-                    expires_at: None,
-                    expect: Expect::Version(item.version),
-                },
-            ];
+            let writes = vec![outbox_write(sort, &notification), alarm_write(&key, &alarm, item.version)];
             match self.table.transact(writes).await {
                 Ok(()) => return Ok(Some(notification)),
                 Err(wenu_core::Error::ConditionFailed(_)) => {
@@ -577,6 +558,22 @@ impl Alarm {
             detail: detail.to_owned(),
         }
     }
+}
+
+/// A new outbox entry for `notification`, at `sort`.
+fn outbox_write(sort: i64, notification: &Notification) -> Write {
+    let entry = OutboxEntry { notification: notification.clone(), channels: None };
+    Write {
+        key: ItemKey { partition: OUTBOX.into(), sort },
+        value: to_bytes(&entry),
+        expires_at: None,
+        expect: Expect::Absent,
+    }
+}
+
+/// `alarm` written back over the version it was read at.
+fn alarm_write(key: &ItemKey, alarm: &Alarm, version: u64) -> Write {
+    Write { key: key.clone(), value: to_bytes(alarm), expires_at: None, expect: Expect::Version(version) }
 }
 
 fn alarm_item_key(company: &str, id: &str) -> Option<ItemKey> {

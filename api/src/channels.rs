@@ -24,6 +24,9 @@ use crate::state::ApiState;
 /// Longest a test message may take.
 const TEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Shortest time between two test messages to one channel.
+pub(crate) const TEST_GAP: Duration = Duration::from_secs(10);
+
 /// `GET /api/v1/channels` (admin, operator): `{"items": [...]}`, URLs and
 /// routing, never secrets.
 pub(crate) async fn channels(
@@ -109,6 +112,16 @@ pub(crate) async fn test_channel(
         .iter()
         .find(|n| n.channel_kind() == kind)
         .ok_or(ApiError::Unavailable("sending test messages"))?;
+    {
+        let mut tested = state.0.channel_tests.lock().expect("channel tests");
+        let now = std::time::Instant::now();
+        tested.retain(|_, at| now.duration_since(*at) < TEST_GAP);
+        if let Some(at) = tested.get(&found.id) {
+            let wait = TEST_GAP.saturating_sub(now.duration_since(*at));
+            return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
+        }
+        tested.insert(found.id.clone(), now);
+    }
     let channel = found.target();
     let notification = Notification::test(&company, &caller.actor(), now_ms());
     let sent = tokio::time::timeout(TEST_TIMEOUT, notifier.deliver(&channel, &notification))

@@ -136,6 +136,9 @@ pub(crate) struct Inner {
     pub consumers: Option<Health>,
     /// Registry answers kept for a second.
     pub recent: Recent,
+    /// When each channel last got a test message: one per channel per
+    /// [`crate::channels::TEST_GAP`], so the button cannot be a spam cannon.
+    pub channel_tests: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl ApiState {
@@ -154,6 +157,7 @@ impl ApiState {
             live_slots: Arc::new(LiveSlots::new(limits.max_live_streams, limits.max_live_streams_per_token)),
             consumers: None,
             recent: Recent::default(),
+            channel_tests: Default::default(),
         }))
     }
 

@@ -793,6 +793,10 @@ async fn channels_silences_and_test_messages_through_the_api() {
     let delivered = receiver.wait_for(1).await;
     assert!(delivered[0].signed && delivered[0].notification.transition.rule == "test");
     assert_eq!(server.call(Method::POST, &path, Some(viewer), None).await.0, StatusCode::FORBIDDEN);
+    // One test per channel per 10 s: the button is not a way to flood an address.
+    let (status, again) = server.call(Method::POST, &path, Some(admin), None).await;
+    assert_eq!((status, code(&again)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{again}");
+    assert_eq!(receiver.received().len(), 1);
 
     // A relay that refuses: the answer says so.
     let (_, refused) = server

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 use wenu_alarms::{ChannelKind, Route, Silence, WebhookFormat};
 
 use crate::devices::device_company;
@@ -110,15 +111,7 @@ impl Registry {
         let mut tx = self.write_tx().await?;
         require_company(&mut tx, company).await?;
         for rule in &new.route.rules {
-            let known: Option<String> =
-                sqlx::query_scalar("SELECT id FROM alarm_rules WHERE company_id = $1 AND id = $2")
-                    .bind(company)
-                    .bind(rule)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if known.is_none() {
-                return Err(Error::UnknownRule(rule.clone()));
-            }
+            require_own(&mut tx, Owned::Rule, company, rule).await?;
         }
         sqlx::query(
             "INSERT INTO channels (id, company_id, url, secret, created_at, format, route)
@@ -199,22 +192,10 @@ impl Registry {
             return Err(Error::UnknownDevice(device.clone()));
         }
         if let Some(site) = &silence.site {
-            let known: Option<String> =
-                sqlx::query_scalar("SELECT id FROM sites WHERE company_id = $1 AND id = $2")
-                    .bind(company)
-                    .bind(site)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            known.ok_or_else(|| Error::UnknownSite(site.clone()))?;
+            require_own(&mut tx, Owned::Site, company, site).await?;
         }
         if let Some(rule) = &silence.rule {
-            let known: Option<String> =
-                sqlx::query_scalar("SELECT id FROM alarm_rules WHERE company_id = $1 AND id = $2")
-                    .bind(company)
-                    .bind(rule)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            known.ok_or_else(|| Error::UnknownRule(rule.clone()))?;
+            require_own(&mut tx, Owned::Rule, company, rule).await?;
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO silences ({SILENCE_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -294,6 +275,25 @@ impl Registry {
         tx.commit().await?;
         Ok(silence)
     }
+}
+
+/// What a channel or silence may name, which must be its company's.
+#[derive(Clone, Copy)]
+enum Owned {
+    Site,
+    Rule,
+}
+
+/// Fails with the "unknown" error of `what` unless `company` has `id`: another
+/// company's looks exactly like a missing one.
+async fn require_own(tx: &mut Transaction<'static, Any>, what: Owned, company: &str, id: &str) -> Result<()> {
+    let (sql, unknown): (&str, fn(String) -> Error) = match what {
+        Owned::Site => ("SELECT id FROM sites WHERE company_id = $1 AND id = $2", Error::UnknownSite),
+        Owned::Rule => ("SELECT id FROM alarm_rules WHERE company_id = $1 AND id = $2", Error::UnknownRule),
+    };
+    let known: Option<String> =
+        sqlx::query_scalar(sql).bind(company).bind(id).fetch_optional(&mut **tx).await?;
+    known.map(drop).ok_or_else(|| unknown(id.to_owned()))
 }
 
 fn channel_from_row(row: &AnyRow) -> Result<Channel> {
